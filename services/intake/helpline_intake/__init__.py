@@ -1,0 +1,1 @@
+"""Intake: accepts reports from Kafka and HTTP, validates, deduplicates, stores, opens cases."""

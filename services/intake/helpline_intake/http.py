@@ -1,0 +1,59 @@
+"""Intake's HTTP API: `POST /v1/reports` takes the same JSON as the Kafka topic.
+
+A valid report is published onto `helpline.reports.submitted` (acknowledged by the broker)
+and answered 202 with its case id; the intake consumer then stores it exactly as it does
+reports from other systems, so both paths share one deduplication. An invalid one is
+answered 422 with every reason and published to `helpline.reports.rejected`.
+"""
+
+from __future__ import annotations
+
+from faststream.kafka import KafkaBroker
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp
+
+from helpline_intake.usecase import case_id_for, rejected_message, rejection
+from helpline_intake.validation import MAX_MESSAGE_BYTES, validate_report
+from helpline_shared.events import RejectionReason, ReportSubmittedV1
+from helpline_shared.kafka import OutgoingMessage, publish_all
+from helpline_shared.service import endpoint
+from helpline_shared.topics import REPORTS_SUBMITTED
+
+
+def build_routes(broker: KafkaBroker) -> list[tuple[str, ASGIApp]]:
+    async def submit(request: Request) -> Response:
+        if request.method != "POST":
+            return JSONResponse({"error": "use POST"}, status_code=405)
+        raw = await request.body()
+        result: ReportSubmittedV1 | list[RejectionReason]
+        if len(raw) > MAX_MESSAGE_BYTES:
+            result = validate_report(raw)
+        elif "json" not in request.headers.get("content-type", "application/json"):
+            result = [
+                RejectionReason(
+                    loc="", message="send Content-Type: application/json", type="content_type"
+                )
+            ]
+        else:
+            result = validate_report(raw)
+        if not isinstance(result, ReportSubmittedV1):
+            event = rejection(raw, result, via="http")
+            await publish_all(broker, [rejected_message(event, None)])
+            return JSONResponse(
+                {
+                    "status": "rejected",
+                    "rejection_id": str(event.event_id),
+                    "errors": [r.model_dump() for r in result],
+                },
+                status_code=422,
+            )
+        await publish_all(
+            broker,
+            [OutgoingMessage(REPORTS_SUBMITTED.name, raw, result.report_id.encode())],
+        )
+        return JSONResponse(
+            {"status": "accepted", "case_id": str(case_id_for(result))}, status_code=202
+        )
+
+    return [("/v1/reports", endpoint(submit))]

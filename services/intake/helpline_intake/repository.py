@@ -1,0 +1,94 @@
+"""Intake's tables. Every write is idempotent: replaying a batch changes nothing."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from helpline_shared.events import RejectionReason, ReportSubmittedV1
+
+
+@dataclass(frozen=True)
+class StoredReport:
+    case_id: uuid.UUID
+    report: ReportSubmittedV1
+    via: str
+    received_at: datetime
+
+
+async def claim_positions(conn: asyncpg.Connection, positions: Sequence[str]) -> set[str]:
+    """Record Kafka positions as processed; returns those seen for the first time."""
+    rows = await conn.fetch(
+        """INSERT INTO intake.inbox (position) SELECT unnest($1::text[])
+           ON CONFLICT DO NOTHING RETURNING position""",
+        list(positions),
+    )
+    return {r["position"] for r in rows}
+
+
+async def insert_reports(conn: asyncpg.Connection, reports: Sequence[StoredReport]) -> set[uuid.UUID]:
+    """Insert reports not stored yet; returns the case ids that are new."""
+    if not reports:
+        return set()
+    rows = await conn.fetch(
+        """
+        INSERT INTO intake.reports (case_id, source, report_id, via, received_at, submitted_at,
+            reporter_name, reporter_email, reporter_role, organisation, description, urls,
+            issue_types)
+        SELECT u.case_id, u.source, u.report_id, u.via, u.received_at, u.submitted_at,
+            u.reporter_name, u.reporter_email, u.reporter_role, u.organisation, u.description,
+            ARRAY(SELECT jsonb_array_elements_text(u.urls)),
+            ARRAY(SELECT jsonb_array_elements_text(u.issue_types))
+        FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],
+            $6::timestamptz[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],
+            $12::jsonb[], $13::jsonb[])
+          AS u(case_id, source, report_id, via, received_at, submitted_at, reporter_name,
+            reporter_email, reporter_role, organisation, description, urls, issue_types)
+        ON CONFLICT DO NOTHING
+        RETURNING case_id
+        """,
+        [s.case_id for s in reports],
+        [s.report.source for s in reports],
+        [s.report.report_id for s in reports],
+        [s.via for s in reports],
+        [s.received_at for s in reports],
+        [s.report.submitted_at for s in reports],
+        [s.report.reporter.name for s in reports],
+        [str(s.report.reporter.email) for s in reports],
+        [s.report.reporter.role for s in reports],
+        [s.report.organisation for s in reports],
+        [s.report.description for s in reports],
+        [s.report.urls for s in reports],
+        [list(s.report.issue_types) for s in reports],
+    )
+    return {r["case_id"] for r in rows}
+
+
+async def count_duplicates(conn: asyncpg.Connection, case_ids: Sequence[uuid.UUID]) -> None:
+    """Add one to `duplicates` for each occurrence of a case id in `case_ids`."""
+    if case_ids:
+        await conn.execute(
+            """UPDATE intake.reports r SET duplicates = r.duplicates + d.n
+               FROM (SELECT c, count(*) AS n FROM unnest($1::uuid[]) AS c GROUP BY c) d
+               WHERE r.case_id = d.c""",
+            list(case_ids),
+        )
+
+
+async def insert_rejections(
+    conn: asyncpg.Connection,
+    rejections: Sequence[tuple[uuid.UUID, datetime, str, list[RejectionReason]]],
+) -> None:
+    if rejections:
+        await conn.executemany(
+            """INSERT INTO intake.rejections (rejection_id, rejected_at, via, reasons)
+               VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING""",
+            [
+                (rid, at, via, [r.model_dump() for r in reasons])
+                for rid, at, via, reasons in rejections
+            ],
+        )

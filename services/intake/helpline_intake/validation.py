@@ -1,0 +1,37 @@
+"""Turning submitted bytes into a report, or into the specific reasons they were refused."""
+
+from __future__ import annotations
+
+from pydantic import ValidationError
+
+from helpline_shared.events import RejectionReason, ReportSubmittedV1
+
+MAX_MESSAGE_BYTES = 1_000_000
+
+
+def validate_report(raw: bytes | None) -> ReportSubmittedV1 | list[RejectionReason]:
+    """Parse a submitted report. Never raises: invalid input yields one reason per problem.
+
+    Reasons never echo the input (it may hold personal data), only where and what.
+    """
+    if not raw:
+        return [RejectionReason(loc="", message="empty message", type="empty")]
+    if len(raw) > MAX_MESSAGE_BYTES:
+        return [
+            RejectionReason(
+                loc="",
+                message=f"message is {len(raw)} bytes; the limit is {MAX_MESSAGE_BYTES}",
+                type="too_large",
+            )
+        ]
+    try:
+        return ReportSubmittedV1.model_validate_json(raw)
+    except ValidationError as exc:
+        return [
+            RejectionReason(
+                loc=".".join(str(part) for part in err["loc"]),
+                message=err["msg"],
+                type=err["type"],
+            )
+            for err in exc.errors(include_input=False, include_url=False)
+        ]

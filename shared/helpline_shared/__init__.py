@@ -1,0 +1,1 @@
+"""Code every helpline service shares: settings, logging, events, Kafka and database helpers."""

@@ -1,0 +1,199 @@
+"""Versioned event contracts, one model per topic and schema version.
+
+Every model forbids unknown fields and carries `schema_version`. Internal events carry an
+`event_id` that is deterministic in their input (uuid5), so a redelivered input produces the
+same event and consumers deduplicate on it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+
+# Namespace for every deterministic id the system derives.
+HELPLINE_NS = uuid.UUID("6f1c2f43-8d0e-4a43-9a0a-6c6f6e6c7031")
+
+
+def derive_id(*parts: object) -> uuid.UUID:
+    """A stable id from its inputs: the same parts always give the same id."""
+    return uuid.uuid5(HELPLINE_NS, "|".join(str(p) for p in parts))
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+HarmType = Literal[
+    "online_reputation",
+    "bullying_harassment",
+    "impersonation",
+    "school_branding_misuse",
+    "privacy_images_doxxing",
+    "child_sexual_imagery",
+    "threats_risk_to_life",
+]
+Urgency = Literal["critical", "high", "normal"]
+Route = Literal["platform", "hotline", "manual"]
+NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+
+
+def _check_web_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an absolute http or https URL with a host")
+    return value
+
+
+WebUrl = Annotated[
+    str, StringConstraints(strip_whitespace=True, max_length=2048), AfterValidator(_check_web_url)
+]
+
+
+class Reporter(_Event):
+    """Who reported. Personal data: kept in intake's table only, never in later events."""
+
+    name: NonEmpty = Field(max_length=200, examples=["A. Teacher"])
+    email: EmailStr = Field(examples=["a.teacher@school.example"])
+    role: str | None = Field(None, max_length=100, examples=["designated safeguarding lead"])
+
+
+class ReportSubmittedV1(_Event):
+    """A report as another system publishes it onto `helpline.reports.submitted`.
+
+    `(source, report_id)` identifies the report: publishing it again is a duplicate and
+    opens no second case.
+    """
+
+    schema_version: Literal[1] = Field(description="Contract version of this payload.")
+    source: NonEmpty = Field(
+        max_length=100, description="Publishing system.", examples=["partner-web-form"]
+    )
+    report_id: NonEmpty = Field(
+        max_length=200,
+        description="The publisher's id for this report; the idempotency key.",
+        examples=["form-2024-000123"],
+    )
+    submitted_at: datetime | None = Field(None, description="When the reporter submitted it.")
+    reporter: Reporter
+    organisation: str | None = Field(None, max_length=200, examples=["Oakfield Primary School"])
+    description: NonEmpty = Field(
+        max_length=10_000,
+        description="What the content is and why it is harmful.",
+        examples=["A TikTok account is impersonating our head teacher."],
+    )
+    urls: list[WebUrl] = Field(
+        min_length=1,
+        max_length=50,
+        description="The offending URLs (http or https).",
+        examples=[["https://www.tiktok.com/@fake_head/video/7301234567890123456"]],
+    )
+    issue_types: list[HarmType] = Field(
+        default_factory=list, description="The reporter's own classification, if any."
+    )
+
+
+class RejectionReason(_Event):
+    loc: str = Field(description="Where in the payload, dotted; empty for the whole message.")
+    message: str
+    type: str = Field(description="Machine-readable reason code.")
+
+
+class ReportRejectedV1(_Event):
+    """A message intake refused, with every reason and the original bytes (base64)."""
+
+    schema_version: Literal[1] = 1
+    event_id: uuid.UUID
+    rejected_at: datetime
+    via: Literal["kafka", "http"]
+    source_topic: str | None = None
+    source_partition: int | None = None
+    source_offset: int | None = None
+    key: str | None = None
+    reasons: list[RejectionReason] = Field(min_length=1)
+    original_base64: str = Field(description="The refused message, byte for byte, base64.")
+
+
+class CaseOpenedV1(_Event):
+    """Intake accepted a report and opened a case. No reporter personal data."""
+
+    schema_version: Literal[1] = 1
+    event_id: uuid.UUID
+    case_id: uuid.UUID
+    source: str
+    report_id: str
+    received_at: datetime
+    published_at: datetime | None = Field(None, description="When the publisher sent it.")
+    organisation: str | None = None
+    description: str
+    urls: list[str]
+    issue_types: list[HarmType] = Field(default_factory=list)
+
+
+class TriagedUrl(_Event):
+    url_id: uuid.UUID = Field(description="Stable id of this URL in this case; escalation id.")
+    url: str
+    normalized_url: str
+    platform: str = Field(description="Platform slug from the host, or 'unknown'.")
+    route: Route
+
+
+class CaseTriagedV1(_Event):
+    """Triage's decision for a case: harm types, urgency, route and each URL's platform."""
+
+    schema_version: Literal[1] = 1
+    event_id: uuid.UUID
+    case_id: uuid.UUID
+    received_at: datetime
+    triaged_at: datetime
+    harm_types: list[HarmType]
+    urgency: Urgency
+    route: Route
+    rules_fired: list[str] = Field(description="Ids of the triage rules that matched.")
+    urls: list[TriagedUrl]
+    rejected_urls: list[str] = Field(
+        default_factory=list, description="Reported URLs that could not be parsed."
+    )
+
+
+EscalationState = Literal["submitted", "decided", "failed", "needs_manual"]
+Decision = Literal[
+    "removed",
+    "disabled",
+    "age_restricted",
+    "demoted",
+    "labelled",
+    "no_violation",
+    "already_gone",
+]
+TAKEDOWN_DECISIONS: frozenset[str] = frozenset({"removed", "disabled", "already_gone"})
+
+
+class EscalationOutcomeV1(_Event):
+    """A URL's escalation reached a state, on `helpline.escalations.outcomes`.
+
+    One event per state per escalation (`event_id` = uuid5 of escalation id and state), keyed
+    by case id so one case's outcomes stay in order.
+    """
+
+    schema_version: Literal[1] = 1
+    event_id: uuid.UUID
+    case_id: uuid.UUID
+    escalation_id: uuid.UUID
+    platform: str
+    url: str
+    state: EscalationState
+    decision: Decision | None = None
+    platform_reference: str | None = None
+    attempts: int = Field(ge=0)
+    reason: str | None = Field(None, description="Why it failed or needs manual handling.")
+    received_at: datetime = Field(description="When intake received the report.")
+    occurred_at: datetime

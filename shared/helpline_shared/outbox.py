@@ -1,0 +1,121 @@
+"""Transactional outbox: events written in the same transaction as the state they describe.
+
+Delivery: at least once. A row is deleted only after the broker acknowledged it, so a crash
+between publish and delete republishes it; events carry deterministic ids and consumers
+deduplicate. Order: rows are published in `seq` order within a service, so one case's
+events (same key, same partition) keep their order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+
+import asyncpg
+from faststream.kafka import KafkaBroker
+
+from helpline_shared.kafka import OutgoingMessage, publish_all
+from helpline_shared.logging import get_logger
+
+_INSERT = """
+INSERT INTO outbox (service, topic, key, value, headers)
+SELECT $1, t, k, v, h::jsonb
+FROM unnest($2::text[], $3::bytea[], $4::bytea[], $5::text[]) AS u(t, k, v, h)
+"""
+_CLAIM = """
+SELECT seq, topic, key, value, headers FROM outbox
+WHERE service = $1 ORDER BY seq LIMIT $2 FOR UPDATE SKIP LOCKED
+"""
+
+
+class Outbox:
+    """Writes events inside a caller's transaction and relays them to Kafka in order."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        broker: KafkaBroker,
+        service: str,
+        *,
+        batch_size: int = 1000,
+        idle_interval_s: float = 1.0,
+    ) -> None:
+        self._pool = pool
+        self._broker = broker
+        self._service = service
+        self._batch_size = batch_size
+        self._idle_interval_s = idle_interval_s
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._log = get_logger(f"helpline.{service}.outbox")
+
+    async def add(self, conn: asyncpg.Connection, messages: Sequence[OutgoingMessage]) -> None:
+        """Insert messages using `conn`; they are relayed once its transaction commits."""
+        if not messages:
+            return
+        await conn.execute(
+            _INSERT,
+            self._service,
+            [m.topic for m in messages],
+            [m.key for m in messages],
+            [m.value for m in messages],
+            [json.dumps(m.headers) for m in messages],
+        )
+
+    def wake(self) -> None:
+        """Ask the relay to run now rather than at its next idle tick."""
+        self._wake.set()
+
+    async def relay_once(self) -> int:
+        """Publish up to one batch of pending rows; returns how many were published."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(_CLAIM, self._service, self._batch_size)
+            if not rows:
+                return 0
+            await publish_all(
+                self._broker,
+                [
+                    OutgoingMessage(r["topic"], r["value"], r["key"], r["headers"])
+                    for r in rows
+                ],
+            )
+            await conn.execute("DELETE FROM outbox WHERE seq = ANY($1::bigint[])",
+                               [r["seq"] for r in rows])
+            return len(rows)
+
+    async def _run(self) -> None:
+        failures = 0
+        while True:
+            try:
+                published = await self.relay_once()
+                failures = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                failures += 1
+                self._log.exception("outbox relay failed; retrying", failures=failures)
+                await asyncio.sleep(min(30.0, 0.5 * 2**failures))
+                continue
+            if published >= self._batch_size:
+                continue
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), self._idle_interval_s)
+            except TimeoutError:
+                pass
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"{self._service}-outbox")
+
+    async def stop(self, timeout_s: float = 5.0) -> None:
+        """Stop the relay after one last attempt to publish what is pending."""
+        if self._task is None:
+            return
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        self._task = None
+        try:
+            await asyncio.wait_for(self.relay_once(), timeout_s)
+        except Exception:
+            self._log.warning("outbox not fully relayed at shutdown; relayed at next start")

@@ -1,0 +1,105 @@
+"""Turning a FastStream broker into a runnable service with health probes.
+
+`GET /health/live` answers while the event loop runs. `GET /health/ready` answers 200 only
+when every readiness check passes (broker reachable, database reachable, no dead-letter
+limit tripped), 503 with the failing checks otherwise. SIGTERM (via uvicorn) stops accepting
+HTTP, stops the subscribers after in-flight batches finish (bounded by
+`graceful_timeout_s`), runs the shutdown hooks and exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import uvicorn
+from faststream.asgi import AsgiFastStream
+from faststream.kafka import KafkaBroker
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from helpline_shared.logging import get_logger
+from helpline_shared.settings import Settings
+
+ReadinessCheck = Callable[[], Awaitable[bool]]
+Hook = Callable[[], Awaitable[None]]
+
+
+def endpoint(handler: Callable[[Request], Awaitable[Response]]) -> ASGIApp:
+    """Wrap a Starlette-style request handler as a plain ASGI app for AsgiFastStream routes."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        response = await handler(Request(scope, receive))
+        await response(scope, receive, send)
+
+    return app
+
+
+def broker_check(broker: KafkaBroker, timeout_s: float = 2.0) -> ReadinessCheck:
+    async def check() -> bool:
+        return bool(await broker.ping(timeout=timeout_s))
+
+    return check
+
+
+def health_routes(checks: dict[str, ReadinessCheck]) -> list[tuple[str, ASGIApp]]:
+    async def live(_: Request) -> Response:
+        return JSONResponse({"status": "alive"})
+
+    async def ready(_: Request) -> Response:
+        results: dict[str, bool] = {}
+        for name, check in checks.items():
+            try:
+                results[name] = await asyncio.wait_for(check(), 3.0)
+            except Exception:
+                results[name] = False
+        ok = all(results.values())
+        return JSONResponse(
+            {"status": "ready" if ok else "not ready", "checks": results},
+            status_code=200 if ok else 503,
+        )
+
+    return [("/health/live", endpoint(live)), ("/health/ready", endpoint(ready))]
+
+
+def build_app(
+    broker: KafkaBroker,
+    *,
+    service: str,
+    routes: Sequence[tuple[str, ASGIApp]] = (),
+    checks: dict[str, ReadinessCheck] | None = None,
+    on_startup: Sequence[Hook] = (),
+    after_startup: Sequence[Hook] = (),
+    on_shutdown: Sequence[Hook] = (),
+    after_shutdown: Sequence[Hook] = (),
+) -> AsgiFastStream:
+    """An ASGI FastStream app: the broker's subscribers plus health probes and `routes`."""
+    all_checks = {"broker": broker_check(broker), **(checks or {})}
+    return AsgiFastStream(
+        broker,
+        asgi_routes=[*health_routes(all_checks), *routes],
+        logger=get_logger(f"helpline.{service}"),
+        on_startup=list(on_startup),
+        after_startup=list(after_startup),
+        on_shutdown=list(on_shutdown),
+        after_shutdown=list(after_shutdown),
+    )
+
+
+async def serve(app: Any, settings: Settings, port: int) -> None:
+    """Serve `app` until SIGTERM or SIGINT, then shut down gracefully."""
+    config = uvicorn.Config(
+        app,
+        host=settings.http_host,
+        port=port,
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=int(settings.graceful_timeout_s),
+    )
+    server = uvicorn.Server(config)
+    await server.serve()
+    if getattr(server, "should_exit", False) and not server.started:
+        raise SystemExit(1)

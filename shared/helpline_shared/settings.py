@@ -1,0 +1,86 @@
+"""One settings object for the whole system, read from `HELPLINE_*` environment variables.
+
+Nothing reads the environment at import time: call :func:`load_settings` once at the edge
+(the CLI) and pass the object down.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Configuration of every service; each field is `HELPLINE_<FIELD>` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="HELPLINE_", extra="ignore", frozen=True)
+
+    # Kafka
+    kafka_bootstrap_servers: str = Field(
+        "127.0.0.1:9092", description="Comma-separated host:port list of the Kafka brokers."
+    )
+    kafka_client_id: str = Field("helpline", description="Client id prefix sent to the broker.")
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = (
+        "PLAINTEXT"
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = Field(None, description="CA bundle for SSL/SASL_SSL.")
+    kafka_enable_idempotence: bool = Field(
+        False, description="Idempotent producer: turn on for Apache Kafka; Tansu lacks it."
+    )
+    kafka_topic_partitions: int = Field(3, ge=1, description="Partitions per created topic.")
+    kafka_replication_factor: int = Field(1, ge=1)
+    kafka_batch_max_records: int = Field(500, ge=1, description="Records per consumed batch.")
+    kafka_batch_timeout_ms: int = Field(20, ge=0, description="Wait for a batch to fill.")
+
+    # PostgreSQL
+    database_url: str | None = Field(
+        None, description="postgresql:// URL; unset in `helpline dev` starts an embedded server."
+    )
+    database_pool_max: int = Field(10, ge=1)
+
+    # HTTP endpoints (health, intake API, metrics API, simulator)
+    http_host: str = "127.0.0.1"
+    intake_port: int = 8001
+    triage_port: int = 8002
+    escalator_port: int = 8003
+    metrics_port: int = 8004
+    simulator_port: int = 8010
+
+    # Escalation
+    platform_base_url: str = Field(
+        "http://127.0.0.1:8010",
+        description="Base URL of the platforms' reporting endpoints (the simulator in dev).",
+    )
+    platform_timeout_s: float = Field(10.0, gt=0)
+    platform_concurrency: int = Field(32, ge=1, description="In-flight calls per platform.")
+    platform_rate_per_s: float = Field(200.0, gt=0, description="Calls per second per platform.")
+    escalation_max_attempts: int = Field(5, ge=1)
+    escalation_retry_base_s: float = Field(1.0, gt=0)
+    escalation_retry_max_s: float = Field(300.0, gt=0)
+    escalation_status_interval_s: float = Field(
+        5.0, gt=0, description="How soon to chase a platform for a decision after submission."
+    )
+    escalation_claim_lease_s: float = Field(
+        60.0, gt=0, description="An in-flight attempt older than this is reconciled."
+    )
+    escalation_poll_interval_s: float = Field(1.0, gt=0)
+
+    # Dead letters: stop consuming when more than this share of a window is dead-lettered.
+    dlq_max_ratio: float = Field(0.5, gt=0, le=1)
+    dlq_window: int = Field(200, ge=1)
+
+    graceful_timeout_s: float = Field(15.0, gt=0)
+    log_level: str = "INFO"
+    log_json: bool | None = Field(None, description="JSON logs; default: JSON unless on a TTY.")
+    data_dir: Path = Field(Path(".helpline"), description="Where `helpline dev` keeps state.")
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build the settings from the environment, with explicit overrides taking precedence."""
+    return Settings(**overrides)  # type: ignore[arg-type]
