@@ -14,11 +14,16 @@ import asyncio
 from collections import deque
 from typing import Any
 
+from collections.abc import Awaitable, Callable, Sequence
+
 from aiokafka import ConsumerRecord
+from faststream import AckPolicy
+from faststream.kafka import KafkaRouter
 from faststream.message import StreamMessage
 
 from helpline_shared.kafka import OutgoingMessage
 from helpline_shared.logging import get_logger
+from helpline_shared.settings import Settings
 from helpline_shared.topics import DEAD_LETTERS
 
 Record = ConsumerRecord[bytes, bytes]
@@ -106,3 +111,40 @@ class Backoff:
             retry_in_s=delay,
         )
         await asyncio.sleep(delay)
+
+
+def batch_subscriber(
+    router: KafkaRouter,
+    topic: str,
+    *,
+    service: str,
+    settings: Settings,
+    process: Callable[[Sequence[Record]], Awaitable[None]],
+    description: str,
+) -> None:
+    """Subscribe `process` to `topic` in batches, committing only after it returns.
+
+    Group `helpline-<service>`; a new group starts from the earliest offset, so nothing
+    published before the service first started is skipped.
+    """
+    backoff = Backoff(service)
+
+    @router.subscriber(
+        topic,
+        group_id=f"helpline-{service}",
+        batch=True,
+        max_records=settings.kafka_batch_max_records,
+        batch_timeout_ms=settings.kafka_batch_timeout_ms,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        decoder=raw_records,
+        title=f"{service}:{topic}",
+        description=description,
+    )
+    async def handle(records: Any) -> None:
+        try:
+            await process(records)
+        except Exception as exc:
+            await backoff.failed(exc)
+            raise
+        backoff.succeeded()

@@ -1,0 +1,1 @@
+"""Triage: categorises harm and urgency, normalises URLs, identifies platforms, picks routes."""

@@ -1,0 +1,37 @@
+"""Builds the triage service from settings. Triage keeps no state of its own."""
+
+from __future__ import annotations
+
+from faststream.asgi import AsgiFastStream
+from faststream.kafka import KafkaRouter
+
+from helpline_shared.consumer import DeadLetters, batch_subscriber
+from helpline_shared.kafka import build_broker
+from helpline_shared.service import build_app
+from helpline_shared.settings import Settings
+from helpline_shared.topics import CASES_OPENED
+from helpline_triage.rules import RuleSet
+from helpline_triage.usecase import Triage
+
+
+def create_app(settings: Settings) -> AsgiFastStream:
+    broker = build_broker(settings, "triage")
+    dead = DeadLetters("triage", max_ratio=settings.dlq_max_ratio, window=settings.dlq_window)
+    triage = Triage(broker, dead, RuleSet.load())
+    router = KafkaRouter()
+    batch_subscriber(
+        router,
+        CASES_OPENED.name,
+        service="triage",
+        settings=settings,
+        process=triage.process,
+        description="Categorises harm and urgency, normalises URLs, identifies platforms.",
+    )
+    broker.include_router(router)
+
+    async def within_dead_letter_limit() -> bool:
+        return not dead.tripped
+
+    return build_app(
+        broker, service="triage", checks={"dead_letters": within_dead_letter_limit}
+    )

@@ -1,0 +1,107 @@
+"""Triage of opened cases into triaged cases.
+
+Pure and deterministic: the same `helpline.cases.opened` event always produces the same
+`helpline.cases.triaged` event (same event id, uuid5 of the case id), so redelivery yields
+duplicates that consumers drop. Delivery: at least once; the batch's offsets are committed
+after every triaged event and dead letter was acknowledged by the broker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from faststream.kafka import KafkaBroker
+from pydantic import ValidationError
+
+from helpline_shared import cloudevents
+from helpline_shared.consumer import DeadLetters, Record
+from helpline_shared.events import (
+    CaseOpenedV1,
+    CaseTriagedV1,
+    Route,
+    TriagedUrl,
+    derive_id,
+    utcnow,
+)
+from helpline_shared.kafka import OutgoingMessage, publish_all
+from helpline_shared.logging import bind_event, get_logger
+from helpline_shared.topics import CASES_TRIAGED
+from helpline_triage.rules import RuleSet
+from helpline_triage.urls import UrlRules
+
+SOURCE = "urn:helpline:triage"
+log = get_logger("helpline.triage")
+
+
+class Triage:
+    def __init__(self, broker: KafkaBroker, dead_letters: DeadLetters, rules: RuleSet) -> None:
+        self._broker = broker
+        self._dead = dead_letters
+        self._rules = rules
+        self._urls = UrlRules(rules.data["platforms"], rules.data["tracking_parameters"])
+
+    def triage(self, case: CaseOpenedV1) -> CaseTriagedV1:
+        c = self._rules.classify(case.description, list(case.issue_types))
+        urls: dict[str, TriagedUrl] = {}
+        rejected: list[str] = []
+        for url in case.urls:
+            try:
+                normalized = self._urls.normalize(url)
+            except ValueError:
+                rejected.append(url)
+                continue
+            if normalized in urls:
+                continue
+            platform = self._urls.platform(normalized)
+            route: Route = c.route
+            if route == "platform" and platform == "unknown":
+                route = "manual"
+            urls[normalized] = TriagedUrl(
+                url_id=derive_id("url", case.case_id, normalized),
+                url=url,
+                normalized_url=normalized,
+                platform=platform,
+                route=route,
+            )
+        return CaseTriagedV1(
+            event_id=derive_id("case.triaged", case.case_id),
+            case_id=case.case_id,
+            received_at=case.received_at,
+            triaged_at=utcnow(),
+            harm_types=c.harm_types,
+            urgency=c.urgency,
+            route=c.route,
+            rules_fired=[f"{self._rules.version}:{r}" for r in c.rules_fired],
+            urls=list(urls.values()),
+            rejected_urls=rejected,
+        )
+
+    async def process(self, records: Sequence[Record]) -> None:
+        out: list[OutgoingMessage] = []
+        dead = 0
+        for record in records:
+            try:
+                case = CaseOpenedV1.model_validate_json(record.value or b"")
+            except ValidationError as exc:
+                out.append(self._dead.message(record, f"invalid case.opened: {exc}"))
+                dead += 1
+                continue
+            triaged = self.triage(case)
+            with bind_event(case_id=case.case_id, event_id=triaged.event_id):
+                log.debug("case triaged", urgency=triaged.urgency, route=triaged.route)
+            out.append(
+                OutgoingMessage(
+                    CASES_TRIAGED.name,
+                    triaged.model_dump_json().encode(),
+                    str(case.case_id).encode(),
+                    cloudevents.headers(
+                        event_id=triaged.event_id,
+                        type_="helpline.case.triaged.v1",
+                        source=SOURCE,
+                        time=triaged.triaged_at,
+                        subject=str(case.case_id),
+                    ),
+                )
+            )
+        self._dead.check(len(records), dead)
+        await publish_all(self._broker, out)
