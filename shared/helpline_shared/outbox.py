@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import asyncpg
 from faststream.kafka import KafkaBroker
 
+from helpline_shared.db import Database
 from helpline_shared.kafka import OutgoingMessage, publish_all
 from helpline_shared.logging import get_logger
 
@@ -34,14 +35,14 @@ class Outbox:
 
     def __init__(
         self,
-        pool: asyncpg.Pool,
+        db: Database,
         broker: KafkaBroker,
         service: str,
         *,
         batch_size: int = 1000,
         idle_interval_s: float = 1.0,
     ) -> None:
-        self._pool = pool
+        self._db = db
         self._broker = broker
         self._service = service
         self._batch_size = batch_size
@@ -69,7 +70,7 @@ class Outbox:
 
     async def relay_once(self) -> int:
         """Publish up to one batch of pending rows; returns how many were published."""
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self._db.pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(_CLAIM, self._service, self._batch_size)
             if not rows:
                 return 0

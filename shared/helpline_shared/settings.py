@@ -57,6 +57,10 @@ class Settings(BaseSettings):
         "http://127.0.0.1:8010",
         description="Base URL of the platforms' reporting endpoints (the simulator in dev).",
     )
+    notifier_name: str = Field(
+        "Professionals Online Safety Helpline", description="Notifier named in DSA notices."
+    )
+    notifier_email: str = Field("helpline@example.org", description="Notifier's email.")
     platform_timeout_s: float = Field(10.0, gt=0)
     platform_concurrency: int = Field(32, ge=1, description="In-flight calls per platform.")
     platform_rate_per_s: float = Field(200.0, gt=0, description="Calls per second per platform.")

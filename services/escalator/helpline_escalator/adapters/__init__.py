@@ -1,0 +1,1 @@
+"""Platform adapters: one contract (`base.py`), one module per platform, one registry."""

@@ -1,0 +1,99 @@
+"""The contract every platform adapter implements, and the notice it sends.
+
+Adapters get one injected `httpx.AsyncClient`, never swallow errors and never return None
+for a failure: they return a result or raise :class:`RetryableError`,
+:class:`PermanentError` or :class:`NeedsManualError`.
+"""
+
+from __future__ import annotations
+
+import abc
+import uuid
+from dataclasses import dataclass
+
+from helpline_shared.events import Decision
+
+# DSA statement-of-reasons categories (v2) for each harm type.
+DSA_CATEGORY = {
+    "online_reputation": "STATEMENT_CATEGORY_ILLEGAL_OR_HARMFUL_SPEECH",
+    "bullying_harassment": "STATEMENT_CATEGORY_CYBER_VIOLENCE",
+    "impersonation": "STATEMENT_CATEGORY_SCAMS_AND_FRAUD",
+    "school_branding_misuse": "STATEMENT_CATEGORY_INTELLECTUAL_PROPERTY_INFRINGEMENTS",
+    "privacy_images_doxxing": "STATEMENT_CATEGORY_DATA_PROTECTION_AND_PRIVACY_VIOLATIONS",
+    "threats_risk_to_life": "STATEMENT_CATEGORY_RISK_FOR_PUBLIC_SECURITY",
+    "child_sexual_imagery": "STATEMENT_CATEGORY_PROTECTION_OF_MINORS",
+}
+
+GOOD_FAITH = (
+    "I confirm my bona fide belief that the information and allegations in this notice are "
+    "accurate and complete."
+)
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A DSA Article 16 notice for one URL. `client_reference` is our escalation id."""
+
+    client_reference: uuid.UUID
+    url: str
+    harm_types: tuple[str, ...]
+    urgency: str
+    explanation: str
+    notifier_name: str
+    notifier_email: str
+    good_faith_statement: str = GOOD_FAITH
+
+    @property
+    def dsa_category(self) -> str:
+        return DSA_CATEGORY.get(self.harm_types[0], "STATEMENT_CATEGORY_OTHER_VIOLATION_TC")
+
+
+@dataclass(frozen=True)
+class PlatformResult:
+    """What the platform says about a notice: its reference and a decision, once made."""
+
+    reference: str
+    decision: Decision | None = None
+
+
+class AdapterError(Exception):
+    def __init__(self, reason: str, *, http_status: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.http_status = http_status
+
+
+class RetryableError(AdapterError):
+    """Try again later (rate limited, platform error, timeout)."""
+
+    def __init__(
+        self, reason: str, *, http_status: int | None = None, retry_after_s: float | None = None
+    ) -> None:
+        super().__init__(reason, http_status=http_status)
+        self.retry_after_s = retry_after_s
+
+
+class PermanentError(AdapterError):
+    """The platform refused the notice itself; retrying would not help."""
+
+
+class NeedsManualError(AdapterError):
+    """No automated channel: a practitioner must escalate by hand and record the result."""
+
+
+class PlatformAdapter(abc.ABC):
+    """One platform's reporting channel."""
+
+    slug: str
+
+    @abc.abstractmethod
+    async def submit(self, notice: Notice) -> PlatformResult:
+        """Send the notice once. Raises on failure; never sends twice on its own."""
+
+    @abc.abstractmethod
+    async def status(self, reference: str) -> PlatformResult:
+        """The platform's current view of a notice it accepted."""
+
+    @abc.abstractmethod
+    async def lookup(self, client_reference: uuid.UUID) -> PlatformResult | None:
+        """Find a notice by our reference (after a crash mid-submit); None if never received."""

@@ -1,0 +1,110 @@
+"""The HTTP mechanics shared by platforms that take notices as JSON over HTTPS.
+
+A platform module supplies its path, its category codes and its status vocabulary; this
+class turns HTTP into the contract's results and typed errors: 429 and 5xx and transport
+failures are retryable (honouring `Retry-After`), other 4xx are permanent.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, ClassVar
+
+import httpx
+
+from helpline_escalator.adapters.base import (
+    Notice,
+    PermanentError,
+    PlatformAdapter,
+    PlatformResult,
+    RetryableError,
+)
+from helpline_shared.events import Decision
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+class NoticeApiAdapter(PlatformAdapter):
+    """A platform's partner notice endpoint: `POST {path}`, `GET {path}/{reference}`."""
+
+    path: ClassVar[str]
+    categories: ClassVar[dict[str, str]]
+    default_category: ClassVar[str]
+    decisions: ClassVar[dict[str, Decision | None]]
+
+    def __init__(self, client: httpx.AsyncClient, base_url: str) -> None:
+        self._client = client
+        self._url = base_url.rstrip("/") + self.path
+
+    def payload(self, notice: Notice) -> dict[str, Any]:
+        return {
+            "client_reference": str(notice.client_reference),
+            "url": notice.url,
+            "category": self.categories.get(notice.harm_types[0], self.default_category),
+            "dsa_category": notice.dsa_category,
+            "explanation": notice.explanation,
+            "priority": "urgent" if notice.urgency == "critical" else "standard",
+            "notifier": {"name": notice.notifier_name, "email": notice.notifier_email},
+            "good_faith_statement": notice.good_faith_statement,
+        }
+
+    def _result(self, body: dict[str, Any]) -> PlatformResult:
+        status = str(body.get("status", ""))
+        if status not in self.decisions:
+            raise PermanentError(f"{self.slug}: unknown status {status!r}")
+        return PlatformResult(reference=str(body["reference"]), decision=self.decisions[status])
+
+    async def _call(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = await self._client.request(method, url, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise RetryableError(f"{self.slug}: timeout ({type(exc).__name__})") from exc
+        except httpx.TransportError as exc:
+            raise RetryableError(f"{self.slug}: transport error ({type(exc).__name__})") from exc
+        if response.status_code == 429:
+            raise RetryableError(
+                f"{self.slug}: rate limited",
+                http_status=429,
+                retry_after_s=_retry_after(response),
+            )
+        if response.status_code >= 500:
+            raise RetryableError(
+                f"{self.slug}: server error {response.status_code}",
+                http_status=response.status_code,
+            )
+        return response
+
+    @staticmethod
+    def _refuse(slug: str, response: httpx.Response) -> PermanentError:
+        return PermanentError(
+            f"{slug}: refused with {response.status_code}: {response.text[:200]}",
+            http_status=response.status_code,
+        )
+
+    async def submit(self, notice: Notice) -> PlatformResult:
+        response = await self._call("POST", self._url, json=self.payload(notice))
+        if response.status_code not in (200, 201, 202):
+            raise self._refuse(self.slug, response)
+        return self._result(response.json())
+
+    async def status(self, reference: str) -> PlatformResult:
+        response = await self._call("GET", f"{self._url}/{reference}")
+        if response.status_code != 200:
+            raise self._refuse(self.slug, response)
+        return self._result(response.json())
+
+    async def lookup(self, client_reference: uuid.UUID) -> PlatformResult | None:
+        response = await self._call(
+            "GET", self._url, params={"client_reference": str(client_reference)}
+        )
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise self._refuse(self.slug, response)
+        return self._result(response.json())

@@ -1,0 +1,72 @@
+"""Builds the escalator service from settings."""
+
+from __future__ import annotations
+
+import httpx
+from faststream.asgi import AsgiFastStream
+from faststream.kafka import KafkaRouter
+
+from helpline_escalator.adapters.registry import build_adapters
+from helpline_escalator.dispatcher import Dispatcher, PlatformWorker
+from helpline_escalator.usecase import Escalator
+from helpline_shared.consumer import DeadLetters, batch_subscriber
+from helpline_shared.db import Database
+from helpline_shared.kafka import build_broker
+from helpline_shared.outbox import Outbox
+from helpline_shared.service import build_app
+from helpline_shared.settings import Settings
+from helpline_shared.topics import CASES_TRIAGED
+
+
+def create_app(settings: Settings) -> AsgiFastStream:
+    if not settings.database_url:
+        raise ValueError("HELPLINE_DATABASE_URL is required to run the escalator")
+    broker = build_broker(settings, "escalator")
+    db = Database(settings.database_url, max_size=settings.database_pool_max)
+    # Pool opened lazily by Database; Outbox and workers only use it after startup.
+    client = httpx.AsyncClient(
+        timeout=settings.platform_timeout_s,
+        limits=httpx.Limits(max_connections=settings.platform_concurrency * 8),
+    )
+    adapters = build_adapters(client, settings.platform_base_url)
+    outbox = Outbox(db, broker, "escalator")
+    dispatcher = Dispatcher(
+        {slug: PlatformWorker(a, db, outbox, settings) for slug, a in adapters.items()}
+    )
+    dead = DeadLetters("escalator", max_ratio=settings.dlq_max_ratio, window=settings.dlq_window)
+    escalator = Escalator(db, broker, outbox, dispatcher, dead)
+    router = KafkaRouter()
+    batch_subscriber(
+        router,
+        CASES_TRIAGED.name,
+        service="escalator",
+        settings=settings,
+        process=escalator.process,
+        description="Opens one escalation per triaged URL and hands it to its platform worker.",
+    )
+    broker.include_router(router)
+
+    async def start_workers() -> None:
+        outbox.start()
+        dispatcher.start()
+
+    async def stop_workers() -> None:
+        await dispatcher.stop(settings.graceful_timeout_s)
+        await outbox.stop()
+
+    async def close() -> None:
+        await client.aclose()
+        await db.close()
+
+    async def within_dead_letter_limit() -> bool:
+        return not dead.tripped
+
+    return build_app(
+        broker,
+        service="escalator",
+        checks={"database": db.ready, "dead_letters": within_dead_letter_limit},
+        on_startup=[db.open],
+        after_startup=[start_workers],
+        on_shutdown=[stop_workers],
+        after_shutdown=[close],
+    )

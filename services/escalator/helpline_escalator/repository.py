@@ -1,0 +1,162 @@
+"""Escalator's tables: escalations (one per URL per case) and attempts (one per call).
+
+Idempotency: an escalation's id is the triaged URL id (uuid5 of case and normalised URL)
+and `(case_id, platform, normalized_url)` is unique, so a redelivered case inserts nothing.
+An attempt row is written, with the escalation claimed, in the same transaction before the
+platform is called; a claim whose lease expired means the process died mid-call.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from helpline_shared.events import CaseTriagedV1
+
+
+async def insert_escalations(conn: asyncpg.Connection, case: CaseTriagedV1) -> list[asyncpg.Record]:
+    """Insert the case's escalations; returns the rows that are new."""
+    if not case.urls:
+        return []
+    return await conn.fetch(
+        """
+        INSERT INTO escalator.escalations (escalation_id, case_id, url, normalized_url,
+            platform, route, harm_types, urgency, received_at, state, reason)
+        SELECT u.id, $1, u.url, u.norm, u.platform, u.route, $2, $3, $4,
+               CASE WHEN u.route = 'platform' THEN 'queued' ELSE 'needs_manual' END,
+               CASE u.route WHEN 'hotline' THEN 'special route: refer to the national hotline'
+                            WHEN 'manual' THEN 'no automated channel for this host'
+               END
+        FROM unnest($5::uuid[], $6::text[], $7::text[], $8::text[], $9::text[])
+            AS u(id, url, norm, platform, route)
+        ON CONFLICT DO NOTHING
+        RETURNING *
+        """,
+        case.case_id,
+        list(case.harm_types),
+        case.urgency,
+        case.received_at,
+        [u.url_id for u in case.urls],
+        [u.url for u in case.urls],
+        [u.normalized_url for u in case.urls],
+        [u.platform for u in case.urls],
+        [u.route for u in case.urls],
+    )
+
+
+_CLAIM = """
+WITH due AS (
+    SELECT escalation_id, state AS prior FROM escalator.escalations
+    WHERE platform = $1
+      AND state IN ('queued', 'retrying', 'submitted', 'in_flight')
+      AND next_action_at <= now()
+      AND (claimed_at IS NULL OR claimed_at < now() - make_interval(secs => $3))
+    ORDER BY next_action_at
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE escalator.escalations e
+SET claimed_at = now(),
+    updated_at = now(),
+    state = CASE WHEN d.prior IN ('queued', 'retrying') THEN 'in_flight' ELSE e.state END,
+    attempts = e.attempts + CASE WHEN d.prior IN ('queued', 'retrying') THEN 1 ELSE 0 END
+FROM due d
+WHERE e.escalation_id = d.escalation_id
+RETURNING e.*, d.prior
+"""
+
+
+@dataclass(frozen=True)
+class Claim:
+    row: asyncpg.Record
+    kind: str  # submit | status | lookup
+    attempt_id: uuid.UUID
+
+
+async def claim_due(
+    conn: asyncpg.Connection, platform: str, limit: int, lease_s: float
+) -> list[Claim]:
+    """Claim due escalations of one platform and record an attempt for each, atomically."""
+    rows = await conn.fetch(_CLAIM, platform, limit, lease_s)
+    claims = [
+        Claim(
+            row,
+            {"queued": "submit", "retrying": "submit", "submitted": "status"}.get(
+                row["prior"], "lookup"
+            ),
+            uuid.uuid4(),
+        )
+        for row in rows
+    ]
+    if claims:
+        lost = [c.row["escalation_id"] for c in claims if c.kind == "lookup"]
+        if lost:
+            await conn.execute(
+                """UPDATE escalator.attempts SET result = 'lost', finished_at = now(),
+                       error = 'process stopped during the call; reconciled by lookup'
+                   WHERE escalation_id = ANY($1::uuid[]) AND result IS NULL""",
+                lost,
+            )
+        await conn.executemany(
+            """INSERT INTO escalator.attempts (attempt_id, escalation_id, kind)
+               VALUES ($1, $2, $3)""",
+            [(c.attempt_id, c.row["escalation_id"], c.kind) for c in claims],
+        )
+    return claims
+
+
+@dataclass(frozen=True)
+class Update:
+    """The new state of a claimed escalation and how its attempt ended."""
+
+    escalation_id: uuid.UUID
+    attempt_id: uuid.UUID
+    state: str
+    next_action_at: datetime
+    decision: str | None
+    platform_reference: str | None
+    reason: str | None
+    result: str
+    http_status: int | None
+    error: str | None
+
+
+async def apply_updates(conn: asyncpg.Connection, updates: Sequence[Update]) -> None:
+    """Write new states, release the claims and finish the attempts."""
+    if not updates:
+        return
+    await conn.execute(
+        """
+        UPDATE escalator.escalations e
+        SET state = u.state, next_action_at = u.next_at, claimed_at = NULL, updated_at = now(),
+            decision = COALESCE(u.decision, e.decision),
+            platform_reference = COALESCE(u.ref, e.platform_reference),
+            reason = u.reason,
+            decided_at = CASE WHEN u.state = 'decided' THEN now() ELSE e.decided_at END
+        FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::text[],
+                    $6::text[]) AS u(id, state, next_at, decision, ref, reason)
+        WHERE e.escalation_id = u.id
+        """,
+        [u.escalation_id for u in updates],
+        [u.state for u in updates],
+        [u.next_action_at for u in updates],
+        [u.decision for u in updates],
+        [u.platform_reference for u in updates],
+        [u.reason for u in updates],
+    )
+    await conn.execute(
+        """
+        UPDATE escalator.attempts a
+        SET finished_at = now(), result = u.result, http_status = u.status, error = u.error
+        FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[]) AS u(id, result, status, error)
+        WHERE a.attempt_id = u.id
+        """,
+        [u.attempt_id for u in updates],
+        [u.result for u in updates],
+        [u.http_status for u in updates],
+        [u.error for u in updates],
+    )
