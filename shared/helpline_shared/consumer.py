@@ -115,14 +115,13 @@ class Backoff:
 
 def batch_subscriber(
     router: KafkaRouter,
-    topic: str,
-    *,
+    *topics: str,
     service: str,
     settings: Settings,
     process: Callable[[Sequence[Record]], Awaitable[None]],
     description: str,
 ) -> None:
-    """Subscribe `process` to `topic` in batches, committing only after it returns.
+    """Subscribe `process` to `topics` in batches, committing only after it returns.
 
     Group `helpline-<service>`; a new group starts from the earliest offset, so nothing
     published before the service first started is skipped.
@@ -130,7 +129,7 @@ def batch_subscriber(
     backoff = Backoff(service)
 
     @router.subscriber(
-        topic,
+        *topics,
         group_id=f"helpline-{service}",
         batch=True,
         max_records=settings.kafka_batch_max_records,
@@ -138,7 +137,7 @@ def batch_subscriber(
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
         decoder=raw_records,
-        title=f"{service}:{topic}",
+        title=f"{service}:{','.join(topics)}",
         description=description,
     )
     async def handle(records: Any) -> None:

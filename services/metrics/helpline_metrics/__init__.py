@@ -1,0 +1,1 @@
+"""Metrics: exact running totals over every case and escalation event."""

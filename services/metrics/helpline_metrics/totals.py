@@ -1,0 +1,58 @@
+"""Reading the running totals: the JSON document of `GET /v1/totals`."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import asyncpg
+
+from helpline_shared.events import utcnow
+
+
+async def read_counters(conn: asyncpg.Connection) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = defaultdict(dict)
+    for r in await conn.fetch("SELECT name, label, value FROM metrics.counters"):
+        if r["value"] != 0:
+            out[r["name"]][r["label"]] = int(r["value"])
+    return out
+
+
+def _one(c: dict[str, dict[str, int]], name: str) -> int:
+    return c.get(name, {}).get("", 0)
+
+
+async def totals(conn: asyncpg.Connection) -> dict[str, Any]:
+    """Every total, with the takedown rate and per-platform case shares derived from them.
+
+    takedown_rate = URLs whose decision took the content down (removed, disabled, already
+    gone) / URLs with a platform decision; null until there is a decision.
+    """
+    c = await read_counters(conn)
+    cases = _one(c, "cases_total")
+    decided = c.get("escalations_by_state", {}).get("decided", 0)
+    takedowns = _one(c, "takedowns")
+    by_platform: dict[str, dict[str, int]] = defaultdict(dict)
+    for label, n in c.get("escalations_by_platform_state", {}).items():
+        platform, state = label.rsplit(":", 1)
+        by_platform[platform][state] = n
+    return {
+        "as_of": utcnow().isoformat(),
+        "cases": cases,
+        "urls": _one(c, "urls_total"),
+        "reports_rejected": _one(c, "reports_rejected_total"),
+        "escalations": {
+            "total": _one(c, "escalations_total"),
+            "by_state": dict(sorted(c.get("escalations_by_state", {}).items())),
+            "by_platform": {p: dict(sorted(s.items())) for p, s in sorted(by_platform.items())},
+        },
+        "decisions": dict(sorted(c.get("decisions", {}).items())),
+        "takedowns": takedowns,
+        "takedown_rate": round(takedowns / decided, 4) if decided else None,
+        "cases_by_platform": {
+            p: {"cases": n, "share": round(n / cases, 4) if cases else None}
+            for p, n in sorted(c.get("cases_by_platform", {}).items())
+        },
+        "cases_by_harm_type": dict(sorted(c.get("cases_by_harm_type", {}).items())),
+        "cases_by_urgency": dict(sorted(c.get("cases_by_urgency", {}).items())),
+    }

@@ -1,0 +1,44 @@
+"""Metrics' work on a batch of events from every topic it follows.
+
+At least once in, exactly once counted: see :mod:`helpline_metrics.projection`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from faststream.kafka import KafkaBroker
+from pydantic import BaseModel, ValidationError
+
+from helpline_metrics import projection
+from helpline_shared.consumer import DeadLetters, Record
+from helpline_shared.db import Database
+from helpline_shared.kafka import OutgoingMessage, publish_all
+from helpline_shared.topics import CASES_TRIAGED, ESCALATION_OUTCOMES, REPORTS_REJECTED
+
+MODELS: dict[str, type[BaseModel]] = {
+    t.name: t.model for t in (CASES_TRIAGED, ESCALATION_OUTCOMES, REPORTS_REJECTED) if t.model
+}
+TOPICS = tuple(MODELS)
+
+
+class Metrics:
+    def __init__(self, db: Database, broker: KafkaBroker, dead_letters: DeadLetters) -> None:
+        self._db = db
+        self._broker = broker
+        self._dead = dead_letters
+
+    async def process(self, records: Sequence[Record]) -> None:
+        events: list[projection.Event] = []
+        dead: list[OutgoingMessage] = []
+        for record in records:
+            try:
+                event = MODELS[record.topic].model_validate_json(record.value or b"")
+            except ValidationError as exc:
+                dead.append(self._dead.message(record, f"invalid {record.topic}: {exc}"))
+                continue
+            events.append(event)  # type: ignore[arg-type]
+        self._dead.check(len(records), len(dead))
+        await publish_all(self._broker, dead)
+        async with self._db.pool.acquire() as conn, conn.transaction():
+            await projection.apply(conn, events)
