@@ -75,6 +75,16 @@ class Settings(BaseSettings):
     )
     escalation_poll_interval_s: float = Field(1.0, gt=0)
 
+    # Platform simulator (dev, tests, benchmark)
+    simulator_seed: int = 2024
+    simulator_latency_ms: float = Field(20.0, ge=0, description="Mean response latency.")
+    simulator_error_rate: float = Field(0.0, ge=0, le=1, description="Share of 503 answers.")
+    simulator_rate_limit_rate: float = Field(0.0, ge=0, le=1, description="Share of 429s.")
+    simulator_decision_delay_ms: float = Field(
+        0.0, ge=0, description="Time to a decision; 0 decides at submission."
+    )
+    simulator_takedown_rate: float = Field(0.942, ge=0, le=1)
+
     # Dead letters: stop consuming when more than this share of a window is dead-lettered.
     dlq_max_ratio: float = Field(0.5, gt=0, le=1)
     dlq_window: int = Field(200, ge=1)

@@ -1,0 +1,1 @@
+"""The `helpline` command: run services, set up topics and tables, dev mode, publish, bench."""

@@ -1,0 +1,154 @@
+"""Starting the whole system as separate processes, as dev mode, tests and the bench need.
+
+`Stack` brings up (unless configured) the broker and the database, creates the topics,
+migrates, then starts the simulator and the four services with `helpline run`, each in its
+own process, and waits until every one is ready. `stop()` sends SIGTERM and waits for a
+graceful exit before killing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from helpline_cli.infra import (
+    create_database,
+    port_is_free,
+    start_embedded_postgres,
+    start_tansu,
+)
+from helpline_shared.db import migrate
+from helpline_shared.kafka import create_topics
+from helpline_shared.settings import Settings
+
+SERVICES = ("simulator", "intake", "triage", "escalator", "metrics")
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    env: dict[str, str]
+    log_dir: Path
+    broker_proc: subprocess.Popen[bytes] | None = None
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def port(self, service: str) -> int:
+        return int(getattr(self.settings, f"{service}_port"))
+
+    def url(self, service: str) -> str:
+        return f"http://{self.settings.http_host}:{self.port(service)}"
+
+    @classmethod
+    async def prepare(
+        cls,
+        settings: Settings,
+        *,
+        log_dir: Path,
+        database_name: str | None = None,
+        extra_env: dict[str, str] | None = None,
+    ) -> Stack:
+        """Start the broker and database unless configured; create topics; migrate."""
+        log_dir.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, **(extra_env or {})}
+        broker_proc = None
+        if "HELPLINE_KAFKA_BOOTSTRAP_SERVERS" not in env:
+            host, port = settings.kafka_bootstrap_servers.split(",")[0].rsplit(":", 1)
+            if not port_is_free(host, int(port)):
+                raise RuntimeError(
+                    f"{host}:{port} is taken; stop what runs there or set "
+                    "HELPLINE_KAFKA_BOOTSTRAP_SERVERS to use that broker"
+                )
+            broker_proc = start_tansu(int(port), host, log_dir / "broker.log")
+            env["HELPLINE_KAFKA_BOOTSTRAP_SERVERS"] = f"{host}:{port}"
+        database_url = env.get("HELPLINE_DATABASE_URL")
+        if not database_url:
+            database_url = start_embedded_postgres(settings.data_dir / "postgres")
+        if database_name:
+            database_url = await create_database(database_url, database_name)
+        env["HELPLINE_DATABASE_URL"] = database_url
+        settings = settings.model_copy(
+            update={
+                "kafka_bootstrap_servers": env["HELPLINE_KAFKA_BOOTSTRAP_SERVERS"],
+                "database_url": database_url,
+            }
+        )
+        await create_topics(settings)
+        await migrate(database_url)
+        return cls(settings, env, log_dir, broker_proc)
+
+    async def start_services(self, services: tuple[str, ...] = SERVICES) -> None:
+        for service in services:
+            if not port_is_free(self.settings.http_host, self.port(service)):
+                raise RuntimeError(
+                    f"port {self.port(service)} for {service} is taken; set "
+                    f"HELPLINE_{service.upper()}_PORT"
+                )
+            log = open(self.log_dir / f"{service}.log", "ab")  # noqa: SIM115, ASYNC230
+            self.procs[service] = subprocess.Popen(  # noqa: S603
+                [sys.executable, "-m", "helpline_cli.main", "run", service],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        await self.wait_ready(services)
+
+    async def wait_ready(self, services: tuple[str, ...], timeout_s: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        async with httpx.AsyncClient(timeout=2.0) as client:
+            for service in services:
+                while True:
+                    proc = self.procs[service]
+                    if proc.poll() is not None:
+                        raise RuntimeError(
+                            f"{service} exited with {proc.returncode}; see "
+                            f"{self.log_dir / (service + '.log')}"
+                        )
+                    try:
+                        r = await client.get(f"{self.url(service)}/health/ready")
+                        if r.status_code == 200:
+                            break
+                    except httpx.HTTPError:
+                        pass
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"{service} not ready after {timeout_s:.0f}s")
+                    await asyncio.sleep(0.2)
+
+    def dead(self) -> list[str]:
+        return [name for name, p in self.procs.items() if p.poll() is not None]
+
+    def stop_service(self, service: str, timeout_s: float = 30.0) -> int | None:
+        proc = self.procs.pop(service, None)
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        return proc.returncode
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        # Producers first, then consumers downstream, so in-flight work drains forward.
+        for service in reversed(SERVICES):
+            if service in self.procs and self.procs[service].poll() is None:
+                self.procs[service].send_signal(signal.SIGTERM)
+        for service in list(self.procs):
+            self.stop_service(service, timeout_s)
+        if self.broker_proc is not None:
+            self.broker_proc.terminate()
+            try:
+                self.broker_proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.broker_proc.kill()
+            self.broker_proc = None
+
