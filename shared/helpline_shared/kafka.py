@@ -8,6 +8,7 @@ the idempotent producer is a setting because Tansu lacks it.
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -84,6 +85,7 @@ def build_broker(settings: Settings, service: str) -> KafkaBroker:
         allow_auto_create_topics=False,
         graceful_timeout=settings.graceful_timeout_s,
         logger=get_logger(f"helpline.{service}.broker"),
+        log_level=logging.DEBUG,  # per-batch "Received"/"Processed" lines
     )
 
 

