@@ -16,6 +16,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import httpx
 
@@ -39,6 +40,7 @@ class Stack:
     log_dir: Path
     broker_proc: subprocess.Popen[bytes] | None = None
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    logs: dict[str, IO[bytes]] = field(default_factory=dict)
 
     def port(self, service: str) -> int:
         return int(getattr(self.settings, f"{service}_port"))
@@ -91,7 +93,9 @@ class Stack:
                     f"port {self.port(service)} for {service} is taken; set "
                     f"HELPLINE_{service.upper()}_PORT"
                 )
-            log = open(self.log_dir / f"{service}.log", "ab")  # noqa: SIM115, ASYNC230
+            log = self.logs[service] = open(  # noqa: SIM115, ASYNC230
+                self.log_dir / f"{service}.log", "ab"
+            )
             self.procs[service] = subprocess.Popen(  # noqa: S603
                 [sys.executable, "-m", "helpline_cli.main", "run", service],
                 env=self.env,
@@ -135,6 +139,8 @@ class Stack:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        if service in self.logs:
+            self.logs.pop(service).close()
         return proc.returncode
 
     def stop(self, timeout_s: float = 30.0) -> None:

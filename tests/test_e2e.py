@@ -1,0 +1,246 @@
+"""End to end on the real broker and database: reports published by an outside system
+(a plain aiokafka producer) reach recorded platform outcomes and exact totals."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import random
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from helpline_cli.stack import Stack
+from helpline_cli.infra import free_port
+from helpline_shared.events import ReportRejectedV1
+from helpline_shared.settings import Settings
+from helpline_shared.topics import REPORTS_REJECTED, REPORTS_SUBMITTED
+from tests.conftest import fresh_database
+from tests.infra import Infra
+
+pytestmark = pytest.mark.e2e
+
+VALID = 1000
+DUPLICATES = 120
+HOSTS = [
+    ("https://www.tiktok.com/@acct{i}/video/{n}", 76),
+    ("https://www.instagram.com/p/{n}/", 8),
+    ("https://m.facebook.com/profile.php?id={n}", 5),
+    ("https://youtu.be/{n}", 4),
+    ("https://twitter.com/acct{i}/status/{n}?s=20", 3),
+    ("https://www.snapchat.com/add/acct{i}", 2),
+    ("https://forum.example.org/thread/{n}", 2),
+]
+DESCRIPTIONS = [
+    "Pupils are bullying a teacher in these videos and the comments are abusive.",
+    "A fake account is impersonating our head teacher.",
+    "Posts spreading false claims about a member of staff, damaging her reputation.",
+    "Someone is using our school logo on a parody account.",
+    "Photos of pupils shared without consent with their home address.",
+    "A student posted a threat to bring a weapon to school.",
+]
+
+
+def make_report(i: int, rng: random.Random) -> dict[str, Any]:
+    urls = []
+    for _ in range(rng.choice([1, 1, 2, 2, 3])):
+        template = rng.choices([h for h, _ in HOSTS], weights=[w for _, w in HOSTS])[0]
+        urls.append(template.format(i=i, n=rng.randrange(10**12)))
+    return {
+        "schema_version": 1,
+        "source": "e2e-partner",
+        "report_id": f"e2e-{i:05d}",
+        "reporter": {"name": f"Reporter {i}", "email": f"r{i}@school.example"},
+        "organisation": "Test Academy",
+        "description": rng.choice(DESCRIPTIONS),
+        "urls": urls,
+    }
+
+
+MALFORMED: list[bytes] = [
+    b"",
+    b"not json at all",
+    b'{"schema_version": 1',
+    b"[1, 2, 3]",
+    json.dumps({"schema_version": 2, "source": "x", "report_id": "y"}).encode(),
+    json.dumps({"schema_version": 1, "source": "x", "report_id": "no-urls",
+                "reporter": {"name": "A", "email": "a@b.example"},
+                "description": "d", "urls": []}).encode(),
+    json.dumps({"schema_version": 1, "source": "x", "report_id": "bad-email",
+                "reporter": {"name": "A", "email": "not-an-email"},
+                "description": "d", "urls": ["https://tiktok.com/@a"]}).encode(),
+    json.dumps({"schema_version": 1, "source": "x", "report_id": "bad-url",
+                "reporter": {"name": "A", "email": "a@b.example"},
+                "description": "d", "urls": ["javascript:alert(1)"]}).encode(),
+    json.dumps({"schema_version": 1, "source": "x", "report_id": "extra",
+                "reporter": {"name": "A", "email": "a@b.example"}, "surprise": True,
+                "description": "d", "urls": ["https://tiktok.com/@a"]}).encode(),
+    "{\"schema_version\": 1, \"s\u00e9\": \xff}".encode("latin-1"),
+]
+
+
+@pytest.fixture(scope="module")
+async def stack(infra: Infra, tmp_dir: Path) -> AsyncIterator[Stack]:
+    db_name_url = await fresh_database(infra, "helpline_e2e")
+    ports = {f"HELPLINE_{s.upper()}_PORT": str(free_port())
+             for s in ("intake", "triage", "escalator", "metrics", "simulator")}
+    env = {
+        "HELPLINE_KAFKA_BOOTSTRAP_SERVERS": infra.bootstrap_servers,
+        "HELPLINE_DATABASE_URL": db_name_url,
+        "HELPLINE_SIMULATOR_LATENCY_MS": "5",
+        "HELPLINE_SIMULATOR_RATE_LIMIT_RATE": "0.03",
+        "HELPLINE_SIMULATOR_ERROR_RATE": "0.03",
+        "HELPLINE_SIMULATOR_DECISION_DELAY_MS": "300",
+        "HELPLINE_ESCALATION_STATUS_INTERVAL_S": "0.5",
+        "HELPLINE_ESCALATION_RETRY_BASE_S": "0.2",
+        "HELPLINE_ESCALATION_POLL_INTERVAL_S": "0.2",
+        "HELPLINE_LOG_JSON": "true",
+        **ports,
+    }
+    settings = Settings(**{k.removeprefix("HELPLINE_").lower(): v for k, v in env.items()})
+    env["HELPLINE_PLATFORM_BASE_URL"] = f"http://127.0.0.1:{ports['HELPLINE_SIMULATOR_PORT']}"
+    s = await Stack.prepare(settings, log_dir=tmp_dir / "e2e-logs", extra_env=env)
+    try:
+        await s.start_services()
+        yield s
+    finally:
+        await asyncio.to_thread(s.stop)
+
+
+async def wait_until(check: Any, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    last: Any = None
+    while time.monotonic() < deadline:
+        ok, last = await check()
+        if ok:
+            return
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}; last seen: {last}")
+
+
+async def read_topic(servers: str, topic: str, expected: int, timeout_s: float) -> list[Any]:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=servers, auto_offset_reset="earliest",
+                                enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    out: list[Any] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(out) < expected and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            for records in batch.values():
+                out.extend(records)
+    finally:
+        await consumer.stop()
+    return out
+
+
+async def test_reports_reach_outcomes_and_exact_totals(stack: Stack) -> None:
+    rng = random.Random(7)
+    reports = [make_report(i, rng) for i in range(VALID)]
+    messages: list[tuple[bytes | None, bytes]] = [
+        (r["report_id"].encode(), json.dumps(r).encode()) for r in reports
+    ]
+    for r in rng.sample(reports, DUPLICATES):
+        again = dict(r, description=r["description"] + " (sent again)")
+        messages.append((r["report_id"].encode(), json.dumps(again).encode()))
+    for n, raw in enumerate(MALFORMED):
+        messages.append((f"malformed-{n}".encode(), raw))
+    rng.shuffle(messages)
+
+    servers = stack.settings.kafka_bootstrap_servers
+    producer = AIOKafkaProducer(bootstrap_servers=servers, acks="all")
+    await producer.start()
+    try:
+        futures = [await producer.send(REPORTS_SUBMITTED.name, v, key=k) for k, v in messages]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+    db = await asyncpg.connect(stack.settings.database_url)
+    try:
+        async def pipeline_done() -> tuple[bool, Any]:
+            cases = await db.fetchval("SELECT count(*) FROM intake.reports")
+            open_ = await db.fetchval(
+                """SELECT count(*) FROM escalator.escalations
+                   WHERE state NOT IN ('decided', 'failed', 'needs_manual')""")
+            total = await db.fetchval("SELECT count(*) FROM escalator.escalations")
+            async with httpx.AsyncClient() as client:
+                t = (await client.get(f"{stack.url('metrics')}/v1/totals")).json()
+            terminal = sum(t["escalations"]["by_state"].get(s, 0)
+                           for s in ("decided", "failed", "needs_manual"))
+            done = (cases == VALID and open_ == 0 and total > 0
+                    and t["cases"] == VALID and terminal == total
+                    and t["reports_rejected"] == len(MALFORMED))
+            return done, {"cases": cases, "open": open_, "total": total, "metrics": t}
+
+        await wait_until(pipeline_done, 240, "every report escalated and counted")
+
+        # Every valid report has exactly one case; duplicates opened none and were counted.
+        rows = await db.fetch("SELECT report_id, duplicates FROM intake.reports")
+        assert sorted(r["report_id"] for r in rows) == sorted(r["report_id"] for r in reports)
+        assert sum(r["duplicates"] for r in rows) == DUPLICATES
+
+        # Every URL has an escalation with a recorded outcome and a finished attempt trail.
+        expected_urls = 0
+        for r in reports:
+            expected_urls += len(set(r["urls"]))
+        escalations = await db.fetch("SELECT * FROM escalator.escalations")
+        assert len(escalations) <= expected_urls
+        assert len(escalations) >= VALID
+        assert all(e["state"] in ("decided", "failed", "needs_manual") for e in escalations)
+        decided = [e for e in escalations if e["state"] == "decided"]
+        assert all(e["decision"] and e["platform_reference"] for e in decided)
+        unfinished = await db.fetchval(
+            "SELECT count(*) FROM escalator.attempts WHERE result IS NULL")
+        assert unfinished == 0
+        manual = [e for e in escalations if e["platform"] == "unknown"]
+        assert manual and all(e["state"] == "needs_manual" for e in manual)
+
+        # No URL was submitted twice: the simulator saw each client reference once.
+        async with httpx.AsyncClient() as client:
+            sim = (await client.get(f"{stack.url('simulator')}/_sim/stats")).json()
+        platform_routed = [e for e in escalations if e["route"] == "platform"]
+        submitted = [e for e in platform_routed if e["platform_reference"]]
+        assert sim["repeated_client_references"] == {}
+        assert sim["submissions"] == len(submitted)
+        assert sim["distinct_client_references"] == len(submitted)
+
+        # Every malformed message is on helpline.reports.rejected with a reason.
+        rejected = await read_topic(servers, REPORTS_REJECTED.name, len(MALFORMED), 30)
+        by_key = {}
+        for record in rejected:
+            event = ReportRejectedV1.model_validate_json(record.value)
+            by_key[event.key] = event
+        for n, raw in enumerate(MALFORMED):
+            event = by_key[f"malformed-{n}"]
+            assert event.reasons and all(r.message and r.type for r in event.reasons)
+            assert base64.b64decode(event.original_base64) == raw
+
+        # The metrics totals equal counts taken directly from the database.
+        async with httpx.AsyncClient() as client:
+            totals = (await client.get(f"{stack.url('metrics')}/v1/totals")).json()
+        assert totals["cases"] == await db.fetchval("SELECT count(*) FROM intake.reports")
+        assert totals["urls"] == len(escalations)
+        assert totals["escalations"]["total"] == len(escalations)
+        assert totals["escalations"]["by_state"] == dict(Counter(e["state"] for e in escalations))
+        assert totals["decisions"] == dict(Counter(e["decision"] for e in decided))
+        takedowns = sum(e["decision"] in ("removed", "disabled", "already_gone") for e in decided)
+        assert totals["takedowns"] == takedowns
+        assert totals["takedown_rate"] == round(takedowns / len(decided), 4)
+        per_platform = Counter(p for _, p in {(e["case_id"], e["platform"]) for e in escalations})
+        assert {p: v["cases"] for p, v in totals["cases_by_platform"].items()} == per_platform
+        harm = Counter(h for case in {(e["case_id"], tuple(e["harm_types"])) for e in escalations}
+                       for h in case[1])
+        assert totals["cases_by_harm_type"] == dict(harm)
+        assert totals["reports_rejected"] == await db.fetchval(
+            "SELECT count(*) FROM intake.rejections")
+    finally:
+        await db.close()
