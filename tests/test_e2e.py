@@ -17,12 +17,12 @@ import asyncpg
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-
-from helpline_cli.stack import Stack
 from helpline_cli.infra import free_port
+from helpline_cli.stack import Stack
 from helpline_shared.events import ReportRejectedV1
 from helpline_shared.settings import Settings
 from helpline_shared.topics import REPORTS_REJECTED, REPORTS_SUBMITTED
+
 from tests.conftest import fresh_database
 from tests.infra import Infra
 
@@ -71,27 +71,58 @@ MALFORMED: list[bytes] = [
     b'{"schema_version": 1',
     b"[1, 2, 3]",
     json.dumps({"schema_version": 2, "source": "x", "report_id": "y"}).encode(),
-    json.dumps({"schema_version": 1, "source": "x", "report_id": "no-urls",
-                "reporter": {"name": "A", "email": "a@b.example"},
-                "description": "d", "urls": []}).encode(),
-    json.dumps({"schema_version": 1, "source": "x", "report_id": "bad-email",
-                "reporter": {"name": "A", "email": "not-an-email"},
-                "description": "d", "urls": ["https://tiktok.com/@a"]}).encode(),
-    json.dumps({"schema_version": 1, "source": "x", "report_id": "bad-url",
-                "reporter": {"name": "A", "email": "a@b.example"},
-                "description": "d", "urls": ["javascript:alert(1)"]}).encode(),
-    json.dumps({"schema_version": 1, "source": "x", "report_id": "extra",
-                "reporter": {"name": "A", "email": "a@b.example"}, "surprise": True,
-                "description": "d", "urls": ["https://tiktok.com/@a"]}).encode(),
-    "{\"schema_version\": 1, \"s\u00e9\": \xff}".encode("latin-1"),
+    json.dumps(
+        {
+            "schema_version": 1,
+            "source": "x",
+            "report_id": "no-urls",
+            "reporter": {"name": "A", "email": "a@b.example"},
+            "description": "d",
+            "urls": [],
+        }
+    ).encode(),
+    json.dumps(
+        {
+            "schema_version": 1,
+            "source": "x",
+            "report_id": "bad-email",
+            "reporter": {"name": "A", "email": "not-an-email"},
+            "description": "d",
+            "urls": ["https://tiktok.com/@a"],
+        }
+    ).encode(),
+    json.dumps(
+        {
+            "schema_version": 1,
+            "source": "x",
+            "report_id": "bad-url",
+            "reporter": {"name": "A", "email": "a@b.example"},
+            "description": "d",
+            "urls": ["javascript:alert(1)"],
+        }
+    ).encode(),
+    json.dumps(
+        {
+            "schema_version": 1,
+            "source": "x",
+            "report_id": "extra",
+            "reporter": {"name": "A", "email": "a@b.example"},
+            "surprise": True,
+            "description": "d",
+            "urls": ["https://tiktok.com/@a"],
+        }
+    ).encode(),
+    '{"schema_version": 1, "s\u00e9": \xff}'.encode("latin-1"),
 ]
 
 
 @pytest.fixture(scope="module")
 async def stack(infra: Infra, tmp_dir: Path) -> AsyncIterator[Stack]:
     db_name_url = await fresh_database(infra, "helpline_e2e")
-    ports = {f"HELPLINE_{s.upper()}_PORT": str(free_port())
-             for s in ("intake", "triage", "escalator", "metrics", "simulator")}
+    ports = {
+        f"HELPLINE_{s.upper()}_PORT": str(free_port())
+        for s in ("intake", "triage", "escalator", "metrics", "simulator")
+    }
     env = {
         "HELPLINE_KAFKA_BOOTSTRAP_SERVERS": infra.bootstrap_servers,
         "HELPLINE_DATABASE_URL": db_name_url,
@@ -127,8 +158,13 @@ async def wait_until(check: Any, timeout_s: float, what: str) -> None:
 
 
 async def read_topic(servers: str, topic: str, expected: int, timeout_s: float) -> list[Any]:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=servers, auto_offset_reset="earliest",
-                                enable_auto_commit=False, group_id=None)
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=servers,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+    )
     await consumer.start()
     out: list[Any] = []
     deadline = time.monotonic() + timeout_s
@@ -166,19 +202,28 @@ async def test_reports_reach_outcomes_and_exact_totals(stack: Stack) -> None:
 
     db = await asyncpg.connect(stack.settings.database_url)
     try:
+
         async def pipeline_done() -> tuple[bool, Any]:
             cases = await db.fetchval("SELECT count(*) FROM intake.reports")
             open_ = await db.fetchval(
                 """SELECT count(*) FROM escalator.escalations
-                   WHERE state NOT IN ('decided', 'failed', 'needs_manual')""")
+                   WHERE state NOT IN ('decided', 'failed', 'needs_manual')"""
+            )
             total = await db.fetchval("SELECT count(*) FROM escalator.escalations")
             async with httpx.AsyncClient() as client:
                 t = (await client.get(f"{stack.url('metrics')}/v1/totals")).json()
-            terminal = sum(t["escalations"]["by_state"].get(s, 0)
-                           for s in ("decided", "failed", "needs_manual"))
-            done = (cases == VALID and open_ == 0 and total > 0
-                    and t["cases"] == VALID and terminal == total
-                    and t["reports_rejected"] == len(MALFORMED))
+            terminal = sum(
+                t["escalations"]["by_state"].get(s, 0)
+                for s in ("decided", "failed", "needs_manual")
+            )
+            done = (
+                cases == VALID
+                and open_ == 0
+                and total > 0
+                and t["cases"] == VALID
+                and terminal == total
+                and t["reports_rejected"] == len(MALFORMED)
+            )
             return done, {"cases": cases, "open": open_, "total": total, "metrics": t}
 
         await wait_until(pipeline_done, 240, "every report escalated and counted")
@@ -199,10 +244,12 @@ async def test_reports_reach_outcomes_and_exact_totals(stack: Stack) -> None:
         decided = [e for e in escalations if e["state"] == "decided"]
         assert all(e["decision"] and e["platform_reference"] for e in decided)
         unfinished = await db.fetchval(
-            "SELECT count(*) FROM escalator.attempts WHERE result IS NULL")
+            "SELECT count(*) FROM escalator.attempts WHERE result IS NULL"
+        )
         assert unfinished == 0
         manual = [e for e in escalations if e["platform"] == "unknown"]
-        assert manual and all(e["state"] == "needs_manual" for e in manual)
+        assert manual
+        assert all(e["state"] == "needs_manual" for e in manual)
 
         # No URL was submitted twice: the simulator saw each client reference once.
         async with httpx.AsyncClient() as client:
@@ -221,7 +268,8 @@ async def test_reports_reach_outcomes_and_exact_totals(stack: Stack) -> None:
             by_key[event.key] = event
         for n, raw in enumerate(MALFORMED):
             event = by_key[f"malformed-{n}"]
-            assert event.reasons and all(r.message and r.type for r in event.reasons)
+            assert event.reasons
+            assert all(r.message and r.type for r in event.reasons)
             assert base64.b64decode(event.original_base64) == raw
 
         # The metrics totals equal counts taken directly from the database.
@@ -237,10 +285,14 @@ async def test_reports_reach_outcomes_and_exact_totals(stack: Stack) -> None:
         assert totals["takedown_rate"] == round(takedowns / len(decided), 4)
         per_platform = Counter(p for _, p in {(e["case_id"], e["platform"]) for e in escalations})
         assert {p: v["cases"] for p, v in totals["cases_by_platform"].items()} == per_platform
-        harm = Counter(h for case in {(e["case_id"], tuple(e["harm_types"])) for e in escalations}
-                       for h in case[1])
+        harm = Counter(
+            h
+            for case in {(e["case_id"], tuple(e["harm_types"])) for e in escalations}
+            for h in case[1]
+        )
         assert totals["cases_by_harm_type"] == dict(harm)
         assert totals["reports_rejected"] == await db.fetchval(
-            "SELECT count(*) FROM intake.rejections")
+            "SELECT count(*) FROM intake.rejections"
+        )
     finally:
         await db.close()

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import Any
-
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeAlias
 
 from aiokafka import ConsumerRecord
 from faststream import AckPolicy
@@ -26,7 +25,7 @@ from helpline_shared.logging import get_logger
 from helpline_shared.settings import Settings
 from helpline_shared.topics import DEAD_LETTERS
 
-Record = ConsumerRecord[bytes, bytes]
+Record: TypeAlias = "ConsumerRecord[bytes, bytes]"
 
 
 async def raw_records(msg: StreamMessage[Any]) -> Any:
@@ -43,7 +42,7 @@ def record_headers(record: Record) -> dict[str, str]:
     return {k: v.decode("utf-8", "replace") for k, v in (record.headers or ())}
 
 
-class DeadLetterLimitExceeded(RuntimeError):
+class DeadLetterLimitExceededError(RuntimeError):
     """Too large a share of recent messages was dead-lettered: likely a bad deploy."""
 
 
@@ -82,7 +81,7 @@ class DeadLetters:
         ratio = sum(self._window) / len(self._window) if self._window else 0.0
         if dead and len(self._window) == self._window.maxlen and ratio > self._max_ratio:
             self.tripped = True
-            raise DeadLetterLimitExceeded(
+            raise DeadLetterLimitExceededError(
                 f"{self.service}: {ratio:.0%} of the last {len(self._window)} messages "
                 f"dead-lettered (limit {self._max_ratio:.0%})"
             )

@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import json
 from importlib import resources
+from typing import Any, TypeAlias
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from helpline_shared.logging import get_logger
 
 _MIGRATION_LOCK = 7_112_024
+
+# A connection, whether direct or borrowed from a pool.
+Conn: TypeAlias = "asyncpg.Connection[Any] | PoolConnectionProxy[Any]"
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -35,7 +40,7 @@ async def create_pool(url: str, *, max_size: int = 10) -> asyncpg.Pool:
 
 def migration_files() -> list[tuple[str, str]]:
     folder = resources.files("helpline_shared") / "migrations"
-    files = sorted(p for p in folder.iterdir() if p.name.endswith(".sql"))
+    files = sorted((p for p in folder.iterdir() if p.name.endswith(".sql")), key=lambda p: p.name)
     return [(p.name.removesuffix(".sql"), p.read_text(encoding="utf-8")) for p in files]
 
 

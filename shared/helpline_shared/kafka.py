@@ -67,7 +67,9 @@ def client_kwargs(settings: Settings, client_id: str) -> dict[str, Any]:
         kwargs["sasl_mechanism"] = settings.kafka_sasl_mechanism or "PLAIN"
         kwargs["sasl_plain_username"] = settings.kafka_sasl_username
         kwargs["sasl_plain_password"] = (
-            settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else None
+            settings.kafka_sasl_password.get_secret_value()
+            if settings.kafka_sasl_password
+            else None
         )
     return kwargs
 
@@ -109,9 +111,7 @@ async def publish_all(broker: KafkaBroker, messages: Sequence[OutgoingMessage]) 
     if not messages:
         return
     futures = [
-        await broker.publish(
-            m.value, m.topic, key=m.key, headers=m.headers, no_confirm=True
-        )
+        await broker.publish(m.value, m.topic, key=m.key, headers=m.headers, no_confirm=True)
         for m in messages
     ]
     await asyncio.gather(*futures)

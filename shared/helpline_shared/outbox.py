@@ -9,13 +9,13 @@ events (same key, same partition) keep their order.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Sequence
 
-import asyncpg
 from faststream.kafka import KafkaBroker
 
-from helpline_shared.db import Database
+from helpline_shared.db import Conn, Database
 from helpline_shared.kafka import OutgoingMessage, publish_all
 from helpline_shared.logging import get_logger
 
@@ -51,7 +51,7 @@ class Outbox:
         self._task: asyncio.Task[None] | None = None
         self._log = get_logger(f"helpline.{service}.outbox")
 
-    async def add(self, conn: asyncpg.Connection, messages: Sequence[OutgoingMessage]) -> None:
+    async def add(self, conn: Conn, messages: Sequence[OutgoingMessage]) -> None:
         """Insert messages using `conn`; they are relayed once its transaction commits."""
         if not messages:
             return
@@ -76,13 +76,11 @@ class Outbox:
                 return 0
             await publish_all(
                 self._broker,
-                [
-                    OutgoingMessage(r["topic"], r["value"], r["key"], r["headers"])
-                    for r in rows
-                ],
+                [OutgoingMessage(r["topic"], r["value"], r["key"], r["headers"]) for r in rows],
             )
-            await conn.execute("DELETE FROM outbox WHERE seq = ANY($1::bigint[])",
-                               [r["seq"] for r in rows])
+            await conn.execute(
+                "DELETE FROM outbox WHERE seq = ANY($1::bigint[])", [r["seq"] for r in rows]
+            )
             return len(rows)
 
     async def _run(self) -> None:
@@ -101,10 +99,8 @@ class Outbox:
             if published >= self._batch_size:
                 continue
             self._wake.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._idle_interval_s)
-            except TimeoutError:
-                pass
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"{self._service}-outbox")

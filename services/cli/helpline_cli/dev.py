@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 
-from helpline_cli.stack import SERVICES, Stack
 from helpline_shared.settings import Settings
+
+from helpline_cli.stack import SERVICES, Stack
 
 
 async def run_dev(settings: Settings) -> int:
@@ -38,10 +40,8 @@ async def run_dev(settings: Settings) -> int:
             if dead := stack.dead():
                 print(f"helpline dev: {', '.join(dead)} exited; see {log_dir}/", flush=True)
                 return 1
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 1.0)
-            except TimeoutError:
-                pass
         return 0
     finally:
         print("helpline dev: stopping ...", flush=True)

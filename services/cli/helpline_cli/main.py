@@ -6,10 +6,12 @@ import argparse
 import asyncio
 import json
 import sys
+from collections.abc import Callable
 
-from helpline_cli.services import FACTORIES
 from helpline_shared.logging import configure_logging
 from helpline_shared.settings import Settings, load_settings
+
+from helpline_cli.services import FACTORIES
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -25,7 +27,9 @@ def _parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="manage the database")
     db.add_argument("action", choices=["migrate"])
     pub = sub.add_parser("publish", help="publish reports onto helpline.reports.submitted")
-    pub.add_argument("file", nargs="?", help="JSON file (object or list); '-' or none: JSON lines on stdin")
+    pub.add_argument(
+        "file", nargs="?", help="JSON file (object or list); '-' or none: JSON lines on stdin"
+    )
     pub.add_argument("--topic", default=None, help="override the topic")
     bench = sub.add_parser("bench", help="measure the pipeline against a raw aiokafka relay")
     bench.add_argument("-n", "--reports", type=int, default=3000)
@@ -36,28 +40,30 @@ def _parser() -> argparse.ArgumentParser:
 
 async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "run":
-        from helpline_cli.services import run_service  # noqa: PLC0415
+        from helpline_cli.services import run_service
 
         await run_service(args.service, settings)
         return 0
     if args.command == "dev":
-        from helpline_cli.dev import run_dev  # noqa: PLC0415
+        from helpline_cli.dev import run_dev
 
         return await run_dev(settings)
     if args.command == "topics":
-        from helpline_shared.kafka import create_topics  # noqa: PLC0415
-        from helpline_shared.topics import ALL_TOPICS  # noqa: PLC0415
+        from helpline_shared.kafka import create_topics
+        from helpline_shared.topics import ALL_TOPICS
 
         if args.action == "create":
             created = await create_topics(settings)
             print(f"created {len(created)} topic(s): {', '.join(created) or '-'}")
         else:
             for t in ALL_TOPICS:
-                print(f"{t.name}\tkey={t.key}\tproducers={','.join(t.producers)}"
-                      f"\tconsumers={','.join(t.consumers)}")
+                print(
+                    f"{t.name}\tkey={t.key}\tproducers={','.join(t.producers)}"
+                    f"\tconsumers={','.join(t.consumers)}"
+                )
         return 0
     if args.command == "db":
-        from helpline_shared.db import migrate  # noqa: PLC0415
+        from helpline_shared.db import migrate
 
         if not settings.database_url:
             print("set HELPLINE_DATABASE_URL", file=sys.stderr)
@@ -66,17 +72,17 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         print(f"applied {len(applied)} migration(s): {', '.join(applied) or '-'}")
         return 0
     if args.command == "publish":
-        from helpline_cli.publish import DEFAULT_TOPIC, publish, read_reports  # noqa: PLC0415
+        from helpline_cli.publish import DEFAULT_TOPIC, publish, read_reports
 
         n = await publish(settings, read_reports(args.file), args.topic or DEFAULT_TOPIC)
         print(f"published {n} report(s) to {args.topic or DEFAULT_TOPIC}")
         return 0
     if args.command == "bench":
-        from helpline_cli.bench import run_bench  # noqa: PLC0415
+        from helpline_cli.bench import run_bench
 
         return await run_bench(settings, reports=args.reports, urls_per_report=args.urls_per_report)
     if args.command == "schemas":
-        from helpline_shared.topics import ALL_TOPICS  # noqa: PLC0415
+        from helpline_shared.topics import ALL_TOPICS
 
         schemas = {t.name: t.model.model_json_schema() for t in ALL_TOPICS if t.model}
         print(json.dumps(schemas, indent=2, sort_keys=True))
@@ -84,12 +90,22 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     return 2
 
 
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop when installed (it comes with uvicorn[standard]); asyncio's loop otherwise."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_json)
     try:
-        code = asyncio.run(_dispatch(args, settings))
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            code = runner.run(_dispatch(args, settings))
     except KeyboardInterrupt:
         code = 130
     sys.exit(code)

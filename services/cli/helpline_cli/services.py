@@ -10,31 +10,31 @@ from helpline_shared.settings import Settings
 
 
 def _intake(s: Settings) -> Any:
-    from helpline_intake.app import create_app  # noqa: PLC0415
+    from helpline_intake.app import create_app
 
     return create_app(s)
 
 
 def _triage(s: Settings) -> Any:
-    from helpline_triage.app import create_app  # noqa: PLC0415
+    from helpline_triage.app import create_app
 
     return create_app(s)
 
 
 def _escalator(s: Settings) -> Any:
-    from helpline_escalator.app import create_app  # noqa: PLC0415
+    from helpline_escalator.app import create_app
 
     return create_app(s)
 
 
 def _metrics(s: Settings) -> Any:
-    from helpline_metrics.app import create_app  # noqa: PLC0415
+    from helpline_metrics.app import create_app
 
     return create_app(s)
 
 
 def _simulator(s: Settings) -> Any:
-    from helpline_simulator.server import SimConfig, create_simulator  # noqa: PLC0415
+    from helpline_simulator.server import SimConfig, create_simulator
 
     return create_simulator(SimConfig.from_settings(s))
 

@@ -18,6 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from helpline_shared.db import migrate
+from helpline_shared.kafka import create_topics
+from helpline_shared.settings import Settings
 
 from helpline_cli.infra import (
     create_database,
@@ -25,9 +28,6 @@ from helpline_cli.infra import (
     start_embedded_postgres,
     start_tansu,
 )
-from helpline_shared.db import migrate
-from helpline_shared.kafka import create_topics
-from helpline_shared.settings import Settings
 
 SERVICES = ("simulator", "intake", "triage", "escalator", "metrics")
 
@@ -56,7 +56,7 @@ class Stack:
         extra_env: dict[str, str] | None = None,
     ) -> Stack:
         """Start the broker and database unless configured; create topics; migrate."""
-        log_dir.mkdir(parents=True, exist_ok=True)
+        log_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 (startup, once)
         env = {**os.environ, **(extra_env or {})}
         broker_proc = None
         if "HELPLINE_KAFKA_BOOTSTRAP_SERVERS" not in env:
@@ -92,7 +92,7 @@ class Stack:
                     f"HELPLINE_{service.upper()}_PORT"
                 )
             with open(self.log_dir / f"{service}.log", "ab") as log:  # noqa: ASYNC230
-                self.procs[service] = subprocess.Popen(  # noqa: S603
+                self.procs[service] = subprocess.Popen(  # noqa: S603, ASYNC220
                     [sys.executable, "-m", "helpline_cli.main", "run", service],
                     env=self.env,
                     stdout=log,
@@ -151,4 +151,3 @@ class Stack:
             except subprocess.TimeoutExpired:
                 self.broker_proc.kill()
             self.broker_proc = None
-

@@ -5,10 +5,6 @@ from __future__ import annotations
 import httpx
 from faststream.asgi import AsgiFastStream
 from faststream.kafka import KafkaRouter
-
-from helpline_escalator.adapters.registry import build_adapters
-from helpline_escalator.dispatcher import Dispatcher, PlatformWorker
-from helpline_escalator.usecase import Escalator
 from helpline_shared.consumer import DeadLetters, batch_subscriber
 from helpline_shared.db import Database
 from helpline_shared.kafka import build_broker
@@ -17,18 +13,32 @@ from helpline_shared.service import build_app
 from helpline_shared.settings import Settings
 from helpline_shared.topics import CASES_TRIAGED
 
+from helpline_escalator.adapters.registry import build_adapters
+from helpline_escalator.dispatcher import Dispatcher, PlatformWorker
+from helpline_escalator.usecase import Escalator
+
 
 def create_app(settings: Settings) -> AsgiFastStream:
     if not settings.database_url:
         raise ValueError("HELPLINE_DATABASE_URL is required to run the escalator")
     broker = build_broker(settings, "escalator")
     db = Database(settings.database_url, max_size=settings.database_pool_max)
-    # Pool opened lazily by Database; Outbox and workers only use it after startup.
-    client = httpx.AsyncClient(
-        timeout=settings.platform_timeout_s,
-        limits=httpx.Limits(max_connections=settings.platform_concurrency * 8),
-    )
-    adapters = build_adapters(client, settings.platform_base_url)
+    # One HTTP connection pool per platform: a slow platform cannot exhaust another's.
+    clients: dict[str, httpx.AsyncClient] = {}
+
+    def client_for(slug: str) -> httpx.AsyncClient:
+        return clients.setdefault(
+            slug,
+            httpx.AsyncClient(
+                timeout=settings.platform_timeout_s,
+                limits=httpx.Limits(
+                    max_connections=settings.platform_concurrency,
+                    max_keepalive_connections=settings.platform_concurrency,
+                ),
+            ),
+        )
+
+    adapters = build_adapters(client_for, settings.platform_base_url)
     outbox = Outbox(db, broker, "escalator")
     dispatcher = Dispatcher(
         {slug: PlatformWorker(a, db, outbox, settings) for slug, a in adapters.items()}
@@ -55,7 +65,8 @@ def create_app(settings: Settings) -> AsgiFastStream:
         await outbox.stop()
 
     async def close() -> None:
-        await client.aclose()
+        for client in clients.values():
+            await client.aclose()
         await db.close()
 
     async def within_dead_letter_limit() -> bool:

@@ -12,10 +12,17 @@ our reference and never blindly re-sent.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from aiolimiter import AsyncLimiter
+from helpline_shared.db import Database
+from helpline_shared.events import utcnow
+from helpline_shared.kafka import OutgoingMessage
+from helpline_shared.logging import bind_event, get_logger
+from helpline_shared.outbox import Outbox
+from helpline_shared.settings import Settings
 
 from helpline_escalator.adapters.base import (
     AdapterError,
@@ -28,12 +35,6 @@ from helpline_escalator.adapters.base import (
 )
 from helpline_escalator.outcomes import outcome_message
 from helpline_escalator.repository import Claim, Update, apply_updates, claim_due
-from helpline_shared.db import Database
-from helpline_shared.events import utcnow
-from helpline_shared.kafka import OutgoingMessage
-from helpline_shared.logging import bind_event, get_logger
-from helpline_shared.outbox import Outbox
-from helpline_shared.settings import Settings
 
 log = get_logger("helpline.escalator.dispatch")
 
@@ -137,54 +138,86 @@ class PlatformWorker:
                 assert result is not None
                 if result.decision is not None:
                     return Step(
-                        update("decided", "ok", decision=result.decision,
-                               platform_reference=result.reference),
-                        outcome_message(row, state="decided", attempts=attempts,
-                                        decision=result.decision, reference=result.reference),
+                        update(
+                            "decided",
+                            "ok",
+                            decision=result.decision,
+                            platform_reference=result.reference,
+                        ),
+                        outcome_message(
+                            row,
+                            state="decided",
+                            attempts=attempts,
+                            decision=result.decision,
+                            reference=result.reference,
+                        ),
                     )
                 next_at = now + timedelta(seconds=s.escalation_status_interval_s)
                 announce = claim.kind != "status"
                 return Step(
-                    update("submitted", "ok", platform_reference=result.reference,
-                           next_action_at=next_at),
-                    outcome_message(row, state="submitted", attempts=attempts,
-                                    reference=result.reference) if announce else None,
+                    update(
+                        "submitted",
+                        "ok",
+                        platform_reference=result.reference,
+                        next_action_at=next_at,
+                    ),
+                    outcome_message(
+                        row, state="submitted", attempts=attempts, reference=result.reference
+                    )
+                    if announce
+                    else None,
                 )
-            log.warning("platform call failed", kind=claim.kind, error=error.reason,
-                        attempts=attempts)
+            log.warning(
+                "platform call failed", kind=claim.kind, error=error.reason, attempts=attempts
+            )
             if isinstance(error, NeedsManualError):
                 return Step(
                     update("needs_manual", "permanent", reason=error.reason, error=error.reason),
-                    outcome_message(row, state="needs_manual", attempts=attempts,
-                                    reason=error.reason),
+                    outcome_message(
+                        row, state="needs_manual", attempts=attempts, reason=error.reason
+                    ),
                 )
             retry_after = error.retry_after_s if isinstance(error, RetryableError) else None
             if claim.kind == "status":
                 # Chasing failed: keep the submission, chase again later.
                 return Step(
-                    update("submitted", "retryable", http_status=error.http_status,
-                           error=error.reason, platform_reference=row["platform_reference"],
-                           next_action_at=self._backoff(1, retry_after)
-                           + timedelta(seconds=s.escalation_status_interval_s)),
+                    update(
+                        "submitted",
+                        "retryable",
+                        http_status=error.http_status,
+                        error=error.reason,
+                        platform_reference=row["platform_reference"],
+                        next_action_at=self._backoff(1, retry_after)
+                        + timedelta(seconds=s.escalation_status_interval_s),
+                    ),
                     None,
                 )
             state_after_failure = "in_flight" if claim.kind == "lookup" else None
             if isinstance(error, PermanentError) or attempts >= s.escalation_max_attempts:
                 reason = (
-                    error.reason if isinstance(error, PermanentError)
+                    error.reason
+                    if isinstance(error, PermanentError)
                     else f"gave up after {attempts} attempts: {error.reason}"
                 )
                 return Step(
-                    update("failed", "permanent" if isinstance(error, PermanentError)
-                           else "retryable", reason=reason, http_status=error.http_status,
-                           error=error.reason),
+                    update(
+                        "failed",
+                        "permanent" if isinstance(error, PermanentError) else "retryable",
+                        reason=reason,
+                        http_status=error.http_status,
+                        error=error.reason,
+                    ),
                     outcome_message(row, state="failed", attempts=attempts, reason=reason),
                 )
             return Step(
-                update(state_after_failure or "retrying", "retryable",
-                       http_status=error.http_status, error=error.reason,
-                       reason=error.reason,
-                       next_action_at=self._backoff(attempts, retry_after)),
+                update(
+                    state_after_failure or "retrying",
+                    "retryable",
+                    http_status=error.http_status,
+                    error=error.reason,
+                    reason=error.reason,
+                    next_action_at=self._backoff(attempts, retry_after),
+                ),
                 None,
             )
 
@@ -220,10 +253,8 @@ class PlatformWorker:
             if claimed:
                 continue
             self._wake.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._settings.escalation_poll_interval_s)
-            except TimeoutError:
-                pass
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"dispatch-{self.adapter.slug}")

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
-
+from helpline_shared.db import Conn
 from helpline_shared.events import CaseTriagedV1
 
 
-async def insert_escalations(conn: asyncpg.Connection, case: CaseTriagedV1) -> list[asyncpg.Record]:
+async def insert_escalations(conn: Conn, case: CaseTriagedV1) -> list[asyncpg.Record]:
     """Insert the case's escalations; returns the rows that are new."""
     if not case.urls:
         return []
@@ -77,9 +77,7 @@ class Claim:
     attempt_id: uuid.UUID
 
 
-async def claim_due(
-    conn: asyncpg.Connection, platform: str, limit: int, lease_s: float
-) -> list[Claim]:
+async def claim_due(conn: Conn, platform: str, limit: int, lease_s: float) -> list[Claim]:
     """Claim due escalations of one platform and record an attempt for each, atomically."""
     rows = await conn.fetch(_CLAIM, platform, limit, lease_s)
     claims = [
@@ -125,7 +123,7 @@ class Update:
     error: str | None
 
 
-async def apply_updates(conn: asyncpg.Connection, updates: Sequence[Update]) -> None:
+async def apply_updates(conn: Conn, updates: Sequence[Update]) -> None:
     """Write new states, release the claims and finish the attempts."""
     if not updates:
         return

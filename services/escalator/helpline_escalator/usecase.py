@@ -11,17 +11,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from faststream.kafka import KafkaBroker
-from pydantic import ValidationError
-
-from helpline_escalator.dispatcher import Dispatcher
-from helpline_escalator.outcomes import outcome_message
-from helpline_escalator.repository import insert_escalations
 from helpline_shared.consumer import DeadLetters, Record
 from helpline_shared.db import Database
 from helpline_shared.events import CaseTriagedV1, TriagedUrl
 from helpline_shared.kafka import OutgoingMessage, publish_all
 from helpline_shared.logging import bind_event, get_logger
 from helpline_shared.outbox import Outbox
+from pydantic import ValidationError
+
+from helpline_escalator.dispatcher import Dispatcher
+from helpline_escalator.outcomes import outcome_message
+from helpline_escalator.repository import insert_escalations
 
 log = get_logger("helpline.escalator")
 
@@ -55,9 +55,7 @@ class Escalator:
             except ValidationError as exc:
                 dead.append(self._dead.message(record, f"invalid case.triaged: {exc}"))
                 continue
-            cases.append(
-                case.model_copy(update={"urls": [self._routable(u) for u in case.urls]})
-            )
+            cases.append(case.model_copy(update={"urls": [self._routable(u) for u in case.urls]}))
         self._dead.check(len(records), len(dead))
         await publish_all(self._broker, dead)
 

@@ -8,8 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-import asyncpg
-
+from helpline_shared.db import Conn
 from helpline_shared.events import RejectionReason, ReportSubmittedV1
 
 
@@ -21,7 +20,7 @@ class StoredReport:
     received_at: datetime
 
 
-async def claim_positions(conn: asyncpg.Connection, positions: Sequence[str]) -> set[str]:
+async def claim_positions(conn: Conn, positions: Sequence[str]) -> set[str]:
     """Record Kafka positions as processed; returns those seen for the first time."""
     rows = await conn.fetch(
         """INSERT INTO intake.inbox (position) SELECT unnest($1::text[])
@@ -31,7 +30,7 @@ async def claim_positions(conn: asyncpg.Connection, positions: Sequence[str]) ->
     return {r["position"] for r in rows}
 
 
-async def insert_reports(conn: asyncpg.Connection, reports: Sequence[StoredReport]) -> set[uuid.UUID]:
+async def insert_reports(conn: Conn, reports: Sequence[StoredReport]) -> set[uuid.UUID]:
     """Insert reports not stored yet; returns the case ids that are new."""
     if not reports:
         return set()
@@ -69,7 +68,7 @@ async def insert_reports(conn: asyncpg.Connection, reports: Sequence[StoredRepor
     return {r["case_id"] for r in rows}
 
 
-async def count_duplicates(conn: asyncpg.Connection, case_ids: Sequence[uuid.UUID]) -> None:
+async def count_duplicates(conn: Conn, case_ids: Sequence[uuid.UUID]) -> None:
     """Add one to `duplicates` for each occurrence of a case id in `case_ids`."""
     if case_ids:
         await conn.execute(
@@ -81,7 +80,7 @@ async def count_duplicates(conn: asyncpg.Connection, case_ids: Sequence[uuid.UUI
 
 
 async def insert_rejections(
-    conn: asyncpg.Connection,
+    conn: Conn,
     rejections: Sequence[tuple[uuid.UUID, datetime, str, list[RejectionReason]]],
 ) -> None:
     if rejections:

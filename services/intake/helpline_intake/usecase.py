@@ -17,13 +17,9 @@ import uuid
 from collections.abc import Sequence
 
 from faststream.kafka import KafkaBroker
-
-from helpline_intake import repository
-from helpline_intake.repository import StoredReport
-from helpline_intake.validation import validate_report
 from helpline_shared import cloudevents
-from helpline_shared.db import Database
 from helpline_shared.consumer import Record, position
+from helpline_shared.db import Database
 from helpline_shared.events import (
     CaseOpenedV1,
     RejectionReason,
@@ -35,6 +31,10 @@ from helpline_shared.events import (
 from helpline_shared.kafka import OutgoingMessage, publish_all
 from helpline_shared.logging import bind_event, get_logger
 from helpline_shared.topics import CASES_OPENED, REPORTS_REJECTED
+
+from helpline_intake import repository
+from helpline_intake.repository import StoredReport
+from helpline_intake.validation import validate_report
 
 SOURCE = "urn:helpline:intake"
 log = get_logger("helpline.intake")
@@ -156,7 +156,9 @@ class Intake:
             + [rejected_message(e, r.key) for r, e in rejected],
         )
         for stored in to_open.values():
-            with bind_event(case_id=stored.case_id, event_id=derive_id("case.opened", stored.case_id)):
+            with bind_event(
+                case_id=stored.case_id, event_id=derive_id("case.opened", stored.case_id)
+            ):
                 log.debug("case opened")
         for record, event in rejected:
             with bind_event(event_id=event.event_id):

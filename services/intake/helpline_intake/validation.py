@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from pydantic import ValidationError
-
 from helpline_shared.events import RejectionReason, ReportSubmittedV1
+from pydantic import ValidationError
 
 MAX_MESSAGE_BYTES = 1_000_000
 

@@ -14,8 +14,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import asyncpg
-
+from helpline_shared.db import Conn
 from helpline_shared.events import (
     TAKEDOWN_DECISIONS,
     CaseTriagedV1,
@@ -46,7 +45,7 @@ def _move(counts: Counter[tuple[str, str]], esc: _Esc, delta: int) -> None:
             counts["takedowns", ""] += delta
 
 
-async def apply(conn: asyncpg.Connection, events: Sequence[Event]) -> int:
+async def apply(conn: Conn, events: Sequence[Event]) -> int:
     """Count the events not counted before; returns how many were new."""
     if not events:
         return 0
@@ -72,8 +71,7 @@ async def apply(conn: asyncpg.Connection, events: Sequence[Event]) -> int:
         elif isinstance(e, EscalationOutcomeV1):
             touched.add(e.escalation_id)
     current: dict[uuid.UUID, _Esc] = {
-        r["escalation_id"]: _Esc(r["case_id"], r["platform"], r["state"], r["rank"],
-                                 r["decision"])
+        r["escalation_id"]: _Esc(r["case_id"], r["platform"], r["state"], r["rank"], r["decision"])
         for r in await conn.fetch(
             """SELECT * FROM metrics.escalations WHERE escalation_id = ANY($1::uuid[])
                FOR UPDATE""",

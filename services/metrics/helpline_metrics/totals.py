@@ -5,12 +5,11 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-import asyncpg
-
+from helpline_shared.db import Conn
 from helpline_shared.events import utcnow
 
 
-async def read_counters(conn: asyncpg.Connection) -> dict[str, dict[str, int]]:
+async def read_counters(conn: Conn) -> dict[str, dict[str, int]]:
     out: dict[str, dict[str, int]] = defaultdict(dict)
     for r in await conn.fetch("SELECT name, label, value FROM metrics.counters"):
         if r["value"] != 0:
@@ -22,7 +21,7 @@ def _one(c: dict[str, dict[str, int]], name: str) -> int:
     return c.get(name, {}).get("", 0)
 
 
-async def totals(conn: asyncpg.Connection) -> dict[str, Any]:
+async def totals(conn: Conn) -> dict[str, Any]:
     """Every total, with the takedown rate and per-platform case shares derived from them.
 
     takedown_rate = URLs whose decision took the content down (removed, disabled, already

@@ -13,18 +13,23 @@ class PlatformSpec:
     other: tuple[str, ...]  # decisions that left it up (first: no violation found)
 
 
-_META = PlatformSpec("", "PENDING", ("REMOVED", "GEO_BLOCKED", "NOT_AVAILABLE"),
-                     ("NOT_ACTIONED", "WARNING_SCREEN"))
+_META = PlatformSpec(
+    "", "PENDING", ("REMOVED", "GEO_BLOCKED", "NOT_AVAILABLE"), ("NOT_ACTIONED", "WARNING_SCREEN")
+)
 
 PLATFORMS: dict[str, PlatformSpec] = {
     "tiktok": PlatformSpec(
-        "tiktok", "IN_REVIEW", ("CONTENT_REMOVED", "RESTRICTED_IN_REGION", "CONTENT_NOT_FOUND"),
+        "tiktok",
+        "IN_REVIEW",
+        ("CONTENT_REMOVED", "RESTRICTED_IN_REGION", "CONTENT_NOT_FOUND"),
         ("NO_VIOLATION", "AGE_RESTRICTED"),
     ),
     "instagram": PlatformSpec("instagram", _META.pending, _META.takedowns, _META.other),
     "facebook": PlatformSpec("facebook", _META.pending, _META.takedowns, _META.other),
     "youtube": PlatformSpec(
-        "youtube", "UNDER_REVIEW", ("REMOVED", "VIDEO_UNAVAILABLE"),
+        "youtube",
+        "UNDER_REVIEW",
+        ("REMOVED", "VIDEO_UNAVAILABLE"),
         ("NO_ACTION", "AGE_RESTRICTED", "LIMITED_FEATURES"),
     ),
     "x": PlatformSpec(

@@ -20,13 +20,13 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from helpline_shared.settings import Settings
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from helpline_simulator.platforms import PLATFORMS, PlatformSpec
-from helpline_shared.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -89,8 +89,9 @@ def create_simulator(config: SimConfig) -> Starlette:
             await asyncio.sleep(state.rng.uniform(0.5, 1.5) * c.latency_ms / 1000)
         roll = state.rng.random()
         if roll < c.rate_limit_rate:
-            return JSONResponse({"error": "rate limited"}, status_code=429,
-                                headers={"Retry-After": "1"})
+            return JSONResponse(
+                {"error": "rate limited"}, status_code=429, headers={"Retry-After": "1"}
+            )
         if roll < c.rate_limit_rate + c.error_rate:
             return JSONResponse({"error": "temporarily unavailable"}, status_code=503)
         return None
@@ -98,8 +99,12 @@ def create_simulator(config: SimConfig) -> Starlette:
     def view(n: Notice) -> dict[str, Any]:
         spec = PLATFORMS[n.platform]
         status = n.decision if time.monotonic() >= n.decided_at else spec.pending
-        return {"reference": n.reference, "status": status, "url": n.url,
-                "client_reference": n.client_reference}
+        return {
+            "reference": n.reference,
+            "status": status,
+            "url": n.url,
+            "client_reference": n.client_reference,
+        }
 
     async def notices(request: Request) -> JSONResponse:
         slug = request.path_params["platform"]
@@ -127,7 +132,10 @@ def create_simulator(config: SimConfig) -> Starlette:
         )
         ref = f"{slug}-{len(state.notices) + 1:08d}"
         notice = Notice(
-            ref, slug, client_reference, url,
+            ref,
+            slug,
+            client_reference,
+            url,
             time.monotonic() + state.config.decision_delay_ms / 1000,
             _decide(PLATFORMS[slug], state.config, client_reference),
         )
@@ -146,13 +154,15 @@ def create_simulator(config: SimConfig) -> Starlette:
 
     async def stats(_: Request) -> JSONResponse:
         repeats = {k: v for k, v in state.per_client_reference.items() if v > 1}
-        return JSONResponse({
-            "submissions": sum(state.submissions.values()),
-            "by_platform": state.submissions,
-            "distinct_client_references": len(state.per_client_reference),
-            "repeated_client_references": repeats,
-            "config": asdict(state.config),
-        })
+        return JSONResponse(
+            {
+                "submissions": sum(state.submissions.values()),
+                "by_platform": state.submissions,
+                "distinct_client_references": len(state.per_client_reference),
+                "repeated_client_references": repeats,
+                "config": asdict(state.config),
+            }
+        )
 
     async def configure(request: Request) -> JSONResponse:
         changes = await request.json()
@@ -172,12 +182,14 @@ def create_simulator(config: SimConfig) -> Starlette:
     async def health(_: Request) -> JSONResponse:
         return JSONResponse({"status": "ready"})
 
-    return Starlette(routes=[
-        Route("/{platform}/v1/notices", notices, methods=["GET", "POST"]),
-        Route("/{platform}/v1/notices/{reference}", notice, methods=["GET"]),
-        Route("/_sim/stats", stats, methods=["GET"]),
-        Route("/_sim/config", configure, methods=["POST"]),
-        Route("/_sim/reset", reset, methods=["POST"]),
-        Route("/health/live", health, methods=["GET"]),
-        Route("/health/ready", health, methods=["GET"]),
-    ])
+    return Starlette(
+        routes=[
+            Route("/{platform}/v1/notices", notices, methods=["GET", "POST"]),
+            Route("/{platform}/v1/notices/{reference}", notice, methods=["GET"]),
+            Route("/_sim/stats", stats, methods=["GET"]),
+            Route("/_sim/config", configure, methods=["POST"]),
+            Route("/_sim/reset", reset, methods=["POST"]),
+            Route("/health/live", health, methods=["GET"]),
+            Route("/health/ready", health, methods=["GET"]),
+        ]
+    )

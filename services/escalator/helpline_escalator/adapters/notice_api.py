@@ -11,6 +11,7 @@ import uuid
 from typing import Any, ClassVar
 
 import httpx
+from helpline_shared.events import Decision
 
 from helpline_escalator.adapters.base import (
     Notice,
@@ -19,7 +20,6 @@ from helpline_escalator.adapters.base import (
     PlatformResult,
     RetryableError,
 )
-from helpline_shared.events import Decision
 
 
 def _retry_after(response: httpx.Response) -> float | None:

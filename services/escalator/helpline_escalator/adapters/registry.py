@@ -27,9 +27,9 @@ ADAPTERS: dict[str, type[NoticeApiAdapter]] = {
     )
 }
 
-AdapterFactory = Callable[[httpx.AsyncClient, str], PlatformAdapter]
 
-
-def build_adapters(client: httpx.AsyncClient, base_url: str) -> dict[str, PlatformAdapter]:
-    """One adapter per automated platform, all sharing `client`."""
-    return {slug: cls(client, base_url) for slug, cls in ADAPTERS.items()}
+def build_adapters(
+    clients: Callable[[str], httpx.AsyncClient], base_url: str
+) -> dict[str, PlatformAdapter]:
+    """One adapter per automated platform, each with the client `clients(slug)` gives it."""
+    return {slug: cls(clients(slug), base_url) for slug, cls in ADAPTERS.items()}
