@@ -8,11 +8,11 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+
 from helpline_cli.infra import create_database
 from helpline_shared.db import create_pool, migrate
 from helpline_shared.kafka import create_topics
 from helpline_shared.settings import Settings
-
 from tests.infra import Infra, infrastructure
 
 

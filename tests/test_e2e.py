@@ -17,12 +17,12 @@ import asyncpg
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
 from helpline_cli.infra import free_port
 from helpline_cli.stack import Stack
 from helpline_shared.events import ReportRejectedV1
 from helpline_shared.settings import Settings
 from helpline_shared.topics import REPORTS_REJECTED, REPORTS_SUBMITTED
-
 from tests.conftest import fresh_database
 from tests.infra import Infra
 

@@ -23,13 +23,13 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from helpline_cli.infra import free_port
+from helpline_cli.stack import Stack
 from helpline_shared.events import EscalationOutcomeV1, ReportSubmittedV1, derive_id
 from helpline_shared.kafka import client_kwargs
 from helpline_shared.settings import Settings
 from helpline_shared.topics import ESCALATION_OUTCOMES, REPORTS_SUBMITTED
-
-from helpline_cli.infra import free_port
-from helpline_cli.stack import Stack
 
 STAGES = 3
 PLATFORM_URLS = [

@@ -6,9 +6,8 @@ import asyncio
 import contextlib
 import signal
 
-from helpline_shared.settings import Settings
-
 from helpline_cli.stack import SERVICES, Stack
+from helpline_shared.settings import Settings
 
 
 async def run_dev(settings: Settings) -> int:

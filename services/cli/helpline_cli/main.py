@@ -8,10 +8,9 @@ import json
 import sys
 from collections.abc import Callable
 
+from helpline_cli.services import FACTORIES
 from helpline_shared.logging import configure_logging
 from helpline_shared.settings import Settings, load_settings
-
-from helpline_cli.services import FACTORIES
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+
 from helpline_shared.kafka import client_kwargs
 from helpline_shared.settings import Settings
 from helpline_shared.topics import REPORTS_SUBMITTED

@@ -18,9 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from helpline_shared.db import migrate
-from helpline_shared.kafka import create_topics
-from helpline_shared.settings import Settings
 
 from helpline_cli.infra import (
     create_database,
@@ -28,6 +25,9 @@ from helpline_cli.infra import (
     start_embedded_postgres,
     start_tansu,
 )
+from helpline_shared.db import migrate
+from helpline_shared.kafka import create_topics
+from helpline_shared.settings import Settings
 
 SERVICES = ("simulator", "intake", "triage", "escalator", "metrics")
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import httpx
+import aiohttp
 from faststream.asgi import AsgiFastStream
 from faststream.kafka import KafkaRouter
+
+from helpline_escalator.adapters.registry import ADAPTERS, build_adapters
+from helpline_escalator.dispatcher import Dispatcher, PlatformWorker
+from helpline_escalator.usecase import Escalator
 from helpline_shared.consumer import DeadLetters, batch_subscriber
 from helpline_shared.db import Database
 from helpline_shared.kafka import build_broker
@@ -13,38 +17,16 @@ from helpline_shared.service import build_app
 from helpline_shared.settings import Settings
 from helpline_shared.topics import CASES_TRIAGED
 
-from helpline_escalator.adapters.registry import build_adapters
-from helpline_escalator.dispatcher import Dispatcher, PlatformWorker
-from helpline_escalator.usecase import Escalator
-
 
 def create_app(settings: Settings) -> AsgiFastStream:
     if not settings.database_url:
         raise ValueError("HELPLINE_DATABASE_URL is required to run the escalator")
     broker = build_broker(settings, "escalator")
     db = Database(settings.database_url, max_size=settings.database_pool_max)
-    # One HTTP connection pool per platform: a slow platform cannot exhaust another's.
-    clients: dict[str, httpx.AsyncClient] = {}
-
-    def client_for(slug: str) -> httpx.AsyncClient:
-        return clients.setdefault(
-            slug,
-            httpx.AsyncClient(
-                timeout=settings.platform_timeout_s,
-                limits=httpx.Limits(
-                    max_connections=settings.platform_concurrency,
-                    max_keepalive_connections=settings.platform_concurrency,
-                ),
-            ),
-        )
-
-    adapters = build_adapters(client_for, settings.platform_base_url)
     outbox = Outbox(db, broker, "escalator")
-    dispatcher = Dispatcher(
-        {slug: PlatformWorker(a, db, outbox, settings) for slug, a in adapters.items()}
-    )
+    dispatcher = Dispatcher({})
     dead = DeadLetters("escalator", max_ratio=settings.dlq_max_ratio, window=settings.dlq_window)
-    escalator = Escalator(db, broker, outbox, dispatcher, dead)
+    escalator = Escalator(db, broker, outbox, dispatcher, dead, platforms=frozenset(ADAPTERS))
     router = KafkaRouter()
     batch_subscriber(
         router,
@@ -55,9 +37,23 @@ def create_app(settings: Settings) -> AsgiFastStream:
         description="Opens one escalation per triaged URL and hands it to its platform worker.",
     )
     broker.include_router(router)
+    # One HTTP connection pool per platform, so a slow platform cannot exhaust another's.
+    # aiohttp sessions must be created inside the running loop: in the startup hook.
+    clients: dict[str, aiohttp.ClientSession] = {}
+
+    def client_for(slug: str) -> aiohttp.ClientSession:
+        clients[slug] = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=settings.platform_timeout_s),
+            connector=aiohttp.TCPConnector(limit=settings.platform_concurrency),
+        )
+        return clients[slug]
 
     async def start_workers() -> None:
-        outbox.start()
+        await db.open()
+        adapters = build_adapters(client_for, settings.platform_base_url)
+        dispatcher.workers.update(
+            {slug: PlatformWorker(a, db, outbox, settings) for slug, a in adapters.items()}
+        )
         dispatcher.start()
 
     async def stop_workers() -> None:
@@ -66,18 +62,21 @@ def create_app(settings: Settings) -> AsgiFastStream:
 
     async def close() -> None:
         for client in clients.values():
-            await client.aclose()
+            await client.close()
         await db.close()
 
     async def within_dead_letter_limit() -> bool:
         return not dead.tripped
 
+    async def start_relay() -> None:
+        outbox.start()
+
     return build_app(
         broker,
         service="escalator",
         checks={"database": db.ready, "dead_letters": within_dead_letter_limit},
-        on_startup=[db.open],
-        after_startup=[start_workers],
+        on_startup=[start_workers],
+        after_startup=[start_relay],
         on_shutdown=[stop_workers],
         after_shutdown=[close],
     )

@@ -17,12 +17,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from aiolimiter import AsyncLimiter
-from helpline_shared.db import Database
-from helpline_shared.events import utcnow
-from helpline_shared.kafka import OutgoingMessage
-from helpline_shared.logging import bind_event, get_logger
-from helpline_shared.outbox import Outbox
-from helpline_shared.settings import Settings
 
 from helpline_escalator.adapters.base import (
     AdapterError,
@@ -35,6 +29,12 @@ from helpline_escalator.adapters.base import (
 )
 from helpline_escalator.outcomes import outcome_message
 from helpline_escalator.repository import Claim, Update, apply_updates, claim_due
+from helpline_shared.db import Database
+from helpline_shared.events import utcnow
+from helpline_shared.kafka import OutgoingMessage
+from helpline_shared.logging import bind_event, get_logger
+from helpline_shared.outbox import Outbox
+from helpline_shared.settings import Settings
 
 log = get_logger("helpline.escalator.dispatch")
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
+
 from helpline_shared.db import Conn
 from helpline_shared.events import CaseTriagedV1
 

@@ -11,17 +11,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from faststream.kafka import KafkaBroker
+from pydantic import ValidationError
+
+from helpline_escalator.dispatcher import Dispatcher
+from helpline_escalator.outcomes import outcome_message
+from helpline_escalator.repository import insert_escalations
 from helpline_shared.consumer import DeadLetters, Record
 from helpline_shared.db import Database
 from helpline_shared.events import CaseTriagedV1, TriagedUrl
 from helpline_shared.kafka import OutgoingMessage, publish_all
 from helpline_shared.logging import bind_event, get_logger
 from helpline_shared.outbox import Outbox
-from pydantic import ValidationError
-
-from helpline_escalator.dispatcher import Dispatcher
-from helpline_escalator.outcomes import outcome_message
-from helpline_escalator.repository import insert_escalations
 
 log = get_logger("helpline.escalator")
 
@@ -34,15 +34,18 @@ class Escalator:
         outbox: Outbox,
         dispatcher: Dispatcher,
         dead_letters: DeadLetters,
+        *,
+        platforms: frozenset[str],
     ) -> None:
         self._db = db
         self._broker = broker
         self._outbox = outbox
         self._dispatcher = dispatcher
         self._dead = dead_letters
+        self._platforms = platforms
 
     def _routable(self, url: TriagedUrl) -> TriagedUrl:
-        if url.route == "platform" and url.platform not in self._dispatcher.workers:
+        if url.route == "platform" and url.platform not in self._platforms:
             return url.model_copy(update={"route": "manual"})
         return url
 

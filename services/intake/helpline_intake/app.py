@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from faststream.asgi import AsgiFastStream
-from helpline_shared.db import Database
-from helpline_shared.kafka import build_broker
-from helpline_shared.service import build_app
-from helpline_shared.settings import Settings
 
 from helpline_intake.handlers import build_router
 from helpline_intake.http import build_routes
 from helpline_intake.usecase import Intake
+from helpline_shared.db import Database
+from helpline_shared.kafka import build_broker
+from helpline_shared.service import build_app
+from helpline_shared.settings import Settings
 
 
 def create_app(settings: Settings) -> AsgiFastStream:

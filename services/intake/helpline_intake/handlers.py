@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from faststream.kafka import KafkaRouter
+
+from helpline_intake.usecase import Intake
 from helpline_shared.consumer import batch_subscriber
 from helpline_shared.settings import Settings
 from helpline_shared.topics import REPORTS_SUBMITTED
-
-from helpline_intake.usecase import Intake
 
 
 def build_router(settings: Settings, intake: Intake) -> KafkaRouter:

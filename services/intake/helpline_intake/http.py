@@ -9,16 +9,16 @@ answered 422 with every reason and published to `helpline.reports.rejected`.
 from __future__ import annotations
 
 from faststream.kafka import KafkaBroker
-from helpline_shared.events import RejectionReason, ReportSubmittedV1
-from helpline_shared.kafka import OutgoingMessage, publish_all
-from helpline_shared.service import endpoint
-from helpline_shared.topics import REPORTS_SUBMITTED
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp
 
 from helpline_intake.usecase import case_id_for, rejected_message, rejection
 from helpline_intake.validation import MAX_MESSAGE_BYTES, validate_report
+from helpline_shared.events import RejectionReason, ReportSubmittedV1
+from helpline_shared.kafka import OutgoingMessage, publish_all
+from helpline_shared.service import endpoint
+from helpline_shared.topics import REPORTS_SUBMITTED
 
 
 def build_routes(broker: KafkaBroker) -> list[tuple[str, ASGIApp]]:

@@ -17,6 +17,10 @@ import uuid
 from collections.abc import Sequence
 
 from faststream.kafka import KafkaBroker
+
+from helpline_intake import repository
+from helpline_intake.repository import StoredReport
+from helpline_intake.validation import validate_report
 from helpline_shared import cloudevents
 from helpline_shared.consumer import Record, position
 from helpline_shared.db import Database
@@ -31,10 +35,6 @@ from helpline_shared.events import (
 from helpline_shared.kafka import OutgoingMessage, publish_all
 from helpline_shared.logging import bind_event, get_logger
 from helpline_shared.topics import CASES_OPENED, REPORTS_REJECTED
-
-from helpline_intake import repository
-from helpline_intake.repository import StoredReport
-from helpline_intake.validation import validate_report
 
 SOURCE = "urn:helpline:intake"
 log = get_logger("helpline.intake")

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from helpline_shared.events import RejectionReason, ReportSubmittedV1
 from pydantic import ValidationError
+
+from helpline_shared.events import RejectionReason, ReportSubmittedV1
 
 MAX_MESSAGE_BYTES = 1_000_000
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from faststream.asgi import AsgiFastStream
 from faststream.kafka import KafkaRouter
+
+from helpline_metrics.http import build_routes
+from helpline_metrics.usecase import TOPICS, Metrics
 from helpline_shared.consumer import DeadLetters, batch_subscriber
 from helpline_shared.db import Database
 from helpline_shared.kafka import build_broker
 from helpline_shared.service import build_app
 from helpline_shared.settings import Settings
-
-from helpline_metrics.http import build_routes
-from helpline_metrics.usecase import TOPICS, Metrics
 
 
 def create_app(settings: Settings) -> AsgiFastStream:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from helpline_shared.db import Database
-from helpline_shared.service import endpoint
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -14,6 +12,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp
 
 from helpline_metrics.totals import read_counters, totals
+from helpline_shared.db import Database
+from helpline_shared.service import endpoint
 
 
 class _Snapshot(Collector):

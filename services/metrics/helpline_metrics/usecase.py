@@ -8,13 +8,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from faststream.kafka import KafkaBroker
+from pydantic import BaseModel, ValidationError
+
+from helpline_metrics import projection
 from helpline_shared.consumer import DeadLetters, Record
 from helpline_shared.db import Database
 from helpline_shared.kafka import OutgoingMessage, publish_all
 from helpline_shared.topics import CASES_TRIAGED, ESCALATION_OUTCOMES, REPORTS_REJECTED
-from pydantic import BaseModel, ValidationError
-
-from helpline_metrics import projection
 
 MODELS: dict[str, type[BaseModel]] = {
     t.name: t.model for t in (CASES_TRIAGED, ESCALATION_OUTCOMES, REPORTS_REJECTED) if t.model

@@ -20,12 +20,12 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from helpline_shared.settings import Settings
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from helpline_shared.settings import Settings
 from helpline_simulator.platforms import PLATFORMS, PlatformSpec
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from faststream.asgi import AsgiFastStream
 from faststream.kafka import KafkaRouter
+
 from helpline_shared.consumer import DeadLetters, batch_subscriber
 from helpline_shared.kafka import build_broker
 from helpline_shared.service import build_app
 from helpline_shared.settings import Settings
 from helpline_shared.topics import CASES_OPENED
-
 from helpline_triage.rules import RuleSet
 from helpline_triage.usecase import Triage
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from faststream.kafka import KafkaBroker
+from pydantic import ValidationError
+
 from helpline_shared import cloudevents
 from helpline_shared.consumer import DeadLetters, Record
 from helpline_shared.events import (
@@ -24,8 +26,6 @@ from helpline_shared.events import (
 from helpline_shared.kafka import OutgoingMessage, publish_all
 from helpline_shared.logging import bind_event, get_logger
 from helpline_shared.topics import CASES_TRIAGED
-from pydantic import ValidationError
-
 from helpline_triage.rules import RuleSet
 from helpline_triage.urls import UrlRules
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import httpx
+import aiohttp
 
 from helpline_escalator.adapters.base import PlatformAdapter
 from helpline_escalator.adapters.facebook import FacebookAdapter
@@ -29,7 +29,7 @@ ADAPTERS: dict[str, type[NoticeApiAdapter]] = {
 
 
 def build_adapters(
-    clients: Callable[[str], httpx.AsyncClient], base_url: str
+    clients: Callable[[str], aiohttp.ClientSession], base_url: str
 ) -> dict[str, PlatformAdapter]:
     """One adapter per automated platform, each with the client `clients(slug)` gives it."""
     return {slug: cls(clients(slug), base_url) for slug, cls in ADAPTERS.items()}
