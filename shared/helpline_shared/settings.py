@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     notifier_email: str = Field("helpline@example.org", description="Notifier's email.")
     platform_timeout_s: float = Field(10.0, gt=0)
     platform_concurrency: int = Field(32, ge=1, description="In-flight calls per platform.")
+    escalation_claim_batch: int = Field(
+        256, ge=1, description="Escalations a platform worker claims (and records) at once."
+    )
     platform_rate_per_s: float = Field(200.0, gt=0, description="Calls per second per platform.")
     escalation_max_attempts: int = Field(5, ge=1)
     escalation_retry_base_s: float = Field(1.0, gt=0)

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from aiolimiter import AsyncLimiter
 
@@ -73,6 +75,7 @@ class PlatformWorker:
         self._outbox = outbox
         self._settings = settings
         self._limiter = AsyncLimiter(settings.platform_rate_per_s, 1)
+        self._in_flight = asyncio.Semaphore(settings.platform_concurrency)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -88,13 +91,17 @@ class PlatformWorker:
         return utcnow() + timedelta(seconds=delay)
 
     async def _call(self, claim: Claim) -> PlatformResult | None:
-        async with self._limiter:
-            row = claim.row
+        """One platform call, once a concurrency slot and the rate limit allow it."""
+        row = claim.row
+        call: Coroutine[Any, Any, PlatformResult | None]
+        async with self._in_flight, self._limiter:
             if claim.kind == "submit":
-                return await self.adapter.submit(notice_for(row, self._settings))
-            if claim.kind == "status":
-                return await self.adapter.status(row["platform_reference"])
-            return await self.adapter.lookup(row["escalation_id"])
+                call = self.adapter.submit(notice_for(row, self._settings))
+            elif claim.kind == "status":
+                call = self.adapter.status(row["platform_reference"])
+            else:
+                call = self.adapter.lookup(row["escalation_id"])
+            return await asyncio.wait_for(call, self._settings.platform_timeout_s * 2)
 
     async def _act(self, claim: Claim) -> Step:
         row = claim.row
@@ -122,7 +129,7 @@ class PlatformWorker:
 
         with bind_event(case_id=row["case_id"], event_id=row["escalation_id"]):
             try:
-                result = await asyncio.wait_for(self._call(claim), s.platform_timeout_s * 2)
+                result = await self._call(claim)
             except TimeoutError:
                 result = None
                 error: AdapterError | None = RetryableError("timed out")
@@ -226,7 +233,7 @@ class PlatformWorker:
         s = self._settings
         async with self._db.pool.acquire() as conn, conn.transaction():
             claims = await claim_due(
-                conn, self.adapter.slug, s.platform_concurrency, s.escalation_claim_lease_s
+                conn, self.adapter.slug, s.escalation_claim_batch, s.escalation_claim_lease_s
             )
         if not claims:
             return 0

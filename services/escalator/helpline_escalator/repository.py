@@ -19,33 +19,36 @@ from helpline_shared.db import Conn
 from helpline_shared.events import CaseTriagedV1
 
 
-async def insert_escalations(conn: Conn, case: CaseTriagedV1) -> list[asyncpg.Record]:
-    """Insert the case's escalations; returns the rows that are new."""
-    if not case.urls:
+async def insert_escalations(conn: Conn, cases: Sequence[CaseTriagedV1]) -> list[asyncpg.Record]:
+    """Insert every URL's escalation in one statement; returns the rows that are new."""
+    rows = [(case, u) for case in cases for u in case.urls]
+    if not rows:
         return []
     return await conn.fetch(
         """
         INSERT INTO escalator.escalations (escalation_id, case_id, url, normalized_url,
             platform, route, harm_types, urgency, received_at, state, reason)
-        SELECT u.id, $1, u.url, u.norm, u.platform, u.route, $2, $3, $4,
+        SELECT u.id, u.case_id, u.url, u.norm, u.platform, u.route,
+               string_to_array(u.harm, ','), u.urgency, u.received_at,
                CASE WHEN u.route = 'platform' THEN 'queued' ELSE 'needs_manual' END,
                CASE u.route WHEN 'hotline' THEN 'special route: refer to the national hotline'
                             WHEN 'manual' THEN 'no automated channel for this host'
                END
-        FROM unnest($5::uuid[], $6::text[], $7::text[], $8::text[], $9::text[])
-            AS u(id, url, norm, platform, route)
+        FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[],
+                    $7::text[], $8::text[], $9::timestamptz[])
+            AS u(id, case_id, url, norm, platform, route, harm, urgency, received_at)
         ON CONFLICT DO NOTHING
         RETURNING *
         """,
-        case.case_id,
-        list(case.harm_types),
-        case.urgency,
-        case.received_at,
-        [u.url_id for u in case.urls],
-        [u.url for u in case.urls],
-        [u.normalized_url for u in case.urls],
-        [u.platform for u in case.urls],
-        [u.route for u in case.urls],
+        [u.url_id for _, u in rows],
+        [c.case_id for c, _ in rows],
+        [u.url for _, u in rows],
+        [u.normalized_url for _, u in rows],
+        [u.platform for _, u in rows],
+        [u.route for _, u in rows],
+        [",".join(c.harm_types) for c, _ in rows],
+        [c.urgency for c, _ in rows],
+        [c.received_at for c, _ in rows],
     )
 
 
@@ -100,10 +103,12 @@ async def claim_due(conn: Conn, platform: str, limit: int, lease_s: float) -> li
                    WHERE escalation_id = ANY($1::uuid[]) AND result IS NULL""",
                 lost,
             )
-        await conn.executemany(
+        await conn.execute(
             """INSERT INTO escalator.attempts (attempt_id, escalation_id, kind)
-               VALUES ($1, $2, $3)""",
-            [(c.attempt_id, c.row["escalation_id"], c.kind) for c in claims],
+               SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[])""",
+            [c.attempt_id for c in claims],
+            [c.row["escalation_id"] for c in claims],
+            [c.kind for c in claims],
         )
     return claims
 

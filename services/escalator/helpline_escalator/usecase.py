@@ -65,19 +65,15 @@ class Escalator:
         platforms: set[str] = set()
         async with self._db.pool.acquire() as conn, conn.transaction():
             outcomes: list[OutgoingMessage] = []
-            for case in cases:
-                new_rows = await insert_escalations(conn, case)
-                for row in new_rows:
-                    with bind_event(case_id=case.case_id, event_id=row["escalation_id"]):
-                        if row["state"] == "needs_manual":
-                            log.info("escalation needs manual handling", reason=row["reason"])
-                            outcomes.append(
-                                outcome_message(
-                                    row, state="needs_manual", attempts=0, reason=row["reason"]
-                                )
-                            )
-                        else:
-                            platforms.add(row["platform"])
+            for row in await insert_escalations(conn, cases):
+                if row["state"] != "needs_manual":
+                    platforms.add(row["platform"])
+                    continue
+                with bind_event(case_id=row["case_id"], event_id=row["escalation_id"]):
+                    log.info("escalation needs manual handling", reason=row["reason"])
+                outcomes.append(
+                    outcome_message(row, state="needs_manual", attempts=0, reason=row["reason"])
+                )
             await self._outbox.add(conn, outcomes)
         self._dispatcher.wake(platforms)
         if outcomes:
