@@ -145,3 +145,17 @@ async def create_topics(settings: Settings, topics: Iterable[Topic] = ALL_TOPICS
     finally:
         await admin.close()
     return created
+
+
+def document_publishers(broker: KafkaBroker, *topics: Topic) -> None:
+    """Declare what a service publishes, with payload models, for its AsyncAPI document.
+
+    Publishing itself goes through :func:`publish_all`; these declarations only describe it.
+    """
+    for topic in topics:
+        broker.publisher(
+            topic.name,
+            schema=topic.model,
+            title=f"{topic.name}:publish",
+            description=topic.description or f"key: {topic.key}",
+        )

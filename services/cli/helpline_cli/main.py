@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 from collections.abc import Callable
 
@@ -33,7 +32,11 @@ def _parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="measure the pipeline against a raw aiokafka relay")
     bench.add_argument("-n", "--reports", type=int, default=3000)
     bench.add_argument("--urls-per-report", type=int, default=2)
-    sub.add_parser("schemas", help="print the JSON Schema of every event contract")
+    contracts = sub.add_parser(
+        "contracts", help="write (or --check) the JSON Schemas and AsyncAPI documents"
+    )
+    contracts.add_argument("--check", action="store_true", help="fail if any file differs")
+    contracts.add_argument("--root", default=".", help="repository root")
     return p
 
 
@@ -80,12 +83,15 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         from helpline_cli.bench import run_bench
 
         return await run_bench(settings, reports=args.reports, urls_per_report=args.urls_per_report)
-    if args.command == "schemas":
-        from helpline_shared.topics import ALL_TOPICS
+    if args.command == "contracts":
+        from pathlib import Path
 
-        schemas = {t.name: t.model.model_json_schema() for t in ALL_TOPICS if t.model}
-        print(json.dumps(schemas, indent=2, sort_keys=True))
-        return 0
+        from helpline_cli.contracts import write_or_check
+
+        differing = write_or_check(Path(args.root), check=args.check)
+        verb = "differ from the code" if args.check else "written"
+        print(f"{len(differing)} contract file(s) {verb}: {', '.join(differing) or '-'}")
+        return 1 if args.check and differing else 0
     return 2
 
 

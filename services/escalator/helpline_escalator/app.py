@@ -11,17 +11,18 @@ from helpline_escalator.dispatcher import Dispatcher, PlatformWorker
 from helpline_escalator.usecase import Escalator
 from helpline_shared.consumer import DeadLetters, batch_subscriber
 from helpline_shared.db import Database
-from helpline_shared.kafka import build_broker
+from helpline_shared.kafka import build_broker, document_publishers
 from helpline_shared.outbox import Outbox
 from helpline_shared.service import build_app
 from helpline_shared.settings import Settings
-from helpline_shared.topics import CASES_TRIAGED
+from helpline_shared.topics import CASES_TRIAGED, DEAD_LETTERS, ESCALATION_OUTCOMES
 
 
 def create_app(settings: Settings) -> AsgiFastStream:
     if not settings.database_url:
         raise ValueError("HELPLINE_DATABASE_URL is required to run the escalator")
     broker = build_broker(settings, "escalator")
+    document_publishers(broker, ESCALATION_OUTCOMES, DEAD_LETTERS["escalator"])
     db = Database(settings.database_url, max_size=settings.database_pool_max)
     outbox = Outbox(db, broker, "escalator")
     dispatcher = Dispatcher({})

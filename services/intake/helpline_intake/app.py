@@ -8,15 +8,17 @@ from helpline_intake.handlers import build_router
 from helpline_intake.http import build_routes
 from helpline_intake.usecase import Intake
 from helpline_shared.db import Database
-from helpline_shared.kafka import build_broker
+from helpline_shared.kafka import build_broker, document_publishers
 from helpline_shared.service import build_app
 from helpline_shared.settings import Settings
+from helpline_shared.topics import CASES_OPENED, REPORTS_REJECTED
 
 
 def create_app(settings: Settings) -> AsgiFastStream:
     if not settings.database_url:
         raise ValueError("HELPLINE_DATABASE_URL is required to run intake")
     broker = build_broker(settings, "intake")
+    document_publishers(broker, REPORTS_REJECTED, CASES_OPENED)
     db = Database(settings.database_url, max_size=settings.database_pool_max)
     broker.include_router(build_router(settings, Intake(db, broker)))
     return build_app(

@@ -9,15 +9,17 @@ from helpline_metrics.http import build_routes
 from helpline_metrics.usecase import TOPICS, Metrics
 from helpline_shared.consumer import DeadLetters, batch_subscriber
 from helpline_shared.db import Database
-from helpline_shared.kafka import build_broker
+from helpline_shared.kafka import build_broker, document_publishers
 from helpline_shared.service import build_app
 from helpline_shared.settings import Settings
+from helpline_shared.topics import DEAD_LETTERS
 
 
 def create_app(settings: Settings) -> AsgiFastStream:
     if not settings.database_url:
         raise ValueError("HELPLINE_DATABASE_URL is required to run metrics")
     broker = build_broker(settings, "metrics")
+    document_publishers(broker, DEAD_LETTERS["metrics"])
     db = Database(settings.database_url, max_size=settings.database_pool_max)
     dead = DeadLetters("metrics", max_ratio=settings.dlq_max_ratio, window=settings.dlq_window)
     router = KafkaRouter()

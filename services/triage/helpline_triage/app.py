@@ -6,16 +6,17 @@ from faststream.asgi import AsgiFastStream
 from faststream.kafka import KafkaRouter
 
 from helpline_shared.consumer import DeadLetters, batch_subscriber
-from helpline_shared.kafka import build_broker
+from helpline_shared.kafka import build_broker, document_publishers
 from helpline_shared.service import build_app
 from helpline_shared.settings import Settings
-from helpline_shared.topics import CASES_OPENED
+from helpline_shared.topics import CASES_OPENED, CASES_TRIAGED, DEAD_LETTERS
 from helpline_triage.rules import RuleSet
 from helpline_triage.usecase import Triage
 
 
 def create_app(settings: Settings) -> AsgiFastStream:
     broker = build_broker(settings, "triage")
+    document_publishers(broker, CASES_TRIAGED, DEAD_LETTERS["triage"])
     dead = DeadLetters("triage", max_ratio=settings.dlq_max_ratio, window=settings.dlq_window)
     triage = Triage(broker, dead, RuleSet.load())
     router = KafkaRouter()
