@@ -1,0 +1,238 @@
+"""The escalator's platform worker on real PostgreSQL against the real simulator:
+attempts are recorded before calls, interrupted calls are reconciled by lookup and never
+blindly re-sent, failures retry with backoff and end in `failed` after the last attempt."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import aiohttp
+import pytest
+import uvicorn
+from faststream.kafka import KafkaBroker
+
+from helpline_cli.infra import free_port
+from helpline_escalator.adapters.tiktok import TikTokAdapter
+from helpline_escalator.dispatcher import PlatformWorker
+from helpline_shared.db import Database
+from helpline_shared.events import utcnow
+from helpline_shared.outbox import Outbox
+from helpline_shared.settings import Settings
+from helpline_simulator.server import SimConfig, create_simulator
+from tests.conftest import fresh_database
+from tests.infra import Infra
+
+
+@pytest.fixture(scope="module")
+async def simulator() -> AsyncIterator[str]:
+    port = free_port()
+    config = uvicorn.Config(
+        create_simulator(SimConfig(latency_ms=0)),
+        host="127.0.0.1",
+        port=port,
+        log_config=None,
+        lifespan="off",
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.01)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    await task
+
+
+@pytest.fixture(scope="module")
+async def db(infra: Infra) -> AsyncIterator[Database]:
+    database = Database(await fresh_database(infra, "helpline_dispatch"))
+    await database.open()
+    yield database
+    await database.close()
+
+
+@pytest.fixture
+async def http(simulator: str) -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        await session.post(f"{simulator}/_sim/reset")
+        await session.post(
+            f"{simulator}/_sim/config",
+            json={"latency_ms": 0, "error_rate": 0, "rate_limit_rate": 0, "decision_delay_ms": 0},
+        )
+        yield session
+
+
+@pytest.fixture
+async def worker(db: Database, simulator: str, http: aiohttp.ClientSession) -> PlatformWorker:
+    await db.pool.execute("TRUNCATE escalator.escalations, escalator.attempts, outbox")
+    settings = Settings(
+        escalation_retry_base_s=0.05, escalation_max_attempts=3, escalation_claim_lease_s=30
+    )
+    outbox = Outbox(db, KafkaBroker(), "escalator")
+    return PlatformWorker(TikTokAdapter(http, simulator), db, outbox, settings)
+
+
+async def add_escalation(db: Database, **overrides: Any) -> uuid.UUID:
+    eid = uuid.uuid4()
+    row = {
+        "escalation_id": eid,
+        "case_id": uuid.uuid4(),
+        "url": f"https://tiktok.com/@x/{eid}",
+        "normalized_url": f"https://tiktok.com/@x/{eid}",
+        "platform": "tiktok",
+        "route": "platform",
+        "harm_types": ["bullying_harassment"],
+        "urgency": "normal",
+        "received_at": utcnow(),
+        "state": "queued",
+        "attempts": 0,
+        "claimed_at": None,
+    }
+    row.update(overrides)
+    cols = ", ".join(row)
+    params = ", ".join(f"${i}" for i in range(1, len(row) + 1))
+    await db.pool.execute(
+        f"INSERT INTO escalator.escalations ({cols}) VALUES ({params})", *row.values()
+    )
+    return eid
+
+
+async def sim_stats(http: aiohttp.ClientSession, simulator: str) -> dict[str, Any]:
+    async with http.get(f"{simulator}/_sim/stats") as r:
+        return dict(await r.json())
+
+
+async def escalation(db: Database, eid: uuid.UUID) -> Any:
+    return await db.pool.fetchrow(
+        "SELECT * FROM escalator.escalations WHERE escalation_id = $1", eid
+    )
+
+
+async def outbox_states(db: Database) -> list[str]:
+    rows = await db.pool.fetch("SELECT headers FROM outbox ORDER BY seq")
+    return [r["headers"]["ce_type"].split(".")[2] for r in rows]
+
+
+async def test_submit_records_the_attempt_and_the_decision(
+    worker: PlatformWorker, db: Database, http: aiohttp.ClientSession, simulator: str
+) -> None:
+    eid = await add_escalation(db)
+    assert await worker.step() == 1
+    row = await escalation(db, eid)
+    assert row["state"] == "decided"
+    assert row["attempts"] == 1
+    assert row["platform_reference"].startswith("tiktok-")
+    attempts = await db.pool.fetch("SELECT * FROM escalator.attempts")
+    assert [(a["kind"], a["result"]) for a in attempts] == [("submit", "ok")]
+    assert (await sim_stats(http, simulator))["submissions"] == 1
+    assert await outbox_states(db) == ["decided"]
+    assert await worker.step() == 0  # nothing more to do: decided is final
+
+
+async def test_pending_decision_is_chased_until_decided(
+    worker: PlatformWorker, db: Database, http: aiohttp.ClientSession, simulator: str
+) -> None:
+    await http.post(f"{simulator}/_sim/config", json={"decision_delay_ms": 50})
+    eid = await add_escalation(db)
+    await worker.step()
+    assert (await escalation(db, eid))["state"] == "submitted"
+    await asyncio.sleep(0.1)
+    await db.pool.execute("UPDATE escalator.escalations SET next_action_at = now()")
+    await worker.step()
+    row = await escalation(db, eid)
+    assert row["state"] == "decided"
+    assert (await sim_stats(http, simulator))["submissions"] == 1
+    assert await outbox_states(db) == ["submitted", "decided"]
+
+
+async def test_interrupted_submit_that_arrived_is_reconciled_not_resent(
+    worker: PlatformWorker, db: Database, http: aiohttp.ClientSession, simulator: str
+) -> None:
+    stale = utcnow() - timedelta(seconds=120)
+    eid = await add_escalation(db, state="in_flight", attempts=1, claimed_at=stale)
+    await db.pool.execute(
+        "INSERT INTO escalator.attempts (attempt_id, escalation_id, kind) VALUES ($1, $2, 'submit')",
+        uuid.uuid4(),
+        eid,
+    )
+    # The process died after the platform received the notice.
+    async with http.post(
+        f"{simulator}/tiktok/v1/notices",
+        json={"client_reference": str(eid), "url": "https://tiktok.com/@x"},
+    ) as r:
+        assert r.status == 201
+    await worker.step()
+    row = await escalation(db, eid)
+    assert row["state"] == "decided"
+    assert (await sim_stats(http, simulator))["submissions"] == 1
+    results = await db.pool.fetch(
+        "SELECT kind, result FROM escalator.attempts ORDER BY started_at, kind"
+    )
+    assert sorted((a["kind"], a["result"]) for a in results) == [
+        ("lookup", "ok"),
+        ("submit", "lost"),
+    ]
+
+
+async def test_interrupted_submit_that_never_arrived_is_sent_once(
+    worker: PlatformWorker, db: Database, http: aiohttp.ClientSession, simulator: str
+) -> None:
+    stale = utcnow() - timedelta(seconds=120)
+    eid = await add_escalation(db, state="in_flight", attempts=1, claimed_at=stale)
+    await worker.step()
+    assert (await escalation(db, eid))["state"] == "queued"
+    await worker.step()
+    assert (await escalation(db, eid))["state"] == "decided"
+    stats = await sim_stats(http, simulator)
+    assert stats["submissions"] == 1
+    assert stats["repeated_client_references"] == {}
+
+
+async def test_live_claim_is_left_alone(
+    worker: PlatformWorker, db: Database, http: aiohttp.ClientSession, simulator: str
+) -> None:
+    eid = await add_escalation(db, state="in_flight", attempts=1, claimed_at=utcnow())
+    assert await worker.step() == 0
+    assert (await escalation(db, eid))["state"] == "in_flight"
+    assert (await sim_stats(http, simulator))["submissions"] == 0
+
+
+async def test_rate_limited_then_retried_then_failed_after_last_attempt(
+    worker: PlatformWorker, db: Database, http: aiohttp.ClientSession, simulator: str
+) -> None:
+    await http.post(f"{simulator}/_sim/config", json={"rate_limit_rate": 1.0})
+    eid = await add_escalation(db)
+    await worker.step()
+    row = await escalation(db, eid)
+    assert row["state"] == "retrying"
+    assert row["next_action_at"] >= utcnow() + timedelta(seconds=0.5)  # honours Retry-After
+    assert await outbox_states(db) == []
+    for _ in range(2):
+        await db.pool.execute("UPDATE escalator.escalations SET next_action_at = now()")
+        await worker.step()
+    row = await escalation(db, eid)
+    assert row["state"] == "failed"
+    assert row["attempts"] == 3
+    assert "gave up after 3 attempts" in row["reason"]
+    assert await outbox_states(db) == ["failed"]
+    assert (await sim_stats(http, simulator))["submissions"] == 0
+    results = await db.pool.fetch("SELECT http_status FROM escalator.attempts")
+    assert [r["http_status"] for r in results] == [429, 429, 429]
+
+
+async def test_platform_error_then_success(
+    worker: PlatformWorker, db: Database, http: aiohttp.ClientSession, simulator: str
+) -> None:
+    await http.post(f"{simulator}/_sim/config", json={"error_rate": 1.0})
+    eid = await add_escalation(db)
+    await worker.step()
+    assert (await escalation(db, eid))["state"] == "retrying"
+    await http.post(f"{simulator}/_sim/config", json={"error_rate": 0.0})
+    await db.pool.execute("UPDATE escalator.escalations SET next_action_at = now()")
+    await worker.step()
+    row = await escalation(db, eid)
+    assert row["state"] == "decided"
+    assert row["attempts"] == 2
