@@ -154,7 +154,8 @@ async def test_interrupted_submit_that_arrived_is_reconciled_not_resent(
     stale = utcnow() - timedelta(seconds=120)
     eid = await add_escalation(db, state="in_flight", attempts=1, claimed_at=stale)
     await db.pool.execute(
-        "INSERT INTO escalator.attempts (attempt_id, escalation_id, kind) VALUES ($1, $2, 'submit')",
+        "INSERT INTO escalator.attempts (attempt_id, escalation_id, kind)"
+        " VALUES ($1, $2, 'submit')",
         uuid.uuid4(),
         eid,
     )
