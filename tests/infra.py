@@ -36,6 +36,22 @@ def docker_available() -> bool:
 
 
 @contextlib.contextmanager
+def dedicated_broker(infra: Infra, tmp: Path) -> Iterator[str]:
+    """A broker no other test module publishes to: a fresh Tansu when the session's broker
+    is the embedded one, else the session's broker (tests then assume it is dedicated)."""
+    if not infra.kind.startswith("broker=tansu"):
+        yield infra.bootstrap_servers
+        return
+    port = free_port()
+    proc = start_tansu(port, log_path=tmp / f"tansu-{port}.log")
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@contextlib.contextmanager
 def _broker(tmp: Path) -> Iterator[tuple[str, str]]:
     configured = os.environ.get("HELPLINE_KAFKA_BOOTSTRAP_SERVERS")
     if configured:

@@ -24,7 +24,7 @@ from helpline_shared.events import ReportRejectedV1
 from helpline_shared.settings import Settings
 from helpline_shared.topics import REPORTS_REJECTED, REPORTS_SUBMITTED
 from tests.conftest import fresh_database
-from tests.infra import Infra
+from tests.infra import Infra, dedicated_broker
 
 pytestmark = pytest.mark.e2e
 
@@ -118,13 +118,19 @@ MALFORMED: list[bytes] = [
 
 @pytest.fixture(scope="module")
 async def stack(infra: Infra, tmp_dir: Path) -> AsyncIterator[Stack]:
+    with dedicated_broker(infra, tmp_dir) as servers:
+        async for s in _stack(infra, servers, tmp_dir):
+            yield s
+
+
+async def _stack(infra: Infra, servers: str, tmp_dir: Path) -> AsyncIterator[Stack]:
     db_name_url = await fresh_database(infra, "helpline_e2e")
     ports = {
         f"HELPLINE_{s.upper()}_PORT": str(free_port())
         for s in ("intake", "triage", "escalator", "metrics", "simulator")
     }
     env = {
-        "HELPLINE_KAFKA_BOOTSTRAP_SERVERS": infra.bootstrap_servers,
+        "HELPLINE_KAFKA_BOOTSTRAP_SERVERS": servers,
         "HELPLINE_DATABASE_URL": db_name_url,
         "HELPLINE_SIMULATOR_LATENCY_MS": "5",
         "HELPLINE_SIMULATOR_RATE_LIMIT_RATE": "0.03",

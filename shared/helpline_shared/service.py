@@ -10,7 +10,9 @@ HTTP, stops the subscribers after in-flight batches finish (bounded by
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+import contextlib
+import signal
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 import uvicorn
@@ -88,6 +90,25 @@ def build_app(
     )
 
 
+class _Server(uvicorn.Server):
+    """uvicorn, except that a graceful stop on SIGTERM/SIGINT exits with status 0.
+
+    (uvicorn re-raises the signal after shutting down, so the process would report being
+    killed by it even though it drained cleanly.)
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.handle_exit, sig, None)
+        try:
+            yield
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+
 async def serve(app: Any, settings: Settings, port: int) -> None:
     """Serve `app` until SIGTERM or SIGINT, then shut down gracefully."""
     config = uvicorn.Config(
@@ -99,7 +120,7 @@ async def serve(app: Any, settings: Settings, port: int) -> None:
         access_log=False,
         timeout_graceful_shutdown=int(settings.graceful_timeout_s),
     )
-    server = uvicorn.Server(config)
+    server = _Server(config)
     await server.serve()
     if getattr(server, "should_exit", False) and not server.started:
         raise SystemExit(1)

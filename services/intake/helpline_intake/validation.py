@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import ValidationError
 
 from helpline_shared.events import RejectionReason, ReportSubmittedV1
@@ -27,11 +29,13 @@ def validate_report(raw: bytes | None) -> ReportSubmittedV1 | list[RejectionReas
     try:
         return ReportSubmittedV1.model_validate_json(raw)
     except ValidationError as exc:
-        return [
-            RejectionReason(
-                loc=".".join(str(part) for part in err["loc"]),
-                message=err["msg"],
-                type=err["type"],
-            )
-            for err in exc.errors(include_input=False, include_url=False)
-        ]
+        return [_reason(err) for err in exc.errors(include_input=False, include_url=False)]
+
+
+def _reason(err: Any) -> RejectionReason:
+    loc = ".".join(str(part) for part in err["loc"])
+    message = err["msg"]
+    if loc.endswith("email"):
+        # The email library quotes parts of the address in its messages.
+        message = "value is not a valid email address"
+    return RejectionReason(loc=loc, message=message, type=err["type"])

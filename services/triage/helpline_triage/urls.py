@@ -26,6 +26,8 @@ class UrlRules:
         for prefix in _STRIPPED_PREFIXES:
             if host.startswith(prefix) and host.count(".") >= 2:
                 host = host.removeprefix(prefix)
+        if ":" in host:  # IPv6 literal
+            host = f"[{host}]"
         if parts.port and parts.port not in (80, 443):
             host = f"{host}:{parts.port}"
         query = urlencode(

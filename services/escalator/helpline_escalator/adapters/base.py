@@ -1,6 +1,6 @@
 """The contract every platform adapter implements, and the notice it sends.
 
-Adapters get one injected `httpx.AsyncClient`, never swallow errors and never return None
+Adapters get one injected HTTP client session, never swallow errors and never return None
 for a failure: they return a result or raise :class:`RetryableError`,
 :class:`PermanentError` or :class:`NeedsManualError`.
 """

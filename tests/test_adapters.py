@@ -1,0 +1,331 @@
+"""One contract suite for every platform adapter, run against the real simulator over HTTP.
+
+The simulator (`helpline_simulator`) plays each platform; the adapters (`ADAPTERS`) speak to
+it. Both sides must agree on each platform's status vocabulary, and every failure the
+simulator can inject must surface as the contract's typed errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+import typing
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import replace
+
+import aiohttp
+import pytest
+import uvicorn
+
+from helpline_escalator.adapters.base import (
+    NeedsManualError,
+    Notice,
+    PlatformResult,
+    RetryableError,
+)
+from helpline_escalator.adapters.manual import ManualChannel
+from helpline_escalator.adapters.notice_api import NoticeApiAdapter
+from helpline_escalator.adapters.registry import ADAPTERS
+from helpline_shared.events import TAKEDOWN_DECISIONS, Decision
+from helpline_simulator.platforms import PLATFORMS
+from helpline_simulator.server import SimConfig, _decide, create_simulator
+
+DECISIONS: frozenset[str] = frozenset(typing.get_args(Decision))
+SLUGS = sorted(ADAPTERS)
+QUIET = {"latency_ms": 0, "error_rate": 0, "rate_limit_rate": 0, "decision_delay_ms": 0}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+async def simulator() -> AsyncIterator[str]:
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_simulator(SimConfig(latency_ms=0)),
+            host="127.0.0.1",
+            port=port,
+            log_config=None,
+            lifespan="off",
+        )
+    )
+    task = asyncio.create_task(server.serve())
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert not task.done(), "the simulator stopped while starting"
+        assert time.monotonic() < deadline, "the simulator did not start"
+        await asyncio.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def configure(base_url: str, **changes: float) -> None:
+    async with (
+        aiohttp.ClientSession() as control,
+        control.post(f"{base_url}/_sim/config", json=changes) as r,
+    ):
+        assert r.status == 200, await r.text()
+        applied = await r.json()
+    for key, value in changes.items():
+        assert applied[key] == value
+
+
+@pytest.fixture
+async def sim(simulator: str) -> AsyncIterator[str]:
+    """The simulator's base URL, with quiet behaviour before and after the test."""
+    await configure(simulator, **QUIET)
+    try:
+        yield simulator
+    finally:
+        await configure(simulator, **QUIET)
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as s:
+        yield s
+
+
+@pytest.fixture(params=SLUGS)
+def slug(request: pytest.FixtureRequest) -> str:
+    value: str = request.param
+    return value
+
+
+@pytest.fixture
+def adapter(slug: str, sim: str, session: aiohttp.ClientSession) -> NoticeApiAdapter:
+    return ADAPTERS[slug](session, sim)
+
+
+def notice(harm_type: str = "impersonation", urgency: str = "high") -> Notice:
+    return Notice(
+        client_reference=uuid.uuid4(),
+        url="https://example.org/content/1",
+        harm_types=(harm_type,),
+        urgency=urgency,
+        explanation="An account is impersonating our head teacher.",
+        notifier_name="Helpline Practitioner",
+        notifier_email="practitioner@helpline.example",
+    )
+
+
+# --- The registry --------------------------------------------------------------------
+
+
+def test_every_simulated_platform_has_an_adapter_and_vice_versa() -> None:
+    assert set(ADAPTERS) == set(PLATFORMS)
+    for slug, cls in ADAPTERS.items():
+        assert cls.slug == slug
+        assert cls.path == f"/{slug}/v1/notices"
+
+
+# --- The vocabulary contract between simulator and adapters -----------------------------
+
+
+def test_every_status_the_simulator_returns_maps_to_a_known_value(slug: str) -> None:
+    spec = PLATFORMS[slug]
+    decisions = ADAPTERS[slug].decisions
+
+    assert decisions[spec.pending] is None
+    for status in (*spec.takedowns, *spec.other):
+        assert status in decisions, f"{slug}: simulator status {status!r} unknown to adapter"
+        assert decisions[status] in DECISIONS, f"{slug}: {status!r} -> {decisions[status]!r}"
+
+
+def test_takedown_statuses_map_to_takedown_decisions(slug: str) -> None:
+    spec = PLATFORMS[slug]
+    decisions = ADAPTERS[slug].decisions
+
+    assert {decisions[s] for s in spec.takedowns} <= TAKEDOWN_DECISIONS
+    assert not {decisions[s] for s in spec.other} & TAKEDOWN_DECISIONS
+    assert decisions[spec.other[0]] == "no_violation"
+
+
+def test_adapter_decision_values_are_all_contract_decisions(slug: str) -> None:
+    values = set(ADAPTERS[slug].decisions.values())
+
+    assert None in values
+    assert values - {None} <= DECISIONS
+
+
+# --- Submitting, status and lookup against the simulator ---------------------------------
+
+
+async def test_submit_with_no_decision_delay_returns_a_decision(adapter: NoticeApiAdapter) -> None:
+    result = await adapter.submit(notice())
+
+    assert isinstance(result, PlatformResult)
+    assert result.reference.startswith(f"{adapter.slug}-")
+    assert result.decision in DECISIONS
+
+
+@pytest.mark.parametrize(
+    ("harm_type", "urgency"),
+    [("child_sexual_imagery", "critical"), ("online_reputation", "normal")],
+)
+async def test_submit_accepts_every_category_and_priority(
+    adapter: NoticeApiAdapter, harm_type: str, urgency: str
+) -> None:
+    result = await adapter.submit(notice(harm_type, urgency))
+
+    assert result.decision in DECISIONS
+
+
+async def test_decision_arrives_later_with_a_decision_delay(
+    adapter: NoticeApiAdapter, sim: str
+) -> None:
+    await configure(sim, decision_delay_ms=250)
+
+    submitted = await adapter.submit(notice())
+
+    assert submitted.reference
+    assert submitted.decision is None
+    pending = await adapter.status(submitted.reference)
+    assert pending == PlatformResult(submitted.reference, None)
+
+    deadline = time.monotonic() + 3
+    decided = pending
+    while decided.decision is None and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+        decided = await adapter.status(submitted.reference)
+
+    assert decided.reference == submitted.reference
+    assert decided.decision in DECISIONS
+
+
+async def test_status_repeats_the_decision(adapter: NoticeApiAdapter) -> None:
+    submitted = await adapter.submit(notice())
+
+    assert await adapter.status(submitted.reference) == submitted
+
+
+async def test_lookup_finds_a_submitted_notice(adapter: NoticeApiAdapter) -> None:
+    sent = notice()
+    submitted = await adapter.submit(sent)
+
+    found = await adapter.lookup(sent.client_reference)
+
+    assert found == submitted
+
+
+async def test_lookup_finds_a_pending_notice(adapter: NoticeApiAdapter, sim: str) -> None:
+    await configure(sim, decision_delay_ms=60_000)
+    sent = notice()
+    submitted = await adapter.submit(sent)
+
+    found = await adapter.lookup(sent.client_reference)
+
+    assert found == PlatformResult(submitted.reference, None)
+
+
+async def test_lookup_of_an_unknown_reference_is_none(adapter: NoticeApiAdapter) -> None:
+    assert await adapter.lookup(uuid.uuid4()) is None
+
+
+async def test_lookup_does_not_find_another_platforms_notice(
+    adapter: NoticeApiAdapter, sim: str, session: aiohttp.ClientSession
+) -> None:
+    other_slug = next(s for s in SLUGS if s != adapter.slug)
+    sent = notice()
+    await ADAPTERS[other_slug](session, sim).submit(sent)
+
+    assert await adapter.lookup(sent.client_reference) is None
+
+
+def client_reference_deciding(slug: str, status: str) -> uuid.UUID:
+    """A client reference the (seeded) simulator answers with `status` on `slug`."""
+    config = SimConfig()
+    for i in range(100_000):
+        candidate = uuid.uuid5(uuid.NAMESPACE_URL, f"contract/{slug}/{i}")
+        if _decide(PLATFORMS[slug], config, str(candidate)) == status:
+            return candidate
+    raise AssertionError(f"no client reference makes the simulator answer {status!r}")
+
+
+async def test_every_decision_status_travels_through_the_adapter(
+    adapter: NoticeApiAdapter,
+) -> None:
+    spec = PLATFORMS[adapter.slug]
+    for status in (*spec.takedowns, *spec.other):
+        sent = replace(notice(), client_reference=client_reference_deciding(adapter.slug, status))
+
+        submitted = await adapter.submit(sent)
+
+        assert submitted.decision == adapter.decisions[status], status
+        assert submitted.decision in DECISIONS
+        assert await adapter.status(submitted.reference) == submitted
+        assert await adapter.lookup(sent.client_reference) == submitted
+
+
+# --- Failures become the contract's typed errors ---------------------------------------
+
+
+async def test_rate_limited_submit_is_retryable_with_retry_after(
+    adapter: NoticeApiAdapter, sim: str
+) -> None:
+    await configure(sim, rate_limit_rate=1.0)
+
+    with pytest.raises(RetryableError) as caught:
+        await adapter.submit(notice())
+
+    assert caught.value.http_status == 429
+    assert caught.value.retry_after_s == 1.0
+
+
+async def test_server_error_on_submit_is_retryable(adapter: NoticeApiAdapter, sim: str) -> None:
+    await configure(sim, error_rate=1.0)
+
+    with pytest.raises(RetryableError) as caught:
+        await adapter.submit(notice())
+
+    assert caught.value.http_status == 503
+    assert caught.value.retry_after_s is None
+
+
+async def test_server_errors_on_status_and_lookup_are_retryable(
+    adapter: NoticeApiAdapter, sim: str
+) -> None:
+    sent = notice()
+    submitted = await adapter.submit(sent)
+    await configure(sim, error_rate=1.0)
+
+    with pytest.raises(RetryableError) as on_status:
+        await adapter.status(submitted.reference)
+    with pytest.raises(RetryableError) as on_lookup:
+        await adapter.lookup(sent.client_reference)
+
+    assert on_status.value.http_status == 503
+    assert on_lookup.value.http_status == 503
+
+
+async def test_closed_port_is_retryable(slug: str, session: aiohttp.ClientSession) -> None:
+    closed = free_port()  # bound then released: nothing listens on it
+    adapter = ADAPTERS[slug](session, f"http://127.0.0.1:{closed}")
+
+    with pytest.raises(RetryableError) as caught:
+        await adapter.submit(notice())
+
+    assert caught.value.http_status is None
+    assert slug in caught.value.reason
+
+
+# --- The manual channel ----------------------------------------------------------------
+
+
+async def test_manual_channel_needs_a_practitioner() -> None:
+    channel = ManualChannel("no automated channel for example.org")
+
+    with pytest.raises(NeedsManualError, match=r"no automated channel for example\.org"):
+        await channel.submit(notice())
+    with pytest.raises(NeedsManualError):
+        await channel.status("any")
+    assert await channel.lookup(uuid.uuid4()) is None
