@@ -72,7 +72,7 @@ class Settings(BaseSettings):
         5.0, gt=0, description="How soon to chase a platform for a decision after submission."
     )
     escalation_claim_lease_s: float = Field(
-        60.0, gt=0, description="An in-flight attempt older than this is reconciled."
+        120.0, gt=0, description="An in-flight attempt older than this is reconciled."
     )
     escalation_poll_interval_s: float = Field(1.0, gt=0)
 

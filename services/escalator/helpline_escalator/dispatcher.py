@@ -15,22 +15,21 @@ import asyncio
 import contextlib
 from collections.abc import Coroutine
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from aiolimiter import AsyncLimiter
 
 from helpline_escalator.adapters.base import (
     AdapterError,
-    NeedsManualError,
     Notice,
-    PermanentError,
     PlatformAdapter,
     PlatformResult,
     RetryableError,
 )
 from helpline_escalator.outcomes import outcome_message
 from helpline_escalator.repository import Claim, Update, apply_updates, claim_due
+from helpline_escalator.transitions import Policy, after_failure, after_success
 from helpline_shared.db import Database
 from helpline_shared.events import utcnow
 from helpline_shared.kafka import OutgoingMessage
@@ -76,19 +75,18 @@ class PlatformWorker:
         self._settings = settings
         self._limiter = AsyncLimiter(settings.platform_rate_per_s, 1)
         self._in_flight = asyncio.Semaphore(settings.platform_concurrency)
+        self._policy = Policy(
+            max_attempts=settings.escalation_max_attempts,
+            retry_base_s=settings.escalation_retry_base_s,
+            retry_max_s=settings.escalation_retry_max_s,
+            status_interval_s=settings.escalation_status_interval_s,
+        )
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
 
     def wake(self) -> None:
         self._wake.set()
-
-    def _backoff(self, attempts: int, retry_after: float | None) -> datetime:
-        s = self._settings
-        delay = min(s.escalation_retry_max_s, s.escalation_retry_base_s * 2 ** (attempts - 1))
-        if retry_after is not None:
-            delay = max(delay, retry_after)
-        return utcnow() + timedelta(seconds=delay)
 
     async def _call(self, claim: Claim) -> PlatformResult | None:
         """One platform call, once a concurrency slot and the rate limit allow it."""
@@ -106,141 +104,85 @@ class PlatformWorker:
     async def _act(self, claim: Claim) -> Step:
         row = claim.row
         attempts: int = row["attempts"]
-        s = self._settings
-        now = utcnow()
-
-        def update(state: str, result: str, **kw: object) -> Update:
-            fields: dict[str, object] = {
-                "next_action_at": now,
-                "decision": None,
-                "platform_reference": None,
-                "reason": None,
-                "http_status": None,
-                "error": None,
-            }
-            fields.update(kw)
-            return Update(
-                escalation_id=row["escalation_id"],
-                attempt_id=claim.attempt_id,
-                state=state,
-                result=result,
-                **fields,  # type: ignore[arg-type]
-            )
-
         with bind_event(case_id=row["case_id"], event_id=row["escalation_id"]):
             try:
                 result = await self._call(claim)
-            except TimeoutError:
-                result = None
-                error: AdapterError | None = RetryableError("timed out")
             except AdapterError as exc:
-                error = exc
+                error: AdapterError | None = exc
+            except Exception as exc:  # a platform answer we could not understand
+                error = RetryableError(
+                    f"unexpected {type(exc).__name__}: {str(exc)[:200]}", maybe_received=True
+                )
             else:
                 error = None
-            if error is None and result is None:
-                # Lookup found nothing: the interrupted submit never arrived; send it now.
-                log.info("interrupted submit not received by platform; re-queued")
-                return Step(update("queued", "ok"), None)
             if error is None:
-                assert result is not None
-                if result.decision is not None:
-                    return Step(
-                        update(
-                            "decided",
-                            "ok",
-                            decision=result.decision,
-                            platform_reference=result.reference,
-                        ),
-                        outcome_message(
-                            row,
-                            state="decided",
-                            attempts=attempts,
-                            decision=result.decision,
-                            reference=result.reference,
-                        ),
-                    )
-                next_at = now + timedelta(seconds=s.escalation_status_interval_s)
-                announce = claim.kind != "status"
-                return Step(
-                    update(
-                        "submitted",
-                        "ok",
-                        platform_reference=result.reference,
-                        next_action_at=next_at,
-                    ),
-                    outcome_message(
-                        row, state="submitted", attempts=attempts, reference=result.reference
-                    )
-                    if announce
-                    else None,
+                t = after_success(claim.kind, result, attempts=attempts, policy=self._policy)
+            else:
+                log.warning(
+                    "platform call failed", kind=claim.kind, error=error.reason, attempts=attempts
                 )
-            log.warning(
-                "platform call failed", kind=claim.kind, error=error.reason, attempts=attempts
+                t = after_failure(
+                    claim.kind,
+                    error,
+                    attempts=attempts,
+                    reference=row["platform_reference"],
+                    policy=self._policy,
+                )
+        update = Update(
+            escalation_id=row["escalation_id"],
+            claimed_at=row["claimed_at"],
+            attempt_id=claim.attempt_id,
+            state=t.state,
+            next_action_at=utcnow() + timedelta(seconds=t.delay_s),
+            decision=t.decision,
+            platform_reference=t.reference,
+            reason=t.reason,
+            result=t.attempt_result,
+            http_status=t.http_status,
+            error=t.error,
+        )
+        outcome = (
+            outcome_message(
+                row,
+                state=t.state,
+                attempts=attempts,
+                decision=t.decision,
+                reference=t.reference,
+                reason=t.reason,
             )
-            if isinstance(error, NeedsManualError):
-                return Step(
-                    update("needs_manual", "permanent", reason=error.reason, error=error.reason),
-                    outcome_message(
-                        row, state="needs_manual", attempts=attempts, reason=error.reason
-                    ),
-                )
-            retry_after = error.retry_after_s if isinstance(error, RetryableError) else None
-            if claim.kind == "status":
-                # Chasing failed: keep the submission, chase again later.
-                return Step(
-                    update(
-                        "submitted",
-                        "retryable",
-                        http_status=error.http_status,
-                        error=error.reason,
-                        platform_reference=row["platform_reference"],
-                        next_action_at=self._backoff(1, retry_after)
-                        + timedelta(seconds=s.escalation_status_interval_s),
-                    ),
-                    None,
-                )
-            state_after_failure = "in_flight" if claim.kind == "lookup" else None
-            if isinstance(error, PermanentError) or attempts >= s.escalation_max_attempts:
-                reason = (
-                    error.reason
-                    if isinstance(error, PermanentError)
-                    else f"gave up after {attempts} attempts: {error.reason}"
-                )
-                return Step(
-                    update(
-                        "failed",
-                        "permanent" if isinstance(error, PermanentError) else "retryable",
-                        reason=reason,
-                        http_status=error.http_status,
-                        error=error.reason,
-                    ),
-                    outcome_message(row, state="failed", attempts=attempts, reason=reason),
-                )
-            return Step(
-                update(
-                    state_after_failure or "retrying",
-                    "retryable",
-                    http_status=error.http_status,
-                    error=error.reason,
-                    reason=error.reason,
-                    next_action_at=self._backoff(attempts, retry_after),
-                ),
-                None,
-            )
+            if t.announce
+            else None
+        )
+        return Step(update, outcome)
+
+    def claim_limit(self) -> int:
+        """How many escalations one step may claim: all of them must be able to finish
+        (at `platform_concurrency` at a time, each bounded by twice the platform timeout)
+        before the claim's lease expires, or another worker would reconcile them."""
+        s = self._settings
+        fits = int(s.platform_concurrency * s.escalation_claim_lease_s / (2 * s.platform_timeout_s))
+        return max(1, min(s.escalation_claim_batch, fits))
 
     async def step(self) -> int:
         """Claim and handle one batch of due escalations; returns how many were claimed."""
         s = self._settings
         async with self._db.pool.acquire() as conn, conn.transaction():
             claims = await claim_due(
-                conn, self.adapter.slug, s.escalation_claim_batch, s.escalation_claim_lease_s
+                conn, self.adapter.slug, self.claim_limit(), s.escalation_claim_lease_s
             )
         if not claims:
             return 0
         steps = await asyncio.gather(*(self._act(c) for c in claims))
         async with self._db.pool.acquire() as conn, conn.transaction():
-            await apply_updates(conn, [st.update for st in steps])
-            await self._outbox.add(conn, [st.outcome for st in steps if st.outcome is not None])
+            applied = await apply_updates(conn, [st.update for st in steps])
+            await self._outbox.add(
+                conn,
+                [
+                    st.outcome
+                    for st in steps
+                    if st.outcome is not None and st.update.escalation_id in applied
+                ],
+            )
         self._outbox.wake()
         return len(claims)
 

@@ -118,6 +118,7 @@ class Update:
     """The new state of a claimed escalation and how its attempt ended."""
 
     escalation_id: uuid.UUID
+    claimed_at: datetime
     attempt_id: uuid.UUID
     state: str
     next_action_at: datetime
@@ -129,11 +130,16 @@ class Update:
     error: str | None
 
 
-async def apply_updates(conn: Conn, updates: Sequence[Update]) -> None:
-    """Write new states, release the claims and finish the attempts."""
+async def apply_updates(conn: Conn, updates: Sequence[Update]) -> set[uuid.UUID]:
+    """Finish the attempts; write new states and release claims still held by the caller.
+
+    An escalation whose claim was taken over (lease expired, reconciled elsewhere) keeps
+    the newer state: the stale result is recorded on its attempt only. Returns the ids of
+    the escalations updated.
+    """
     if not updates:
-        return
-    await conn.execute(
+        return set()
+    rows = await conn.fetch(
         """
         UPDATE escalator.escalations e
         SET state = u.state, next_action_at = u.next_at, claimed_at = NULL, updated_at = now(),
@@ -142,8 +148,10 @@ async def apply_updates(conn: Conn, updates: Sequence[Update]) -> None:
             reason = u.reason,
             decided_at = CASE WHEN u.state = 'decided' THEN now() ELSE e.decided_at END
         FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::text[],
-                    $6::text[]) AS u(id, state, next_at, decision, ref, reason)
-        WHERE e.escalation_id = u.id
+                    $6::text[], $7::timestamptz[])
+            AS u(id, state, next_at, decision, ref, reason, claimed_at)
+        WHERE e.escalation_id = u.id AND e.claimed_at = u.claimed_at
+        RETURNING e.escalation_id
         """,
         [u.escalation_id for u in updates],
         [u.state for u in updates],
@@ -151,6 +159,7 @@ async def apply_updates(conn: Conn, updates: Sequence[Update]) -> None:
         [u.decision for u in updates],
         [u.platform_reference for u in updates],
         [u.reason for u in updates],
+        [u.claimed_at for u in updates],
     )
     await conn.execute(
         """
@@ -164,3 +173,4 @@ async def apply_updates(conn: Conn, updates: Sequence[Update]) -> None:
         [u.http_status for u in updates],
         [u.error for u in updates],
     )
+    return {r["escalation_id"] for r in rows}

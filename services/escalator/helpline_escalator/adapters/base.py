@@ -64,13 +64,24 @@ class AdapterError(Exception):
 
 
 class RetryableError(AdapterError):
-    """Try again later (rate limited, platform error, timeout)."""
+    """Try again later (rate limited, platform error, timeout).
+
+    `maybe_received` is true when the platform may have acted on the request even though
+    we got no answer (timeout, dropped connection, most 5xx): a submit is then looked up,
+    not re-sent.
+    """
 
     def __init__(
-        self, reason: str, *, http_status: int | None = None, retry_after_s: float | None = None
+        self,
+        reason: str,
+        *,
+        http_status: int | None = None,
+        retry_after_s: float | None = None,
+        maybe_received: bool = False,
     ) -> None:
         super().__init__(reason, http_status=http_status)
         self.retry_after_s = retry_after_s
+        self.maybe_received = maybe_received
 
 
 class PermanentError(AdapterError):

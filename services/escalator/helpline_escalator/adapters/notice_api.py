@@ -75,11 +75,20 @@ class NoticeApiAdapter(PlatformAdapter):
             "good_faith_statement": notice.good_faith_statement,
         }
 
-    def _result(self, body: dict[str, Any]) -> PlatformResult:
-        status = str(body.get("status", ""))
+    def _result(self, response: Reply) -> PlatformResult:
+        try:
+            body = response.json()
+            status = str(body["status"])
+            reference = str(body["reference"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RetryableError(
+                f"{self.slug}: unreadable answer ({type(exc).__name__})",
+                http_status=response.status_code,
+                maybe_received=True,
+            ) from exc
         if status not in self.decisions:
             raise PermanentError(f"{self.slug}: unknown status {status!r}")
-        return PlatformResult(reference=str(body["reference"]), decision=self.decisions[status])
+        return PlatformResult(reference=reference, decision=self.decisions[status])
 
     async def _call(self, method: str, url: str, **kwargs: Any) -> Reply:
         try:
@@ -88,9 +97,13 @@ class NoticeApiAdapter(PlatformAdapter):
                     r.status, {k.lower(): v for k, v in r.headers.items()}, await r.read()
                 )
         except TimeoutError as exc:
-            raise RetryableError(f"{self.slug}: timeout") from exc
+            raise RetryableError(f"{self.slug}: timeout", maybe_received=True) from exc
+        except aiohttp.ClientConnectorError as exc:
+            raise RetryableError(f"{self.slug}: cannot connect ({type(exc).__name__})") from exc
         except aiohttp.ClientError as exc:
-            raise RetryableError(f"{self.slug}: transport error ({type(exc).__name__})") from exc
+            raise RetryableError(
+                f"{self.slug}: transport error ({type(exc).__name__})", maybe_received=True
+            ) from exc
         if response.status_code == 429:
             raise RetryableError(
                 f"{self.slug}: rate limited",
@@ -101,6 +114,9 @@ class NoticeApiAdapter(PlatformAdapter):
             raise RetryableError(
                 f"{self.slug}: server error {response.status_code}",
                 http_status=response.status_code,
+                retry_after_s=_retry_after(response),
+                # 503 says the request was not processed; other 5xx leave it unknown.
+                maybe_received=response.status_code != 503,
             )
         return response
 
@@ -115,13 +131,13 @@ class NoticeApiAdapter(PlatformAdapter):
         response = await self._call("POST", self._url, json=self.payload(notice))
         if response.status_code not in (200, 201, 202):
             raise self._refuse(self.slug, response)
-        return self._result(response.json())
+        return self._result(response)
 
     async def status(self, reference: str) -> PlatformResult:
         response = await self._call("GET", f"{self._url}/{reference}")
         if response.status_code != 200:
             raise self._refuse(self.slug, response)
-        return self._result(response.json())
+        return self._result(response)
 
     async def lookup(self, client_reference: uuid.UUID) -> PlatformResult | None:
         response = await self._call(
@@ -131,4 +147,4 @@ class NoticeApiAdapter(PlatformAdapter):
             return None
         if response.status_code != 200:
             raise self._refuse(self.slug, response)
-        return self._result(response.json())
+        return self._result(response)

@@ -1,0 +1,105 @@
+"""What a platform call's result means for its escalation: the next state, when to act
+again, and which outcome (if any) to announce.
+
+Pure functions, so every branch of the state machine is tested without I/O. The rules
+that keep a URL from being sent twice: a submit whose fate is unknown (timeout, dropped
+connection, a 5xx other than 503) is *looked up* next, never re-sent; only a lookup that
+finds nothing re-queues it. A lookup that fails keeps the escalation in flight; if the
+platform cannot tell, a person decides (`needs_manual`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from helpline_escalator.adapters.base import (
+    AdapterError,
+    NeedsManualError,
+    PermanentError,
+    PlatformResult,
+    RetryableError,
+)
+
+
+@dataclass(frozen=True)
+class Policy:
+    max_attempts: int
+    retry_base_s: float
+    retry_max_s: float
+    status_interval_s: float
+
+    def backoff(self, attempts: int, retry_after_s: float | None) -> float:
+        delay = min(self.retry_max_s, self.retry_base_s * 2 ** max(0, attempts - 1))
+        return float(max(delay, retry_after_s or 0.0))
+
+
+@dataclass(frozen=True)
+class Transition:
+    state: str
+    attempt_result: str  # ok | retryable | permanent
+    delay_s: float = 0.0
+    decision: str | None = None
+    reference: str | None = None
+    reason: str | None = None
+    http_status: int | None = None
+    error: str | None = None
+    announce: bool = False  # publish an outcome event for `state`
+
+
+def after_success(
+    kind: str, result: PlatformResult | None, *, attempts: int, policy: Policy
+) -> Transition:
+    if result is None:  # a lookup found nothing: the interrupted submit never arrived
+        if attempts >= policy.max_attempts:
+            reason = f"gave up after {attempts} attempts: the platform never received it"
+            return Transition("failed", "ok", reason=reason, announce=True)
+        return Transition("queued", "ok")
+    if result.decision is not None:
+        return Transition(
+            "decided", "ok", decision=result.decision, reference=result.reference, announce=True
+        )
+    return Transition(
+        "submitted",
+        "ok",
+        delay_s=policy.status_interval_s,
+        reference=result.reference,
+        announce=kind != "status",  # announced once, when first known
+    )
+
+
+def after_failure(
+    kind: str, error: AdapterError, *, attempts: int, reference: str | None, policy: Policy
+) -> Transition:
+    def fail(state: str, result: str, **kw: Any) -> Transition:
+        return Transition(state, result, http_status=error.http_status, error=error.reason, **kw)
+
+    retry_after = error.retry_after_s if isinstance(error, RetryableError) else None
+    if isinstance(error, NeedsManualError):
+        return fail("needs_manual", "permanent", reason=error.reason, announce=True)
+    if kind == "status":
+        if isinstance(error, PermanentError):
+            reason = f"the platform no longer answers for its reference: {error.reason}"
+            return fail(
+                "needs_manual", "permanent", reference=reference, reason=reason, announce=True
+            )
+        delay = policy.backoff(1, retry_after) + policy.status_interval_s
+        return fail("submitted", "retryable", delay_s=delay, reference=reference)
+    if kind == "lookup":
+        if isinstance(error, PermanentError):
+            reason = f"cannot confirm whether the platform received it: {error.reason}"
+            return fail("needs_manual", "permanent", reason=reason, announce=True)
+        return fail("in_flight", "retryable", delay_s=policy.backoff(attempts, retry_after))
+    # submit
+    if isinstance(error, PermanentError):
+        return fail("failed", "permanent", reason=error.reason, announce=True)
+    assert isinstance(error, RetryableError)
+    if error.maybe_received:
+        # It may have arrived: find out before sending anything again.
+        return fail("in_flight", "retryable", delay_s=policy.backoff(attempts, retry_after))
+    if attempts >= policy.max_attempts:
+        reason = f"gave up after {attempts} attempts: {error.reason}"
+        return fail("failed", "retryable", reason=reason, announce=True)
+    return fail(
+        "retrying", "retryable", delay_s=policy.backoff(attempts, retry_after), reason=error.reason
+    )
