@@ -12,7 +12,15 @@ from datetime import UTC, datetime
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 # Namespace for every deterministic id the system derives.
 HELPLINE_NS = uuid.UUID("6f1c2f43-8d0e-4a43-9a0a-6c6f6e6c7031")
@@ -21,6 +29,16 @@ HELPLINE_NS = uuid.UUID("6f1c2f43-8d0e-4a43-9a0a-6c6f6e6c7031")
 def derive_id(*parts: object) -> uuid.UUID:
     """A stable id from its inputs: the same parts always give the same id."""
     return uuid.uuid5(HELPLINE_NS, "|".join(str(p) for p in parts))
+
+
+def _has_nul(value: object) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 def utcnow() -> datetime:
@@ -99,6 +117,13 @@ class ReportSubmittedV1(_Event):
         default_factory=list, description="The reporter's own classification, if any."
     )
 
+    @model_validator(mode="after")
+    def _no_nul_characters(self) -> ReportSubmittedV1:
+        # PostgreSQL text cannot hold NUL: refuse it here rather than fail to store it.
+        if _has_nul(self.model_dump()):
+            raise ValueError("text must not contain NUL (\\u0000) characters")
+        return self
+
 
 class RejectionReason(_Event):
     loc: str = Field(description="Where in the payload, dotted; empty for the whole message.")
@@ -118,7 +143,10 @@ class ReportRejectedV1(_Event):
     source_offset: int | None = None
     key: str | None = None
     reasons: list[RejectionReason] = Field(min_length=1)
-    original_base64: str = Field(description="The refused message, byte for byte, base64.")
+    original_base64: str = Field(
+        description="The refused message, byte for byte, base64; empty when it was too large "
+        "to carry, in which case it stays at source_topic/source_partition/source_offset."
+    )
 
 
 class CaseOpenedV1(_Event):

@@ -7,25 +7,31 @@ from faststream.asgi import AsgiFastStream
 from helpline_intake.handlers import build_router
 from helpline_intake.http import build_routes
 from helpline_intake.usecase import Intake
+from helpline_shared.consumer import DeadLetters
 from helpline_shared.db import Database
 from helpline_shared.kafka import build_broker, document_publishers
 from helpline_shared.service import build_app
 from helpline_shared.settings import Settings
-from helpline_shared.topics import CASES_OPENED, REPORTS_REJECTED
+from helpline_shared.topics import CASES_OPENED, DEAD_LETTERS, REPORTS_REJECTED
 
 
 def create_app(settings: Settings) -> AsgiFastStream:
     if not settings.database_url:
         raise ValueError("HELPLINE_DATABASE_URL is required to run intake")
     broker = build_broker(settings, "intake")
-    document_publishers(broker, REPORTS_REJECTED, CASES_OPENED)
+    document_publishers(broker, REPORTS_REJECTED, CASES_OPENED, DEAD_LETTERS["intake"])
     db = Database(settings.database_url, max_size=settings.database_pool_max)
-    broker.include_router(build_router(settings, Intake(db, broker)))
+    dead = DeadLetters("intake", max_ratio=settings.dlq_max_ratio, window=settings.dlq_window)
+    broker.include_router(build_router(settings, Intake(db, broker, dead)))
+
+    async def within_dead_letter_limit() -> bool:
+        return not dead.tripped
+
     return build_app(
         broker,
         service="intake",
         routes=build_routes(broker),
-        checks={"database": db.ready},
+        checks={"database": db.ready, "dead_letters": within_dead_letter_limit},
         on_startup=[db.open],
         after_shutdown=[db.close],
     )

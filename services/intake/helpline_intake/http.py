@@ -3,7 +3,8 @@
 A valid report is published onto `helpline.reports.submitted` (acknowledged by the broker)
 and answered 202 with its case id; the intake consumer then stores it exactly as it does
 reports from other systems, so both paths share one deduplication. An invalid one is
-answered 422 with every reason and published to `helpline.reports.rejected`.
+answered 422 with every reason and published to `helpline.reports.rejected`; a body over
+the size limit is answered 413 without being read further.
 """
 
 from __future__ import annotations
@@ -21,15 +22,31 @@ from helpline_shared.service import endpoint
 from helpline_shared.topics import REPORTS_SUBMITTED
 
 
+async def _read_capped(request: Request) -> bytes | None:
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_MESSAGE_BYTES:
+            return None
+    return bytes(body)
+
+
 def build_routes(broker: KafkaBroker) -> list[tuple[str, ASGIApp]]:
     async def submit(request: Request) -> Response:
         if request.method != "POST":
             return JSONResponse({"error": "use POST"}, status_code=405)
-        raw = await request.body()
+        raw = await _read_capped(request)
+        if raw is None:
+            message = f"the body is over the limit of {MAX_MESSAGE_BYTES} bytes"
+            return JSONResponse(
+                {
+                    "status": "rejected",
+                    "errors": [{"loc": "", "type": "too_large", "message": message}],
+                },
+                status_code=413,
+            )
         result: ReportSubmittedV1 | list[RejectionReason]
-        if len(raw) > MAX_MESSAGE_BYTES:
-            result = validate_report(raw)
-        elif "json" not in request.headers.get("content-type", "application/json"):
+        if "json" not in request.headers.get("content-type", "application/json"):
             result = [
                 RejectionReason(
                     loc="", message="send Content-Type: application/json", type="content_type"

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+import asyncpg
+
 from helpline_shared.db import Conn
 from helpline_shared.events import RejectionReason, ReportSubmittedV1
 
@@ -30,11 +32,11 @@ async def claim_positions(conn: Conn, positions: Sequence[str]) -> set[str]:
     return {r["position"] for r in rows}
 
 
-async def insert_reports(conn: Conn, reports: Sequence[StoredReport]) -> set[uuid.UUID]:
-    """Insert reports not stored yet; returns the case ids that are new."""
+async def insert_reports(conn: Conn, reports: Sequence[StoredReport]) -> list[asyncpg.Record]:
+    """Insert reports not stored yet; returns the rows inserted."""
     if not reports:
-        return set()
-    rows = await conn.fetch(
+        return []
+    return await conn.fetch(
         """
         INSERT INTO intake.reports (case_id, source, report_id, via, received_at, submitted_at,
             reporter_name, reporter_email, reporter_role, organisation, description, urls,
@@ -49,7 +51,7 @@ async def insert_reports(conn: Conn, reports: Sequence[StoredReport]) -> set[uui
           AS u(case_id, source, report_id, via, received_at, submitted_at, reporter_name,
             reporter_email, reporter_role, organisation, description, urls, issue_types)
         ON CONFLICT DO NOTHING
-        RETURNING case_id
+        RETURNING *
         """,
         [s.case_id for s in reports],
         [s.report.source for s in reports],
@@ -65,7 +67,14 @@ async def insert_reports(conn: Conn, reports: Sequence[StoredReport]) -> set[uui
         [json.dumps(s.report.urls) for s in reports],
         [json.dumps(s.report.issue_types) for s in reports],
     )
-    return {r["case_id"] for r in rows}
+
+
+async def stored_reports(conn: Conn, case_ids: Sequence[uuid.UUID]) -> list[asyncpg.Record]:
+    if not case_ids:
+        return []
+    return await conn.fetch(
+        "SELECT * FROM intake.reports WHERE case_id = ANY($1::uuid[])", list(set(case_ids))
+    )
 
 
 async def count_duplicates(conn: Conn, case_ids: Sequence[uuid.UUID]) -> None:

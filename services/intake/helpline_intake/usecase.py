@@ -2,11 +2,14 @@
 
 Promises, per message, at least once and idempotently:
 - a valid report is stored once per `(source, report_id)` under a deterministic case id,
-  and `helpline.cases.opened` carries it (event id derived from the case id);
+  and `helpline.cases.opened` carries it, built from the stored row (event id derived from
+  the case id), so a redelivery republishes exactly what was stored;
 - a repeat of a stored report opens nothing and is counted as a duplicate, once per Kafka
   position even when the batch is redelivered;
 - an invalid message is published to `helpline.reports.rejected` with every reason and its
-  original bytes; the rejection is recorded (reasons only) in `intake.rejections`.
+  original bytes; the rejection is recorded (reasons only) in `intake.rejections`;
+- a valid message the database still refuses (a data error) is retried on its own and, if
+  it fails alone, goes to `helpline.intake.dlq` instead of blocking its partition.
 Offsets are committed by the caller only after this returns.
 """
 
@@ -14,15 +17,17 @@ from __future__ import annotations
 
 import base64
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
+import asyncpg
 from faststream.kafka import KafkaBroker
 
 from helpline_intake import repository
 from helpline_intake.repository import StoredReport
 from helpline_intake.validation import validate_report
 from helpline_shared import cloudevents
-from helpline_shared.consumer import Record, position
+from helpline_shared.consumer import DeadLetters, Record, position
 from helpline_shared.db import Database
 from helpline_shared.events import (
     CaseOpenedV1,
@@ -44,24 +49,24 @@ def case_id_for(report: ReportSubmittedV1) -> uuid.UUID:
     return derive_id("case", report.source, report.report_id)
 
 
-def opened_message(stored: StoredReport) -> OutgoingMessage:
-    report = stored.report
+def opened_message(row: asyncpg.Record | Mapping[str, Any]) -> OutgoingMessage:
+    """`helpline.cases.opened` for a stored report (an `intake.reports` row)."""
     event = CaseOpenedV1(
-        event_id=derive_id("case.opened", stored.case_id),
-        case_id=stored.case_id,
-        source=report.source,
-        report_id=report.report_id,
-        received_at=stored.received_at,
-        published_at=report.submitted_at,
-        organisation=report.organisation,
-        description=report.description,
-        urls=report.urls,
-        issue_types=report.issue_types,
+        event_id=derive_id("case.opened", row["case_id"]),
+        case_id=row["case_id"],
+        source=row["source"],
+        report_id=row["report_id"],
+        received_at=row["received_at"],
+        published_at=row["submitted_at"],
+        organisation=row["organisation"],
+        description=row["description"],
+        urls=list(row["urls"]),
+        issue_types=list(row["issue_types"]),
     )
     return OutgoingMessage(
         CASES_OPENED.name,
         event.model_dump_json().encode(),
-        str(stored.case_id).encode(),
+        str(event.case_id).encode(),
         cloudevents.headers(
             event_id=event.event_id,
             type_="helpline.case.opened.v1",
@@ -94,6 +99,7 @@ def rejection(
     record: Record | None = None,
 ) -> ReportRejectedV1:
     rid = derive_id("rejected", position(record)) if record is not None else uuid.uuid4()
+    too_large = any(r.type == "too_large" for r in reasons)
     return ReportRejectedV1(
         event_id=rid,
         rejected_at=utcnow(),
@@ -103,17 +109,15 @@ def rejection(
         source_offset=record.offset if record else None,
         key=record.key.decode("utf-8", "replace") if record and record.key else None,
         reasons=reasons,
-        original_base64=base64.b64encode(raw).decode(),
+        original_base64="" if too_large else base64.b64encode(raw).decode(),
     )
 
 
 class Intake:
-    def __init__(self, db: Database, broker: KafkaBroker) -> None:
+    def __init__(self, db: Database, broker: KafkaBroker, dead_letters: DeadLetters) -> None:
         self._db = db
         self._broker = broker
-        self.accepted = 0
-        self.duplicates = 0
-        self.rejected = 0
+        self._dead = dead_letters
 
     async def process(self, records: Sequence[Record]) -> None:
         """Handle one consumed batch; see the module docstring for the guarantees."""
@@ -130,36 +134,22 @@ class Intake:
                 event = rejection(record.value or b"", result, via="kafka", record=record)
                 rejected.append((record, event))
 
-        async with self._db.pool.acquire() as conn, conn.transaction():
-            fresh = await repository.claim_positions(conn, [position(r) for r, _ in valid])
-            new_cases = await repository.insert_reports(conn, [s for _, s in valid])
-            duplicates: list[uuid.UUID] = []
-            to_open: dict[uuid.UUID, StoredReport] = {}
-            for record, stored in valid:
-                cid = stored.case_id
-                if cid in new_cases and cid not in to_open:
-                    to_open[cid] = stored
-                elif position(record) in fresh:
-                    duplicates.append(cid)
-                else:
-                    # Redelivered after an earlier attempt stored it: that attempt may not
-                    # have published, so publish again (same event id; consumers dedupe).
-                    to_open.setdefault(cid, stored)
-            await repository.count_duplicates(conn, duplicates)
-            await repository.insert_rejections(
-                conn, [(e.event_id, e.rejected_at, "kafka", e.reasons) for _, e in rejected]
-            )
-
+        out: list[OutgoingMessage] = []
+        dead: list[OutgoingMessage] = []
+        try:
+            out += await self._store(valid, rejected)
+        except asyncpg.DataError:
+            # One message the database refuses must not block the others: retry alone.
+            for one in valid:
+                try:
+                    out += await self._store([one], [])
+                except asyncpg.DataError as exc:
+                    dead.append(self._dead.message(one[0], f"database refused it: {exc}"))
+            out += await self._store([], rejected)
+        self._dead.check(len(records), len(dead))
         await publish_all(
-            self._broker,
-            [opened_message(s) for s in to_open.values()]
-            + [rejected_message(e, r.key) for r, e in rejected],
+            self._broker, out + [rejected_message(e, r.key) for r, e in rejected] + dead
         )
-        for stored in to_open.values():
-            with bind_event(
-                case_id=stored.case_id, event_id=derive_id("case.opened", stored.case_id)
-            ):
-                log.debug("case opened")
         for record, event in rejected:
             with bind_event(event_id=event.event_id):
                 log.info(
@@ -167,6 +157,40 @@ class Intake:
                     position=position(record),
                     reasons=[f"{r.loc}: {r.type}" for r in event.reasons],
                 )
-        self.accepted += len(new_cases)
-        self.duplicates += len(duplicates)
-        self.rejected += len(rejected)
+
+    async def _store(
+        self,
+        valid: Sequence[tuple[Record, StoredReport]],
+        rejected: Sequence[tuple[Record, ReportRejectedV1]],
+    ) -> list[OutgoingMessage]:
+        """Store one batch in one transaction; returns the `case.opened` events to publish."""
+        async with self._db.pool.acquire() as conn, conn.transaction():
+            fresh = await repository.claim_positions(conn, [position(r) for r, _ in valid])
+            inserted = {
+                r["case_id"]: r
+                for r in await repository.insert_reports(conn, [s for _, s in valid])
+            }
+            duplicates: list[uuid.UUID] = []
+            republish: list[uuid.UUID] = []
+            opened: set[uuid.UUID] = set()
+            for record, stored in valid:
+                cid = stored.case_id
+                if cid in inserted and cid not in opened:
+                    opened.add(cid)
+                elif position(record) in fresh:
+                    duplicates.append(cid)
+                elif cid not in inserted:
+                    # Redelivered after an earlier attempt stored it: that attempt may not
+                    # have published, so publish the stored report again (same event id).
+                    republish.append(cid)
+            await repository.count_duplicates(conn, duplicates)
+            await repository.insert_rejections(
+                conn, [(e.event_id, e.rejected_at, "kafka", e.reasons) for _, e in rejected]
+            )
+            rows = [*inserted.values(), *await repository.stored_reports(conn, republish)]
+        for row in rows:
+            with bind_event(
+                case_id=row["case_id"], event_id=derive_id("case.opened", row["case_id"])
+            ):
+                log.debug("case opened")
+        return [opened_message(row) for row in rows]

@@ -8,7 +8,8 @@ from pydantic import ValidationError
 
 from helpline_shared.events import RejectionReason, ReportSubmittedV1
 
-MAX_MESSAGE_BYTES = 1_000_000
+# Reports are small; this leaves room for a rejection (base64) under Kafka's 1 MB default.
+MAX_MESSAGE_BYTES = 512_000
 
 
 def validate_report(raw: bytes | None) -> ReportSubmittedV1 | list[RejectionReason]:

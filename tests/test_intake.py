@@ -1,0 +1,119 @@
+"""Intake's batch logic on real PostgreSQL and the real broker: redelivery republishes what
+was stored, duplicates are counted once, and a message the database refuses is
+dead-lettered alone instead of blocking its partition."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import ConsumerRecord
+from faststream.kafka import KafkaBroker
+
+from helpline_intake import repository
+from helpline_intake.usecase import Intake
+from helpline_shared.consumer import DeadLetters
+from helpline_shared.db import Database
+from helpline_shared.settings import Settings
+from helpline_shared.topics import CASES_OPENED, DEAD_LETTERS
+from tests.conftest import fresh_database
+from tests.infra import Infra
+
+
+@pytest.fixture
+async def intake(infra: Infra, topics_settings: Settings) -> AsyncIterator[tuple[Intake, Database]]:
+    db = Database(await fresh_database(infra, "helpline_intake"))
+    await db.open()
+    broker = KafkaBroker(infra.bootstrap_servers)
+    await broker.connect()
+    try:
+        yield Intake(db, broker, DeadLetters("intake", max_ratio=0.9, window=10)), db
+    finally:
+        await broker.stop()
+        await db.close()
+
+
+def report(report_id: str, description: str, source: str) -> bytes:
+    return json.dumps(
+        {
+            "schema_version": 1,
+            "source": source,
+            "report_id": report_id,
+            "reporter": {"name": "R", "email": "r@school.example"},
+            "description": description,
+            "urls": ["https://www.tiktok.com/@a/video/1"],
+        }
+    ).encode()
+
+
+def record(offset: int, value: bytes) -> ConsumerRecord[bytes, bytes]:
+    return ConsumerRecord(
+        "helpline.reports.submitted", 0, offset, 0, 0, b"k", value, None, 1, len(value), ()
+    )
+
+
+async def messages(servers: str, topic: str, source: str) -> list[Any]:
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=servers, auto_offset_reset="earliest", group_id=None
+    )
+    await consumer.start()
+    out = []
+    try:
+        while batch := await consumer.getmany(timeout_ms=1000):
+            for records in batch.values():
+                out += [r for r in records if source.encode() in (r.value or b"")]
+    finally:
+        await consumer.stop()
+    return out
+
+
+async def test_redelivery_republishes_the_stored_report_and_counts_duplicates_once(
+    intake: tuple[Intake, Database], infra: Infra
+) -> None:
+    service, db = intake
+    source = f"src-{uuid.uuid4().hex[:6]}"
+    first = record(1000, report("r1", "the original text", source))
+    repeat = record(1001, report("r1", "a resubmission with other text", source))
+    await service.process([first, repeat])
+    await service.process([first, repeat])  # the whole batch redelivered
+    rows = await db.pool.fetch("SELECT * FROM intake.reports WHERE source = $1", source)
+    assert len(rows) == 1
+    assert rows[0]["description"] == "the original text"
+    assert rows[0]["duplicates"] == 1
+    opened = await messages(infra.bootstrap_servers, CASES_OPENED.name, source)
+    assert len(opened) == 2  # published, then republished on redelivery
+    assert {json.loads(m.value)["description"] for m in opened} == {"the original text"}
+    assert len({json.loads(m.value)["event_id"] for m in opened}) == 1
+
+
+async def test_a_report_the_database_refuses_is_dead_lettered_alone(
+    intake: tuple[Intake, Database], infra: Infra, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service, db = intake
+    source = f"src-{uuid.uuid4().hex[:6]}"
+    real_insert = repository.insert_reports
+
+    async def refuse_poison(conn: Any, reports: Any) -> Any:
+        if any(r.report.report_id == "poison" for r in reports):
+            raise asyncpg.DataError("value out of range")
+        return await real_insert(conn, reports)
+
+    monkeypatch.setattr(repository, "insert_reports", refuse_poison)
+    batch = [
+        record(2000 + i, report(rid, "bullying", source))
+        for i, rid in enumerate(["a", "poison", "b"])
+    ]
+    await service.process(batch)
+    stored = await db.pool.fetch("SELECT report_id FROM intake.reports WHERE source = $1", source)
+    assert sorted(r["report_id"] for r in stored) == ["a", "b"]
+    dead = await messages(infra.bootstrap_servers, DEAD_LETTERS["intake"].name, source)
+    assert len(dead) == 1
+    headers = {k: v.decode() for k, v in dead[0].headers}
+    assert "database refused it" in headers["dlq_error"]
+    assert headers["dlq_source_offset"] == "2001"
+    assert json.loads(dead[0].value)["report_id"] == "poison"
