@@ -19,6 +19,7 @@ from aiokafka import ConsumerRecord
 from faststream import AckPolicy
 from faststream.kafka import KafkaRouter
 from faststream.message import StreamMessage
+from pydantic import ValidationError
 
 from helpline_shared.kafka import OutgoingMessage
 from helpline_shared.logging import get_logger
@@ -40,6 +41,14 @@ def position(record: Record) -> str:
 
 def record_headers(record: Record) -> dict[str, str]:
     return {k: v.decode("utf-8", "replace") for k, v in (record.headers or ())}
+
+
+def describe(exc: ValidationError) -> str:
+    """A validation error without the input values (they may hold personal data)."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or '<message>'}: {e['msg']}"
+        for e in exc.errors(include_input=False, include_url=False)
+    )[:1000]
 
 
 class DeadLetterLimitExceededError(RuntimeError):

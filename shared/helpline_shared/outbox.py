@@ -2,8 +2,9 @@
 
 Delivery: at least once. A row is deleted only after the broker acknowledged it, so a crash
 between publish and delete republishes it; events carry deterministic ids and consumers
-deduplicate. Order: rows are published in `seq` order within a service, so one case's
-events (same key, same partition) keep their order.
+deduplicate. Order: rows are published in `seq` order within a service by one relay at a time (an
+advisory lock across replicas), so one case's events (same key, same partition) keep
+their order.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ FROM unnest($2::text[], $3::bytea[], $4::bytea[], $5::text[]) AS u(t, k, v, h)
 """
 _CLAIM = """
 SELECT seq, topic, key, value, headers FROM outbox
-WHERE service = $1 ORDER BY seq LIMIT $2 FOR UPDATE SKIP LOCKED
+WHERE service = $1 ORDER BY seq LIMIT $2
 """
 
 
@@ -71,6 +72,11 @@ class Outbox:
     async def relay_once(self) -> int:
         """Publish up to one batch of pending rows; returns how many were published."""
         async with self._db.pool.acquire() as conn, conn.transaction():
+            # One relay per service at a time, or two replicas would interleave and reorder.
+            if not await conn.fetchval(
+                "SELECT pg_try_advisory_xact_lock(hashtext('outbox:' || $1))", self._service
+            ):
+                return 0
             rows = await conn.fetch(_CLAIM, self._service, self._batch_size)
             if not rows:
                 return 0

@@ -58,8 +58,10 @@ def create_app(settings: Settings) -> AsgiFastStream:
         dispatcher.start()
 
     async def stop_workers() -> None:
-        await dispatcher.stop(settings.graceful_timeout_s)
-        await outbox.stop()
+        # Budget: workers half the graceful timeout, the outbox 5 s, then the subscriber
+        # drains within the graceful timeout: inside a 30 s termination grace period.
+        await dispatcher.stop(settings.graceful_timeout_s / 2)
+        await outbox.stop(5.0)
 
     async def close() -> None:
         for client in clients.values():

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from helpline_escalator.dispatcher import Dispatcher
 from helpline_escalator.outcomes import outcome_message
 from helpline_escalator.repository import insert_escalations
-from helpline_shared.consumer import DeadLetters, Record
+from helpline_shared.consumer import DeadLetters, Record, describe
 from helpline_shared.db import Database
 from helpline_shared.events import CaseTriagedV1, TriagedUrl
 from helpline_shared.kafka import OutgoingMessage, publish_all
@@ -56,7 +56,7 @@ class Escalator:
             try:
                 case = CaseTriagedV1.model_validate_json(record.value or b"")
             except ValidationError as exc:
-                dead.append(self._dead.message(record, f"invalid case.triaged: {exc}"))
+                dead.append(self._dead.message(record, f"invalid case.triaged: {describe(exc)}"))
                 continue
             cases.append(case.model_copy(update={"urls": [self._routable(u) for u in case.urls]}))
         self._dead.check(len(records), len(dead))

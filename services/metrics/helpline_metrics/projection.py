@@ -1,6 +1,7 @@
 """Folding events into running totals, exactly once per event id.
 
-Each batch runs in one transaction: the inbox keeps the ids of events already counted
+Each batch runs in one transaction (replicas serialise on per-escalation advisory locks):
+the inbox keeps the ids of events already counted
 (redelivery and replays count nothing twice), `metrics.escalations` keeps each
 escalation's latest state (a later state moves the escalation from one count to another;
 an older or repeated state changes nothing, whatever order the topics deliver in), and
@@ -70,6 +71,14 @@ async def apply(conn: Conn, events: Sequence[Event]) -> int:
             touched.update(u.url_id for u in e.urls)
         elif isinstance(e, EscalationOutcomeV1):
             touched.add(e.escalation_id)
+    # Serialise with any other replica folding events of the same escalations (a row that
+    # does not exist yet cannot be locked with FOR UPDATE). Sorted, so no deadlock.
+    await conn.execute(
+        """SELECT pg_advisory_xact_lock(h) FROM (
+               SELECT DISTINCT hashtextextended(id::text, 0) AS h
+               FROM unnest($1::uuid[]) AS id ORDER BY h) AS locks""",
+        list(touched),
+    )
     current: dict[uuid.UUID, _Esc] = {
         r["escalation_id"]: _Esc(r["case_id"], r["platform"], r["state"], r["rank"], r["decision"])
         for r in await conn.fetch(
@@ -121,6 +130,7 @@ async def apply(conn: Conn, events: Sequence[Event]) -> int:
                                  $6::text[])
             ON CONFLICT (escalation_id) DO UPDATE
             SET state = EXCLUDED.state, rank = EXCLUDED.rank, decision = EXCLUDED.decision
+            WHERE m.rank < EXCLUDED.rank
             """,
             list(changed),
             [r.case_id for r in rows],

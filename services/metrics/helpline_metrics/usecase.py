@@ -11,7 +11,7 @@ from faststream.kafka import KafkaBroker
 from pydantic import BaseModel, ValidationError
 
 from helpline_metrics import projection
-from helpline_shared.consumer import DeadLetters, Record
+from helpline_shared.consumer import DeadLetters, Record, describe
 from helpline_shared.db import Database
 from helpline_shared.kafka import OutgoingMessage, publish_all
 from helpline_shared.topics import CASES_TRIAGED, ESCALATION_OUTCOMES, REPORTS_REJECTED
@@ -35,7 +35,7 @@ class Metrics:
             try:
                 event = MODELS[record.topic].model_validate_json(record.value or b"")
             except ValidationError as exc:
-                dead.append(self._dead.message(record, f"invalid {record.topic}: {exc}"))
+                dead.append(self._dead.message(record, f"invalid {record.topic}: {describe(exc)}"))
                 continue
             events.append(event)  # type: ignore[arg-type]
         self._dead.check(len(records), len(dead))

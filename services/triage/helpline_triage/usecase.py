@@ -14,7 +14,7 @@ from faststream.kafka import KafkaBroker
 from pydantic import ValidationError
 
 from helpline_shared import cloudevents
-from helpline_shared.consumer import DeadLetters, Record
+from helpline_shared.consumer import DeadLetters, Record, describe
 from helpline_shared.events import (
     CaseOpenedV1,
     CaseTriagedV1,
@@ -83,7 +83,7 @@ class Triage:
             try:
                 case = CaseOpenedV1.model_validate_json(record.value or b"")
             except ValidationError as exc:
-                out.append(self._dead.message(record, f"invalid case.opened: {exc}"))
+                out.append(self._dead.message(record, f"invalid case.opened: {describe(exc)}"))
                 dead += 1
                 continue
             triaged = self.triage(case)
