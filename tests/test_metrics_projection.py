@@ -3,6 +3,7 @@ topics; equal to counting the events by hand."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 import uuid
 from collections.abc import AsyncIterator
@@ -173,3 +174,18 @@ async def test_any_order_gives_the_same_totals(conn: asyncpg.Connection) -> None
     random.Random(4).shuffle(shuffled)
     duplicated = shuffled + shuffled[::3]  # duplicates inside the same batches too
     assert await fold(conn, duplicated, 1000) == by_hand(events)
+
+
+async def test_two_replicas_folding_at_once_stay_exact(infra: Infra) -> None:
+    """Like two metrics replicas: one gets the triaged topic, the other the outcomes."""
+    url = await fresh_database(infra, "helpline_metrics_replicas")
+    events = scenario(5)
+    triaged = [e for e in events if isinstance(e, CaseTriagedV1)]
+    outcomes = [e for e in events if not isinstance(e, CaseTriagedV1)]
+    a, b = await asyncpg.connect(url), await asyncpg.connect(url)
+    try:
+        await asyncio.gather(fold(a, triaged, 3), fold(b, outcomes, 5))
+        assert await fold(a, [], 1) == by_hand(events)
+    finally:
+        await a.close()
+        await b.close()
