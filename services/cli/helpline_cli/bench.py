@@ -239,6 +239,40 @@ async def pipeline(stack: Stack, payloads: list[bytes], urls_per_report: int) ->
     )
 
 
+def cpu_seconds(pids: dict[str, list[int]]) -> dict[str, float]:
+    """User+system CPU seconds used so far by each named group of processes."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for name, group in pids.items():
+        total = 0
+        for pid in group:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += int(fields[11]) + int(fields[12])
+        out[name] = total / tick
+    return out
+
+
+def _process_groups(stack: Stack) -> dict[str, list[int]]:
+    groups = {name: [p.pid] for name, p in stack.procs.items()}
+    groups["bench (clients, raw relay)"] = [os.getpid()]
+    if stack.broker_proc is not None:
+        groups["broker"] = [stack.broker_proc.pid]
+    groups["postgres"] = [
+        int(d.name) for d in Path("/proc").iterdir() if d.name.isdigit() and _comm(d) == "postgres"
+    ]
+    return groups
+
+
+def _comm(proc_dir: Path) -> str:
+    try:
+        return (proc_dir / "comm").read_text().strip()
+    except OSError:
+        return ""
+
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -291,7 +325,10 @@ async def run_bench(settings: Settings, *, reports: int, urls_per_report: int) -
         await pipeline(stack, warm, urls_per_report)  # connections, JIT-free warm-up
         payloads = make_reports(reports, urls_per_report, run)
         raw = await raw_relay(stack.settings, payloads)
+        groups = _process_groups(stack)
+        cpu_before = cpu_seconds(groups)
         piped = await pipeline(stack, payloads, urls_per_report)
+        cpu_after = cpu_seconds(groups)
         raw2 = await raw_relay(stack.settings, payloads)
         rss = {name: rss_mb(p.pid) for name, p in stack.procs.items()}
     finally:
@@ -312,6 +349,12 @@ async def run_bench(settings: Settings, *, reports: int, urls_per_report: int) -
     raw_p50 = statistics.mean([raw.pct(50), raw2.pct(50)])
     print(f"pipeline p50 latency / raw p50: {piped.pct(50) / raw_p50:.1f}x")
     print("RSS after the run (MB): " + ", ".join(f"{k} {v:.0f}" for k, v in rss.items()))
+    print(
+        f"CPU seconds during the pipeline run ({piped.seconds:.1f} s of wall time, 2 cores "
+        "= 2 CPU-s per s):"
+    )
+    for name in sorted(cpu_after, key=lambda n: cpu_before[n] - cpu_after[n]):
+        print(f"  {name:<28} {cpu_after[name] - cpu_before[name]:6.1f}")
     return 0
 
 
