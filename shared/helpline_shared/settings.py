@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     escalation_claim_batch: int = Field(
         256, ge=1, description="Escalations a platform worker claims (and records) at once."
     )
+    escalation_loops_per_platform: int = Field(
+        2, ge=1, description="Concurrent claim-call-record loops per platform."
+    )
     platform_rate_per_s: float = Field(200.0, gt=0, description="Calls per second per platform.")
     escalation_max_attempts: int = Field(5, ge=1)
     escalation_retry_base_s: float = Field(1.0, gt=0)

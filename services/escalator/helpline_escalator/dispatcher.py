@@ -82,11 +82,13 @@ class PlatformWorker:
             status_interval_s=settings.escalation_status_interval_s,
         )
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._wakes: list[asyncio.Event] = []
         self._stopping = False
 
     def wake(self) -> None:
-        self._wake.set()
+        for event in self._wakes:
+            event.set()
 
     async def _call(self, claim: Claim) -> PlatformResult | None:
         """One platform call, once a concurrency slot and the rate limit allow it."""
@@ -186,7 +188,7 @@ class PlatformWorker:
         self._outbox.wake()
         return len(claims)
 
-    async def _run(self) -> None:
+    async def _run(self, wake: asyncio.Event) -> None:
         failures = 0
         while not self._stopping:
             try:
@@ -201,12 +203,19 @@ class PlatformWorker:
                 continue
             if claimed:
                 continue
-            self._wake.clear()
+            wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._settings.escalation_poll_interval_s)
+                await asyncio.wait_for(wake.wait(), self._settings.escalation_poll_interval_s)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=f"dispatch-{self.adapter.slug}")
+        """Start the step loops. Several per platform overlap one step's database work
+        with another's platform calls; the calls share one concurrency bound."""
+        for n in range(self._settings.escalation_loops_per_platform):
+            wake = asyncio.Event()
+            self._wakes.append(wake)
+            self._tasks.append(
+                asyncio.create_task(self._run(wake), name=f"dispatch-{self.adapter.slug}-{n}")
+            )
 
     async def stop(self, timeout_s: float) -> None:
         """Stop after the current step, so its calls' results are stored; cut it at timeout.
@@ -214,16 +223,15 @@ class PlatformWorker:
         A step cut short leaves its escalations claimed; they are reconciled by lookup once
         the lease expires.
         """
-        if self._task is None:
+        tasks, self._tasks = self._tasks, []
+        if not tasks:
             return
-        task, self._task = self._task, None
         self._stopping = True
-        self._wake.set()
-        try:
-            await asyncio.wait_for(asyncio.shield(task), timeout_s)
-        except TimeoutError:
+        self.wake()
+        _, pending = await asyncio.wait(tasks, timeout=timeout_s)
+        for task in pending:
             task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await asyncio.gather(*pending, return_exceptions=True)
 
 
 class Dispatcher:
