@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
@@ -273,6 +274,32 @@ def _comm(proc_dir: Path) -> str:
         return ""
 
 
+async def stage_times(database_url: str, run: str) -> dict[str, float]:
+    """When each stage finished the run, in seconds after intake received the first report."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        row = await conn.fetchrow(
+            """
+            SELECT min(i.received_at) AS t0,
+                   max(i.received_at) AS intake,
+                   max(e.created_at) AS escalator_inserted,
+                   max(e.decided_at) AS decided
+            FROM intake.reports i JOIN escalator.escalations e USING (case_id)
+            WHERE i.report_id LIKE $1
+            """,
+            f"{run}-%",
+        )
+    finally:
+        await conn.close()
+    assert row is not None
+    t0 = row["t0"]
+    return {
+        "intake stored the last report": (row["intake"] - t0).total_seconds(),
+        "escalator recorded the last URL": (row["escalator_inserted"] - t0).total_seconds(),
+        "the last decision was recorded": (row["decided"] - t0).total_seconds(),
+    }
+
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -321,7 +348,7 @@ async def run_bench(settings: Settings, *, reports: int, urls_per_report: int) -
     )
     try:
         await stack.start_services()
-        warm = make_reports(50, urls_per_report, f"{run}-warm")
+        warm = make_reports(50, urls_per_report, f"warm-{run}")
         await pipeline(stack, warm, urls_per_report)  # connections, JIT-free warm-up
         payloads = make_reports(reports, urls_per_report, run)
         raw = await raw_relay(stack.settings, payloads)
@@ -329,6 +356,7 @@ async def run_bench(settings: Settings, *, reports: int, urls_per_report: int) -
         cpu_before = cpu_seconds(groups)
         piped = await pipeline(stack, payloads, urls_per_report)
         cpu_after = cpu_seconds(groups)
+        stages = await stage_times(stack.settings.database_url or "", run)
         raw2 = await raw_relay(stack.settings, payloads)
         rss = {name: rss_mb(p.pid) for name, p in stack.procs.items()}
     finally:
@@ -349,6 +377,9 @@ async def run_bench(settings: Settings, *, reports: int, urls_per_report: int) -
     raw_p50 = statistics.mean([raw.pct(50), raw2.pct(50)])
     print(f"pipeline p50 latency / raw p50: {piped.pct(50) / raw_p50:.1f}x")
     print("RSS after the run (MB): " + ", ".join(f"{k} {v:.0f}" for k, v in rss.items()))
+    print("Pipeline stages, seconds after intake received the first report:")
+    for what, at in stages.items():
+        print(f"  {what:<34} {at:6.2f}")
     print(
         f"CPU seconds during the pipeline run ({piped.seconds:.1f} s of wall time, 2 cores "
         "= 2 CPU-s per s):"
