@@ -314,7 +314,9 @@ def _row(f: Figures) -> str:
     )
 
 
-async def run_bench(settings: Settings, *, reports: int, urls_per_report: int) -> int:
+async def run_bench(
+    settings: Settings, *, reports: int, urls_per_report: int, escalators: int = 1
+) -> int:
     run = f"bench-{uuid.uuid4().hex[:8]}"
     ports = {
         f"HELPLINE_{s.upper()}_PORT": str(free_port())
@@ -347,7 +349,7 @@ async def run_bench(settings: Settings, *, reports: int, urls_per_report: int) -
         extra_env=extra,
     )
     try:
-        await stack.start_services()
+        await stack.start_services(replicas={"escalator": escalators})
         warm = make_reports(50, urls_per_report, f"warm-{run}")
         await pipeline(stack, warm, urls_per_report)  # connections, JIT-free warm-up
         payloads = make_reports(reports, urls_per_report, run)

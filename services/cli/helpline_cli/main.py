@@ -32,6 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="measure the pipeline against a raw aiokafka relay")
     bench.add_argument("-n", "--reports", type=int, default=3000)
     bench.add_argument("--urls-per-report", type=int, default=2)
+    bench.add_argument("--escalators", type=int, default=1, help="escalator processes")
     contracts = sub.add_parser(
         "contracts", help="write (or --check) the JSON Schemas and AsyncAPI documents"
     )
@@ -82,7 +83,12 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "bench":
         from helpline_cli.bench import run_bench
 
-        return await run_bench(settings, reports=args.reports, urls_per_report=args.urls_per_report)
+        return await run_bench(
+            settings,
+            reports=args.reports,
+            urls_per_report=args.urls_per_report,
+            escalators=args.escalators,
+        )
     if args.command == "contracts":
         from pathlib import Path
 

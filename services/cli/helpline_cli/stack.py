@@ -21,6 +21,7 @@ import httpx
 
 from helpline_cli.infra import (
     create_database,
+    free_port,
     port_is_free,
     start_embedded_postgres,
     start_tansu,
@@ -39,8 +40,11 @@ class Stack:
     log_dir: Path
     broker_proc: subprocess.Popen[bytes] | None = None
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    ports: dict[str, int] = field(default_factory=dict)
 
     def port(self, service: str) -> int:
+        if service in self.ports:
+            return self.ports[service]
         return int(getattr(self.settings, f"{service}_port"))
 
     def url(self, service: str) -> str:
@@ -84,21 +88,36 @@ class Stack:
         await migrate(database_url)
         return cls(settings, env, log_dir, broker_proc)
 
-    async def start_services(self, services: tuple[str, ...] = SERVICES) -> None:
+    async def start_services(
+        self, services: tuple[str, ...] = SERVICES, *, replicas: dict[str, int] | None = None
+    ) -> None:
+        """Start each service; `replicas` runs extra processes of a service (same consumer
+        group, own health port), named `<service>-2`, `<service>-3`, ..."""
+        names: list[str] = []
         for service in services:
             if not port_is_free(self.settings.http_host, self.port(service)):
                 raise RuntimeError(
                     f"port {self.port(service)} for {service} is taken; set "
                     f"HELPLINE_{service.upper()}_PORT"
                 )
-            with open(self.log_dir / f"{service}.log", "ab") as log:  # noqa: ASYNC230
-                self.procs[service] = subprocess.Popen(  # noqa: S603, ASYNC220
-                    [sys.executable, "-m", "helpline_cli.main", "run", service],
-                    env=self.env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-        await self.wait_ready(services)
+            self._spawn(service, service, self.env)
+            names.append(service)
+            for n in range(2, (replicas or {}).get(service, 1) + 1):
+                name = f"{service}-{n}"
+                self.ports[name] = free_port(self.settings.http_host)
+                env = {**self.env, f"HELPLINE_{service.upper()}_PORT": str(self.ports[name])}
+                self._spawn(name, service, env)
+                names.append(name)
+        await self.wait_ready(tuple(names))
+
+    def _spawn(self, name: str, service: str, env: dict[str, str]) -> None:
+        with open(self.log_dir / f"{name}.log", "ab") as log:
+            self.procs[name] = subprocess.Popen(  # noqa: S603
+                [sys.executable, "-m", "helpline_cli.main", "run", service],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
 
     async def wait_ready(self, services: tuple[str, ...], timeout_s: float = 60.0) -> None:
         deadline = time.monotonic() + timeout_s
@@ -138,10 +157,9 @@ class Stack:
         return proc.returncode
 
     def stop(self, timeout_s: float = 30.0) -> None:
-        # Producers first, then consumers downstream, so in-flight work drains forward.
-        for service in reversed(SERVICES):
-            if service in self.procs and self.procs[service].poll() is None:
-                self.procs[service].send_signal(signal.SIGTERM)
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
         for service in list(self.procs):
             self.stop_service(service, timeout_s)
         if self.broker_proc is not None:
