@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from helpline_cli.infra import free_port
 from helpline_cli.stack import Stack
-from helpline_shared.events import ReportRejectedV1
+from helpline_shared.events import ReportRejectedV1, derive_id
 from helpline_shared.settings import Settings
 from helpline_shared.topics import REPORTS_REJECTED, REPORTS_SUBMITTED
 from tests.conftest import fresh_database
@@ -302,3 +302,62 @@ async def test_reports_reach_outcomes_and_exact_totals(stack: Stack) -> None:
         )
     finally:
         await db.close()
+
+
+# The HTTP paths, on the same running system (after the totals test above, which counts).
+
+
+async def case_stored(stack: Stack, case_id: str) -> None:
+    db = await asyncpg.connect(stack.settings.database_url)
+    try:
+
+        async def stored() -> tuple[bool, Any]:
+            n = await db.fetchval(
+                "SELECT count(*) FROM intake.reports WHERE case_id = $1::uuid", case_id
+            )
+            return n == 1, n
+
+        await wait_until(stored, 30, f"case {case_id} stored")
+    finally:
+        await db.close()
+
+
+async def test_http_api_accepts_and_rejects(stack: Stack) -> None:
+    report = make_report(99_001, random.Random(1)) | {"source": "http-client"}
+    async with httpx.AsyncClient(base_url=stack.url("intake")) as client:
+        ok = await client.post("/v1/reports", json=report)
+        assert ok.status_code == 202
+        case_id = ok.json()["case_id"]
+        again = await client.post("/v1/reports", json=report)
+        assert again.json()["case_id"] == case_id
+        bad = await client.post("/v1/reports", json={**report, "urls": ["ftp://x"]})
+        assert bad.status_code == 422
+        assert [e["loc"] for e in bad.json()["errors"]] == ["urls.0"]
+        huge = await client.post(
+            "/v1/reports", content=b"x" * 600_000, headers={"content-type": "application/json"}
+        )
+        assert huge.status_code == 413
+    await case_stored(stack, case_id)
+
+
+async def test_web_form_submits_once(stack: Stack) -> None:
+    async with httpx.AsyncClient(base_url=stack.url("intake")) as client:
+        page = await client.get("/report")
+        assert page.status_code == 200
+        assert 'name="report_id"' in page.text
+        form = {
+            "report_id": "form-token-1",
+            "name": "A Teacher",
+            "email": "a@school.example",
+            "description": "A fake account is impersonating our head teacher.",
+            "urls": "https://www.tiktok.com/@fake/video/1\nhttps://www.instagram.com/fake/",
+            "issue_types": "impersonation",
+        }
+        first = await client.post("/report", data=form)
+        second = await client.post("/report", data=form)  # pressed twice
+        assert first.status_code == second.status_code == 202
+        assert "case" in first.text
+        invalid = await client.post("/report", data={**form, "email": "nope"})
+        assert invalid.status_code == 422
+        assert "reporter.email" in invalid.text
+    await case_stored(stack, str(derive_id("case", "web-form", "form-token-1")))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from faststream.asgi import AsgiFastStream
 
+from helpline_intake.form import build_form_routes
 from helpline_intake.handlers import build_router
 from helpline_intake.http import build_routes
 from helpline_intake.usecase import Intake
@@ -30,7 +31,7 @@ def create_app(settings: Settings) -> AsgiFastStream:
     return build_app(
         broker,
         service="intake",
-        routes=build_routes(broker),
+        routes=[*build_routes(broker), *build_form_routes(broker)],
         checks={"database": db.ready, "dead_letters": within_dead_letter_limit},
         on_startup=[db.open],
         after_shutdown=[db.close],

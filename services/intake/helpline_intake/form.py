@@ -1,0 +1,103 @@
+"""A plain web form for people: `GET /report` shows it, `POST /report` submits it.
+
+The form posts ordinary form fields; they become the same v1 JSON report other systems
+publish, validated and published the same way as `POST /v1/reports`. Each form carries a
+fresh hidden `report_id`, so pressing submit twice opens one case, not two.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import uuid
+from urllib.parse import parse_qs
+
+from faststream.kafka import KafkaBroker
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.types import ASGIApp
+
+from helpline_intake.usecase import case_id_for, rejected_message, rejection
+from helpline_intake.validation import MAX_MESSAGE_BYTES, validate_report
+from helpline_shared.events import ReportSubmittedV1
+from helpline_shared.kafka import OutgoingMessage, publish_all
+from helpline_shared.service import endpoint
+from helpline_shared.topics import REPORTS_SUBMITTED
+
+HARM_CHOICES = [
+    ("online_reputation", "Online reputation / defamation"),
+    ("bullying_harassment", "Bullying or harassment"),
+    ("impersonation", "Impersonation (fake account)"),
+    ("school_branding_misuse", "Misuse of school branding"),
+    ("privacy_images_doxxing", "Images shared without consent / personal details"),
+    ("threats_risk_to_life", "Threats, risk to life, self-harm"),
+]
+
+PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
+<title>Report harmful content</title></head><body>
+<h1>Report harmful content</h1>{body}</body></html>"""
+
+
+def _form(report_id: str, errors: list[str]) -> str:
+    problems = "".join(f"<li>{html.escape(e)}</li>" for e in errors)
+    choices = "".join(
+        f'<label><input type="checkbox" name="issue_types" value="{v}"> {label}</label><br>'
+        for v, label in HARM_CHOICES
+    )
+    return f"""{f'<ul class="errors">{problems}</ul>' if problems else ""}
+<form method="post" action="/report">
+<input type="hidden" name="report_id" value="{html.escape(report_id)}">
+<p><label>Your name <input name="name" required></label></p>
+<p><label>Your email <input name="email" type="email" required></label></p>
+<p><label>Your role <input name="role"></label></p>
+<p><label>School or organisation <input name="organisation"></label></p>
+<p><label>What is happening, and why is it harmful?<br>
+<textarea name="description" rows="6" cols="60" required></textarea></label></p>
+<p><label>Links to the content, one per line<br>
+<textarea name="urls" rows="4" cols="60" required></textarea></label></p>
+<fieldset><legend>What kind of harm (optional)</legend>{choices}</fieldset>
+<p><button type="submit">Send report</button></p></form>"""
+
+
+def to_report(fields: dict[str, list[str]]) -> bytes:
+    def one(name: str) -> str | None:
+        value = (fields.get(name) or [""])[0].strip()
+        return value or None
+
+    report = {
+        "schema_version": 1,
+        "source": "web-form",
+        "report_id": one("report_id") or str(uuid.uuid4()),
+        "reporter": {"name": one("name"), "email": one("email"), "role": one("role")},
+        "organisation": one("organisation"),
+        "description": one("description"),
+        "urls": [u.strip() for u in (one("urls") or "").splitlines() if u.strip()],
+        "issue_types": fields.get("issue_types", []),
+    }
+    return json.dumps(report).encode()
+
+
+def build_form_routes(broker: KafkaBroker) -> list[tuple[str, ASGIApp]]:
+    async def report(request: Request) -> Response:
+        if request.method == "GET":
+            return HTMLResponse(PAGE.format(body=_form(str(uuid.uuid4()), [])))
+        body = await request.body()
+        if len(body) > MAX_MESSAGE_BYTES:
+            return HTMLResponse(PAGE.format(body="<p>That report is too large.</p>"), 413)
+        fields = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=False)
+        raw = to_report(fields)
+        result = validate_report(raw)
+        if not isinstance(result, ReportSubmittedV1):
+            await publish_all(broker, [rejected_message(rejection(raw, result, via="http"), None)])
+            errors = [f"{r.loc or 'report'}: {r.message}" for r in result]
+            report_id = (fields.get("report_id") or [str(uuid.uuid4())])[0]
+            return HTMLResponse(PAGE.format(body=_form(report_id, errors)), 422)
+        await publish_all(
+            broker, [OutgoingMessage(REPORTS_SUBMITTED.name, raw, result.report_id.encode())]
+        )
+        case = html.escape(str(case_id_for(result)))
+        return HTMLResponse(
+            PAGE.format(body=f"<p>Thank you. Your report is case <code>{case}</code>.</p>"), 202
+        )
+
+    return [("/report", endpoint(report))]
