@@ -5,6 +5,10 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
+from pydantic import BaseModel
+
+from helpline_shared.kafka import OutgoingMessage
+
 SPEC_VERSION = "1.0"
 
 
@@ -27,3 +31,30 @@ def headers(
     if subject is not None:
         out["ce_subject"] = subject
     return out
+
+
+def event_message(
+    topic: str,
+    event: BaseModel,
+    *,
+    event_id: uuid.UUID,
+    key: object | None,
+    type_: str,
+    source: str,
+    time: datetime,
+    subject: object | None = None,
+) -> OutgoingMessage:
+    """An event as a Kafka message: JSON body, CloudEvents headers; a key that is not
+    bytes is sent as its text."""
+    return OutgoingMessage(
+        topic,
+        event.model_dump_json().encode(),
+        key if key is None or isinstance(key, bytes) else str(key).encode(),
+        headers(
+            event_id=event_id,
+            type_=type_,
+            source=source,
+            time=time,
+            subject=None if subject is None else str(subject),
+        ),
+    )

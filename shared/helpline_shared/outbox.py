@@ -10,7 +10,6 @@ their order.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections.abc import Sequence
 
@@ -19,6 +18,7 @@ from faststream.kafka import KafkaBroker
 from helpline_shared.db import Conn, Database
 from helpline_shared.kafka import OutgoingMessage, publish_all
 from helpline_shared.logging import get_logger
+from helpline_shared.loop import WorkLoop
 
 _INSERT = """
 INSERT INTO outbox (service, topic, key, value, headers)
@@ -48,8 +48,7 @@ class Outbox:
         self._service = service
         self._batch_size = batch_size
         self._idle_interval_s = idle_interval_s
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._loop = WorkLoop(f"{service}-outbox", self._step, idle_s=idle_interval_s)
         self._log = get_logger(f"helpline.{service}.outbox")
 
     async def add(self, conn: Conn, messages: Sequence[OutgoingMessage]) -> None:
@@ -67,7 +66,7 @@ class Outbox:
 
     def wake(self) -> None:
         """Ask the relay to run now rather than at its next idle tick."""
-        self._wake.set()
+        self._loop.wake()
 
     async def relay_once(self) -> int:
         """Publish up to one batch of pending rows; returns how many were published."""
@@ -89,35 +88,15 @@ class Outbox:
             )
             return len(rows)
 
-    async def _run(self) -> None:
-        failures = 0
-        while True:
-            try:
-                published = await self.relay_once()
-                failures = 0
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                failures += 1
-                self._log.exception("outbox relay failed; retrying", failures=failures)
-                await asyncio.sleep(min(30.0, 0.5 * 2**failures))
-                continue
-            if published >= self._batch_size:
-                continue
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._idle_interval_s)
+    async def _step(self) -> bool:
+        return await self.relay_once() >= self._batch_size
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=f"{self._service}-outbox")
+        self._loop.start()
 
     async def stop(self, timeout_s: float = 5.0) -> None:
         """Stop the relay after one last attempt to publish what is pending."""
-        if self._task is None:
-            return
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
-        self._task = None
+        await self._loop.stop(timeout_s)
         try:
             await asyncio.wait_for(self.relay_once(), timeout_s)
         except Exception:

@@ -12,7 +12,6 @@ our reference and never blindly re-sent.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import timedelta
@@ -34,6 +33,7 @@ from helpline_shared.db import Database
 from helpline_shared.events import utcnow
 from helpline_shared.kafka import OutgoingMessage
 from helpline_shared.logging import bind_event, get_logger
+from helpline_shared.loop import WorkLoop
 from helpline_shared.outbox import Outbox
 from helpline_shared.settings import Settings
 
@@ -82,13 +82,11 @@ class PlatformWorker:
             status_interval_s=settings.escalation_status_interval_s,
         )
         self._wake = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
-        self._wakes: list[asyncio.Event] = []
-        self._stopping = False
+        self._loops: list[WorkLoop] = []
 
     def wake(self) -> None:
-        for event in self._wakes:
-            event.set()
+        for loop in self._loops:
+            loop.wake()
 
     async def _call(self, claim: Claim) -> PlatformResult | None:
         """One platform call, once a concurrency slot and the rate limit allow it."""
@@ -188,50 +186,27 @@ class PlatformWorker:
         self._outbox.wake()
         return len(claims)
 
-    async def _run(self, wake: asyncio.Event) -> None:
-        failures = 0
-        while not self._stopping:
-            try:
-                claimed = await self.step()
-                failures = 0
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                failures += 1
-                log.exception("dispatch step failed", platform=self.adapter.slug)
-                await asyncio.sleep(min(30.0, 0.5 * 2**failures))
-                continue
-            if claimed:
-                continue
-            wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), self._settings.escalation_poll_interval_s)
+    async def _step(self) -> bool:
+        return await self.step() > 0
 
     def start(self) -> None:
         """Start the step loops. Several per platform overlap one step's database work
         with another's platform calls; the calls share one concurrency bound."""
         for n in range(self._settings.escalation_loops_per_platform):
-            wake = asyncio.Event()
-            self._wakes.append(wake)
-            self._tasks.append(
-                asyncio.create_task(self._run(wake), name=f"dispatch-{self.adapter.slug}-{n}")
+            loop = WorkLoop(
+                f"dispatch-{self.adapter.slug}-{n}",
+                self._step,
+                idle_s=self._settings.escalation_poll_interval_s,
             )
+            self._loops.append(loop)
+            loop.start()
 
     async def stop(self, timeout_s: float) -> None:
-        """Stop after the current step, so its calls' results are stored; cut it at timeout.
-
-        A step cut short leaves its escalations claimed; they are reconciled by lookup once
-        the lease expires.
-        """
-        tasks, self._tasks = self._tasks, []
-        if not tasks:
-            return
-        self._stopping = True
-        self.wake()
-        _, pending = await asyncio.wait(tasks, timeout=timeout_s)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        """Stop after the current steps, so their calls' results are stored; cut them at
+        timeout. A step cut short leaves its escalations claimed; they are reconciled by
+        lookup once the lease expires."""
+        loops, self._loops = self._loops, []
+        await asyncio.gather(*(loop.stop(timeout_s) for loop in loops))
 
 
 class Dispatcher:

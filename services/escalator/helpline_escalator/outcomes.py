@@ -41,15 +41,13 @@ def outcome_message(
             "occurred_at": utcnow(),
         }
     )
-    return OutgoingMessage(
+    return cloudevents.event_message(
         ESCALATION_OUTCOMES.name,
-        event.model_dump_json().encode(),
-        str(event.case_id).encode(),
-        cloudevents.headers(
-            event_id=event.event_id,
-            type_=f"helpline.escalation.{state}.v1",
-            source=SOURCE,
-            time=event.occurred_at,
-            subject=str(event.case_id),
-        ),
+        event,
+        event_id=event.event_id,
+        key=event.case_id,
+        type_=f"helpline.escalation.{state}.v1",
+        source=SOURCE,
+        time=event.occurred_at,
+        subject=event.case_id,
     )

@@ -63,31 +63,27 @@ def opened_message(row: asyncpg.Record | Mapping[str, Any]) -> OutgoingMessage:
         urls=list(row["urls"]),
         issue_types=list(row["issue_types"]),
     )
-    return OutgoingMessage(
+    return cloudevents.event_message(
         CASES_OPENED.name,
-        event.model_dump_json().encode(),
-        str(event.case_id).encode(),
-        cloudevents.headers(
-            event_id=event.event_id,
-            type_="helpline.case.opened.v1",
-            source=SOURCE,
-            time=event.received_at,
-            subject=str(event.case_id),
-        ),
+        event,
+        event_id=event.event_id,
+        key=event.case_id,
+        type_="helpline.case.opened.v1",
+        source=SOURCE,
+        time=event.received_at,
+        subject=event.case_id,
     )
 
 
 def rejected_message(event: ReportRejectedV1, key: bytes | None) -> OutgoingMessage:
-    return OutgoingMessage(
+    return cloudevents.event_message(
         REPORTS_REJECTED.name,
-        event.model_dump_json().encode(),
-        key,
-        cloudevents.headers(
-            event_id=event.event_id,
-            type_="helpline.report.rejected.v1",
-            source=SOURCE,
-            time=event.rejected_at,
-        ),
+        event,
+        event_id=event.event_id,
+        key=key,  # the refused message's own key, as sent
+        type_="helpline.report.rejected.v1",
+        source=SOURCE,
+        time=event.rejected_at,
     )
 
 

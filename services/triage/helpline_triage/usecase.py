@@ -90,17 +90,15 @@ class Triage:
             with bind_event(case_id=case.case_id, event_id=triaged.event_id):
                 log.debug("case triaged", urgency=triaged.urgency, route=triaged.route)
             out.append(
-                OutgoingMessage(
+                cloudevents.event_message(
                     CASES_TRIAGED.name,
-                    triaged.model_dump_json().encode(),
-                    str(case.case_id).encode(),
-                    cloudevents.headers(
-                        event_id=triaged.event_id,
-                        type_="helpline.case.triaged.v1",
-                        source=SOURCE,
-                        time=triaged.triaged_at,
-                        subject=str(case.case_id),
-                    ),
+                    triaged,
+                    event_id=triaged.event_id,
+                    key=case.case_id,
+                    type_="helpline.case.triaged.v1",
+                    source=SOURCE,
+                    time=triaged.triaged_at,
+                    subject=case.case_id,
                 )
             )
         self._dead.check(len(records), dead)

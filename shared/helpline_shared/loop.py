@@ -1,0 +1,71 @@
+"""A background loop that repeats a unit of work, sleeps when idle, backs off on errors.
+
+Used by the outbox relay and the escalator's platform workers. `step()` returns whether
+there may be more to do at once; otherwise the loop waits until woken or `idle_s` passes.
+An exception is logged and retried after a growing pause (never kills the loop);
+cancellation stops it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+
+from helpline_shared.logging import get_logger
+
+
+class WorkLoop:
+    def __init__(
+        self,
+        name: str,
+        step: Callable[[], Awaitable[bool]],
+        *,
+        idle_s: float,
+        max_backoff_s: float = 30.0,
+    ) -> None:
+        self.name = name
+        self._step = step
+        self._idle_s = idle_s
+        self._max_backoff_s = max_backoff_s
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+        self._log = get_logger(f"helpline.loop.{name}")
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def _run(self) -> None:
+        failures = 0
+        while not self._stopping:
+            try:
+                more = await self._step()
+                failures = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                failures += 1
+                self._log.exception("step failed; retrying", failures=failures)
+                await asyncio.sleep(min(self._max_backoff_s, 0.5 * 2**failures))
+                continue
+            if more:
+                continue
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._idle_s)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=self.name)
+
+    async def stop(self, timeout_s: float) -> None:
+        """Let the step in hand finish (up to `timeout_s`), then stop; cancel it if late."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        self._stopping = True
+        self._wake.set()
+        _, pending = await asyncio.wait([task], timeout=timeout_s)
+        for late in pending:
+            late.cancel()
+        await asyncio.gather(task, return_exceptions=True)
