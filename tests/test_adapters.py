@@ -8,7 +8,6 @@ simulator can inject must surface as the contract's typed errors.
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 import typing
 import uuid
@@ -17,8 +16,8 @@ from dataclasses import replace
 
 import aiohttp
 import pytest
-import uvicorn
 
+from helpline_cli.infra import free_port
 from helpline_escalator.adapters.base import (
     NeedsManualError,
     Notice,
@@ -30,42 +29,18 @@ from helpline_escalator.adapters.notice_api import NoticeApiAdapter
 from helpline_escalator.adapters.registry import ADAPTERS
 from helpline_shared.events import TAKEDOWN_DECISIONS, Decision
 from helpline_simulator.platforms import PLATFORMS
-from helpline_simulator.server import SimConfig, _decide, create_simulator
+from helpline_simulator.server import SimConfig, _decide
+from tests.helpers import serve_simulator
 
 DECISIONS: frozenset[str] = frozenset(typing.get_args(Decision))
 SLUGS = sorted(ADAPTERS)
 QUIET = {"latency_ms": 0, "error_rate": 0, "rate_limit_rate": 0, "decision_delay_ms": 0}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 async def simulator() -> AsyncIterator[str]:
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_simulator(SimConfig(latency_ms=0)),
-            host="127.0.0.1",
-            port=port,
-            log_config=None,
-            lifespan="off",
-        )
-    )
-    task = asyncio.create_task(server.serve())
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert not task.done(), "the simulator stopped while starting"
-        assert time.monotonic() < deadline, "the simulator did not start"
-        await asyncio.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
+    async with serve_simulator() as url:
+        yield url
 
 
 async def configure(base_url: str, **changes: float) -> None:

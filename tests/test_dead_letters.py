@@ -7,7 +7,6 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord
 from faststream.kafka import KafkaBroker
 
@@ -17,6 +16,7 @@ from helpline_shared.settings import Settings
 from helpline_shared.topics import CASES_TRIAGED, DEAD_LETTERS
 from helpline_triage.rules import RuleSet
 from helpline_triage.usecase import Triage
+from tests.helpers import read_topic
 from tests.infra import Infra
 
 
@@ -44,21 +44,6 @@ def record(offset: int, value: bytes) -> ConsumerRecord[bytes, bytes]:
     )
 
 
-async def read(servers: str, topic: str, marker: bytes) -> list[ConsumerRecord[bytes, bytes]]:
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=servers, auto_offset_reset="earliest", group_id=None
-    )
-    await consumer.start()
-    out = []
-    try:
-        while batch := await consumer.getmany(timeout_ms=1000):
-            for records in batch.values():
-                out += [r for r in records if marker in (r.value or b"")]
-    finally:
-        await consumer.stop()
-    return out
-
-
 async def test_invalid_event_is_dead_lettered_with_origin_and_no_input_values(
     broker: KafkaBroker, infra: Infra
 ) -> None:
@@ -82,7 +67,11 @@ async def test_invalid_event_is_dead_lettered_with_origin_and_no_input_values(
     triage = Triage(broker, DeadLetters("triage", max_ratio=0.9, window=10), RuleSet.load())
     await triage.process([record(7, bad), record(8, good)])
 
-    dead = await read(infra.bootstrap_servers, DEAD_LETTERS["triage"].name, marker.encode())
+    dead = await read_topic(
+        infra.bootstrap_servers,
+        DEAD_LETTERS["triage"].name,
+        keep=lambda r: marker.encode() in r.value,
+    )
     assert len(dead) == 1
     assert dead[0].value == bad
     assert dead[0].key == b"key-1"
@@ -92,7 +81,9 @@ async def test_invalid_event_is_dead_lettered_with_origin_and_no_input_values(
     assert headers["ce_id"] == "abc"
     assert "case_id: Field required" in headers["dlq_error"]
     assert secret not in headers["dlq_error"]
-    triaged = await read(infra.bootstrap_servers, CASES_TRIAGED.name, str(case_id).encode())
+    triaged = await read_topic(
+        infra.bootstrap_servers, CASES_TRIAGED.name, keep=lambda r: str(case_id).encode() in r.value
+    )
     assert len(triaged) == 1
 
 

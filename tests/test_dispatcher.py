@@ -12,38 +12,23 @@ from typing import Any
 
 import aiohttp
 import pytest
-import uvicorn
 from faststream.kafka import KafkaBroker
 
-from helpline_cli.infra import free_port
 from helpline_escalator.adapters.tiktok import TikTokAdapter
 from helpline_escalator.dispatcher import PlatformWorker
 from helpline_shared.db import Database
 from helpline_shared.events import utcnow
 from helpline_shared.outbox import Outbox
 from helpline_shared.settings import Settings
-from helpline_simulator.server import SimConfig, create_simulator
 from tests.conftest import fresh_database
+from tests.helpers import serve_simulator
 from tests.infra import Infra
 
 
 @pytest.fixture(scope="module")
 async def simulator() -> AsyncIterator[str]:
-    port = free_port()
-    config = uvicorn.Config(
-        create_simulator(SimConfig(latency_ms=0)),
-        host="127.0.0.1",
-        port=port,
-        log_config=None,
-        lifespan="off",
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.01)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    await task
+    async with serve_simulator() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

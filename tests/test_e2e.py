@@ -16,7 +16,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
 from helpline_cli.infra import free_port
 from helpline_cli.stack import Stack
@@ -24,6 +24,7 @@ from helpline_shared.events import ReportRejectedV1, derive_id
 from helpline_shared.settings import Settings
 from helpline_shared.topics import REPORTS_REJECTED, REPORTS_SUBMITTED
 from tests.conftest import fresh_database
+from tests.helpers import read_topic
 from tests.infra import Infra, dedicated_broker
 
 pytestmark = pytest.mark.e2e
@@ -163,27 +164,6 @@ async def wait_until(check: Any, timeout_s: float, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}; last seen: {last}")
 
 
-async def read_topic(servers: str, topic: str, expected: int, timeout_s: float) -> list[Any]:
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=servers,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        group_id=None,
-    )
-    await consumer.start()
-    out: list[Any] = []
-    deadline = time.monotonic() + timeout_s
-    try:
-        while len(out) < expected and time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=500)
-            for records in batch.values():
-                out.extend(records)
-    finally:
-        await consumer.stop()
-    return out
-
-
 async def test_reports_reach_outcomes_and_exact_totals(stack: Stack) -> None:
     rng = random.Random(7)
     reports = [make_report(i, rng) for i in range(VALID)]
@@ -267,7 +247,7 @@ async def test_reports_reach_outcomes_and_exact_totals(stack: Stack) -> None:
         assert sim["distinct_client_references"] == len(submitted)
 
         # Every malformed message is on helpline.reports.rejected with a reason.
-        rejected = await read_topic(servers, REPORTS_REJECTED.name, len(MALFORMED), 30)
+        rejected = await read_topic(servers, REPORTS_REJECTED.name, expected=len(MALFORMED))
         by_key = {}
         for record in rejected:
             event = ReportRejectedV1.model_validate_json(record.value)

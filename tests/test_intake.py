@@ -11,7 +11,6 @@ from typing import Any
 
 import asyncpg
 import pytest
-from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord
 from faststream.kafka import KafkaBroker
 
@@ -22,6 +21,7 @@ from helpline_shared.db import Database
 from helpline_shared.settings import Settings
 from helpline_shared.topics import CASES_OPENED, DEAD_LETTERS
 from tests.conftest import fresh_database
+from tests.helpers import read_topic
 from tests.infra import Infra
 
 
@@ -58,18 +58,7 @@ def record(offset: int, value: bytes) -> ConsumerRecord[bytes, bytes]:
 
 
 async def messages(servers: str, topic: str, source: str) -> list[Any]:
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=servers, auto_offset_reset="earliest", group_id=None
-    )
-    await consumer.start()
-    out = []
-    try:
-        while batch := await consumer.getmany(timeout_ms=1000):
-            for records in batch.values():
-                out += [r for r in records if source.encode() in (r.value or b"")]
-    finally:
-        await consumer.stop()
-    return out
+    return await read_topic(servers, topic, keep=lambda r: source.encode() in (r.value or b""))
 
 
 async def test_redelivery_republishes_the_stored_report_and_counts_duplicates_once(

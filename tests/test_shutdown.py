@@ -25,6 +25,7 @@ from helpline_shared.kafka import create_topics
 from helpline_shared.settings import Settings
 from helpline_shared.topics import CASES_OPENED, CASES_TRIAGED, REPORTS_SUBMITTED
 from tests.conftest import fresh_database
+from tests.helpers import read_topic
 from tests.infra import Infra, dedicated_broker
 
 N = 3000
@@ -60,18 +61,7 @@ async def wait_ready(port: int, proc: subprocess.Popen[bytes]) -> None:
 
 
 async def read_all(servers: str, topic: str) -> list[Any]:
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=servers, auto_offset_reset="earliest", group_id=None
-    )
-    await consumer.start()
-    out: list[Any] = []
-    try:
-        while batch := await consumer.getmany(timeout_ms=1000):
-            for records in batch.values():
-                out.extend(records)
-    finally:
-        await consumer.stop()
-    return out
+    return await read_topic(servers, topic)
 
 
 def opened(i: int, run: str) -> bytes:
