@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from faststream.asgi import AsgiFastStream
+from faststream.kafka import KafkaRouter
 
 from helpline_intake.form import build_form_routes
-from helpline_intake.handlers import build_router
 from helpline_intake.http import build_routes
 from helpline_intake.usecase import Intake
-from helpline_shared.consumer import DeadLetters
+from helpline_shared.consumer import DeadLetters, batch_subscriber
 from helpline_shared.db import Database
 from helpline_shared.kafka import build_broker, document_publishers
 from helpline_shared.service import build_app
 from helpline_shared.settings import Settings
-from helpline_shared.topics import CASES_OPENED, DEAD_LETTERS, REPORTS_REJECTED
+from helpline_shared.topics import CASES_OPENED, DEAD_LETTERS, REPORTS_REJECTED, REPORTS_SUBMITTED
 
 
 def create_app(settings: Settings) -> AsgiFastStream:
@@ -23,7 +23,16 @@ def create_app(settings: Settings) -> AsgiFastStream:
     document_publishers(broker, REPORTS_REJECTED, CASES_OPENED, DEAD_LETTERS["intake"])
     db = Database(settings.database_url, max_size=settings.database_pool_max)
     dead = DeadLetters("intake", max_ratio=settings.dlq_max_ratio, window=settings.dlq_window)
-    broker.include_router(build_router(settings, Intake(db, broker, dead)))
+    router = KafkaRouter()
+    batch_subscriber(
+        router,
+        REPORTS_SUBMITTED.name,
+        service="intake",
+        settings=settings,
+        process=Intake(db, broker, dead).process,
+        description="Validates, deduplicates and stores reports; opens cases or rejects them.",
+    )
+    broker.include_router(router)
 
     async def within_dead_letter_limit() -> bool:
         return not dead.tripped
