@@ -46,6 +46,7 @@ def create_app(settings: Settings) -> AsgiFastStream:
         clients[slug] = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=settings.platform_timeout_s),
             connector=aiohttp.TCPConnector(limit=settings.platform_concurrency),
+            cookie_jar=aiohttp.DummyCookieJar(),  # notices are stateless: no cookies to keep
         )
         return clients[slug]
 

@@ -28,6 +28,8 @@ from helpline_escalator.adapters.base import (
 )
 from helpline_shared.events import Decision
 
+_JSON = {"Content-Type": "application/json"}
+
 
 @dataclass(frozen=True)
 class Reply:
@@ -128,7 +130,12 @@ class NoticeApiAdapter(PlatformAdapter):
         )
 
     async def submit(self, notice: Notice) -> PlatformResult:
-        response = await self._call("POST", self._url, json=self.payload(notice))
+        response = await self._call(
+            "POST",
+            self._url,
+            data=json.dumps(self.payload(notice)).encode(),
+            headers=_JSON,
+        )
         if response.status_code not in (200, 201, 202):
             raise self._refuse(self.slug, response)
         return self._result(response)
