@@ -341,3 +341,16 @@ async def test_web_form_submits_once(stack: Stack) -> None:
         assert invalid.status_code == 422
         assert "reporter.email" in invalid.text
     await case_stored(stack, str(derive_id("case", "web-form", "form-token-1")))
+
+
+async def test_every_service_serves_prometheus_metrics(stack: Stack) -> None:
+    async with httpx.AsyncClient() as client:
+        for service in ("intake", "triage", "escalator", "metrics"):
+            ready = await client.get(f"{stack.url(service)}/health/ready")
+            assert ready.status_code == 200, ready.text
+            text = (await client.get(f"{stack.url(service)}/metrics")).text
+            assert "faststream_received_messages_total" in text, service
+            assert f'helpline_dead_letters_total{{service="{service}"}}' in text
+        totals = (await client.get(f"{stack.url('metrics')}/metrics")).text
+        assert "helpline_cases_total" in totals
+        assert 'helpline_escalations_by_state{key="decided"}' in totals

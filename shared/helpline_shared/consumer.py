@@ -63,8 +63,16 @@ class DeadLetters:
     readiness) instead of dead-lettering everything.
     """
 
-    def __init__(self, service: str, *, max_ratio: float, window: int) -> None:
+    def __init__(
+        self,
+        service: str,
+        *,
+        max_ratio: float,
+        window: int,
+        counter: Any | None = None,
+    ) -> None:
         self.service = service
+        self._counter = counter
         self.topic = DEAD_LETTERS[service].name
         self._max_ratio = max_ratio
         self._window: deque[bool] = deque(maxlen=window)
@@ -95,6 +103,8 @@ class DeadLetters:
                 f"dead-lettered (limit {self._max_ratio:.0%})"
             )
         self.total += dead
+        if dead and self._counter is not None:
+            self._counter.inc(dead)
 
 
 class Backoff:

@@ -74,7 +74,7 @@ def client_kwargs(settings: Settings, client_id: str) -> dict[str, Any]:
     return kwargs
 
 
-def build_broker(settings: Settings, service: str) -> KafkaBroker:
+def build_broker(settings: Settings, service: str, middlewares: Sequence[Any] = ()) -> KafkaBroker:
     """The FastStream broker of one service. Subscribers must choose their own ack policy."""
     return KafkaBroker(
         settings.kafka_bootstrap_servers,
@@ -88,6 +88,7 @@ def build_broker(settings: Settings, service: str) -> KafkaBroker:
         graceful_timeout=settings.graceful_timeout_s,
         logger=get_logger(f"helpline.{service}.broker"),
         log_level=logging.DEBUG,  # per-batch "Received"/"Processed" lines
+        middlewares=tuple(middlewares),
     )
 
 

@@ -12,6 +12,7 @@ from helpline_escalator.usecase import Escalator
 from helpline_shared.consumer import DeadLetters, batch_subscriber
 from helpline_shared.db import Database
 from helpline_shared.kafka import build_broker, document_publishers
+from helpline_shared.observability import ServiceMetrics
 from helpline_shared.outbox import Outbox
 from helpline_shared.service import build_app
 from helpline_shared.settings import Settings
@@ -21,12 +22,18 @@ from helpline_shared.topics import CASES_TRIAGED, DEAD_LETTERS, ESCALATION_OUTCO
 def create_app(settings: Settings) -> AsgiFastStream:
     if not settings.database_url:
         raise ValueError("HELPLINE_DATABASE_URL is required to run the escalator")
-    broker = build_broker(settings, "escalator")
+    observed = ServiceMetrics("escalator")
+    broker = build_broker(settings, "escalator", [observed.middleware()])
     document_publishers(broker, ESCALATION_OUTCOMES, DEAD_LETTERS["escalator"])
     db = Database(settings.database_url, max_size=settings.database_pool_max)
     outbox = Outbox(db, broker, "escalator")
     dispatcher = Dispatcher({})
-    dead = DeadLetters("escalator", max_ratio=settings.dlq_max_ratio, window=settings.dlq_window)
+    dead = DeadLetters(
+        "escalator",
+        max_ratio=settings.dlq_max_ratio,
+        window=settings.dlq_window,
+        counter=observed.dead_letters,
+    )
     escalator = Escalator(db, broker, outbox, dispatcher, dead, platforms=frozenset(ADAPTERS))
     router = KafkaRouter()
     batch_subscriber(
@@ -78,6 +85,7 @@ def create_app(settings: Settings) -> AsgiFastStream:
     return build_app(
         broker,
         service="escalator",
+        routes=[observed.route()],
         checks={"database": db.ready, "dead_letters": within_dead_letter_limit},
         on_startup=[start_workers],
         after_startup=[start_relay],

@@ -13,6 +13,7 @@ from starlette.types import ASGIApp
 
 from helpline_metrics.totals import read_counters, totals
 from helpline_shared.db import Database
+from helpline_shared.observability import ServiceMetrics
 from helpline_shared.service import endpoint
 
 
@@ -32,16 +33,16 @@ class _Snapshot(Collector):
             yield g
 
 
-def build_routes(db: Database) -> list[tuple[str, ASGIApp]]:
+def build_routes(db: Database, observed: ServiceMetrics) -> list[tuple[str, ASGIApp]]:
     async def get_totals(_: Request) -> Response:
         async with db.pool.acquire() as conn:
             return JSONResponse(await totals(conn))
 
-    async def get_metrics(_: Request) -> Response:
+    async def render_totals() -> bytes:
         async with db.pool.acquire() as conn:
             counters = await read_counters(conn)
         registry = CollectorRegistry()
         registry.register(_Snapshot(counters))
-        return Response(generate_latest(registry), media_type="text/plain; version=0.0.4")
+        return bytes(generate_latest(registry))
 
-    return [("/v1/totals", endpoint(get_totals)), ("/metrics", endpoint(get_metrics))]
+    return [("/v1/totals", endpoint(get_totals)), observed.route(render_totals)]
