@@ -58,7 +58,7 @@ def _broker(tmp: Path) -> Iterator[tuple[str, str]]:
         yield configured, "configured"
         return
     if docker_available():
-        from testcontainers.kafka import KafkaContainer
+        from testcontainers.community.kafka import KafkaContainer
 
         with KafkaContainer().with_kraft() as kafka:
             yield kafka.get_bootstrap_server(), "testcontainers"
@@ -79,7 +79,7 @@ def _database(tmp: Path) -> Iterator[tuple[str, str]]:
         yield configured, "configured"
         return
     if docker_available():
-        from testcontainers.postgres import PostgresContainer
+        from testcontainers.community.postgres import PostgresContainer
 
         with PostgresContainer("postgres:16", driver=None) as pg:
             yield pg.get_connection_url(), "testcontainers"

@@ -134,7 +134,7 @@ async def create_topics(settings: Settings, topics: Iterable[Topic] = ALL_TOPICS
                     [
                         NewTopic(
                             topic.name,
-                            num_partitions=settings.kafka_topic_partitions,
+                            num_partitions=topic.partitions or settings.kafka_topic_partitions,
                             replication_factor=settings.kafka_replication_factor,
                         )
                     ]

@@ -21,6 +21,7 @@ class Topic:
     model: type[BaseModel] | None
     external: bool = False
     description: str = ""
+    partitions: int | None = None  # None: HELPLINE_KAFKA_TOPIC_PARTITIONS
 
 
 REPORTS_SUBMITTED = Topic(
@@ -74,6 +75,7 @@ def dead_letter(service: str) -> Topic:
         consumers=("operators",),
         model=None,
         description=f"Messages {service} could not process: original bytes and the error.",
+        partitions=1,  # low volume; one partition keeps them in the order they failed
     )
 
 

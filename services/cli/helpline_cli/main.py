@@ -60,9 +60,10 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             print(f"created {len(created)} topic(s): {', '.join(created) or '-'}")
         else:
             for t in ALL_TOPICS:
+                partitions = t.partitions or settings.kafka_topic_partitions
                 print(
-                    f"{t.name}\tkey={t.key}\tproducers={','.join(t.producers)}"
-                    f"\tconsumers={','.join(t.consumers)}"
+                    f"{t.name}\tkey={t.key}\tpartitions={partitions}"
+                    f"\tproducers={','.join(t.producers)}\tconsumers={','.join(t.consumers)}"
                 )
         return 0
     if args.command == "db":
