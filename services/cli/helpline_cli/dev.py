@@ -25,7 +25,7 @@ async def run_dev(settings: Settings) -> int:
             "\nhelpline dev is up:\n"
             f"  broker      {s.kafka_bootstrap_servers}\n"
             f"  database    {s.database_url}\n"
-            f"  intake      {stack.url('intake')}  (POST /v1/reports)\n"
+            f"  intake      {stack.url('intake')}  (POST /v1/reports, web form at /report)\n"
             f"  triage      {stack.url('triage')}\n"
             f"  escalator   {stack.url('escalator')}\n"
             f"  metrics     {stack.url('metrics')}  (GET /v1/totals, GET /metrics)\n"

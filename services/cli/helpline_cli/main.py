@@ -50,7 +50,11 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "dev":
         from helpline_cli.dev import run_dev
 
-        return await run_dev(settings)
+        try:
+            return await run_dev(settings)
+        except (RuntimeError, TimeoutError) as exc:
+            print(f"helpline dev: {exc}", file=sys.stderr)
+            return 1
     if args.command == "topics":
         from helpline_shared.kafka import create_topics
         from helpline_shared.topics import ALL_TOPICS

@@ -72,20 +72,26 @@ class Stack:
                 )
             broker_proc = start_tansu(int(port), host, log_dir / "broker.log")
             env["HELPLINE_KAFKA_BOOTSTRAP_SERVERS"] = f"{host}:{port}"
-        database_url = env.get("HELPLINE_DATABASE_URL")
-        if not database_url:
-            database_url = start_embedded_postgres(settings.data_dir / "postgres")
-        if database_name:
-            database_url = await create_database(database_url, database_name)
-        env["HELPLINE_DATABASE_URL"] = database_url
-        settings = settings.model_copy(
-            update={
-                "kafka_bootstrap_servers": env["HELPLINE_KAFKA_BOOTSTRAP_SERVERS"],
-                "database_url": database_url,
-            }
-        )
-        await create_topics(settings)
-        await migrate(database_url)
+        try:
+            database_url = env.get("HELPLINE_DATABASE_URL")
+            if not database_url:
+                database_url = start_embedded_postgres(settings.data_dir / "postgres")
+            if database_name:
+                database_url = await create_database(database_url, database_name)
+            env["HELPLINE_DATABASE_URL"] = database_url
+            settings = settings.model_copy(
+                update={
+                    "kafka_bootstrap_servers": env["HELPLINE_KAFKA_BOOTSTRAP_SERVERS"],
+                    "database_url": database_url,
+                }
+            )
+            await create_topics(settings)
+            await migrate(database_url)
+        except BaseException:
+            if broker_proc is not None:  # do not leave our broker running behind us
+                broker_proc.terminate()
+                broker_proc.wait(10)
+            raise
         return cls(settings, env, log_dir, broker_proc)
 
     async def start_services(
