@@ -14,6 +14,7 @@ import aiohttp
 import pytest
 from faststream.kafka import KafkaBroker
 
+from helpline_escalator.adapters.base import RetryableError
 from helpline_escalator.adapters.tiktok import TikTokAdapter
 from helpline_escalator.dispatcher import PlatformWorker
 from helpline_shared.db import Database
@@ -222,3 +223,48 @@ async def test_platform_error_then_success(
     row = await escalation(db, eid)
     assert row["state"] == "decided"
     assert row["attempts"] == 2
+
+
+async def test_unclear_submits_are_looked_up_with_backoff_then_handed_to_a_person(
+    worker: PlatformWorker, db: Database, http: aiohttp.ClientSession, simulator: str
+) -> None:
+    eid = await add_escalation(db)
+    worker.adapter = BrokenPlatform()
+    await worker.step()
+    row = await escalation(db, eid)
+    assert (row["state"], row["attempts"]) == ("in_flight", 1)  # unclear: look it up next
+    for expected_lookups in (1, 2, 3):
+        await db.pool.execute("UPDATE escalator.escalations SET next_action_at = now()")
+        await worker.step()
+        row = await escalation(db, eid)
+        assert row["lookups"] == expected_lookups
+    assert row["state"] == "needs_manual"
+    assert await outbox_states(db) == ["needs_manual"]
+    assert (await sim_stats(http, simulator))["submissions"] == 0
+
+
+class BrokenPlatform(TikTokAdapter):
+    """Answers every call with an unclear failure (as a 500 would)."""
+
+    def __init__(self) -> None:
+        pass
+
+    async def submit(self, notice: Any) -> Any:
+        raise RetryableError("500", http_status=500, maybe_received=True)
+
+    async def status(self, reference: str) -> Any:
+        raise RetryableError("500", http_status=500, maybe_received=True)
+
+    async def lookup(self, client_reference: uuid.UUID) -> Any:
+        raise RetryableError("500", http_status=500, maybe_received=True)
+
+
+def test_claims_fit_within_the_lease() -> None:
+    from helpline_escalator.adapters.manual import ManualChannel
+
+    settings = Settings()
+    w = PlatformWorker(ManualChannel("x"), None, None, settings)  # type: ignore[arg-type]
+    # 32 slots x 60 s / 20 s per call = 96, over 2 loops
+    assert w.claim_limit() == 48
+    slow = Settings(platform_rate_per_s=0.5)
+    assert PlatformWorker(ManualChannel("x"), None, None, slow).claim_limit() == 15  # type: ignore[arg-type]

@@ -106,3 +106,17 @@ async def test_a_report_the_database_refuses_is_dead_lettered_alone(
     assert "database refused it" in headers["dlq_error"]
     assert headers["dlq_source_offset"] == "2001"
     assert json.loads(dead[0].value)["report_id"] == "poison"
+
+
+async def test_a_key_with_nul_is_rejected_and_stored_not_stuck(
+    intake: tuple[Intake, Database], infra: Infra
+) -> None:
+    service, db = intake
+    source = f"src-{uuid.uuid4().hex[:6]}"
+    nul_key = b'{"schema_version": 1, "bad\\u0000key": "' + source.encode() + b'"}'
+    await service.process([record(3000, nul_key), record(3001, report("ok", "bullying", source))])
+    assert (
+        await db.pool.fetchval("SELECT count(*) FROM intake.reports WHERE source = $1", source) == 1
+    )
+    reasons = await db.pool.fetch("SELECT reasons FROM intake.rejections")
+    assert any(r["loc"] == "bad\\u0000key" for row in reasons for r in row["reasons"])

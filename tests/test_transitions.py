@@ -87,8 +87,17 @@ def test_status_failures_keep_the_submission() -> None:
     assert (t.state, t.reference, t.announce) == ("needs_manual", "ref-1", True)
 
 
-def test_failed_lookup_never_gives_up_silently() -> None:
-    t = fail("lookup", RetryableError("timeout", maybe_received=True), attempts=3)
-    assert (t.state, t.announce) == ("in_flight", False)
-    t = fail("lookup", PermanentError("500 weird", http_status=400))
+def test_failed_lookups_back_off_then_hand_over_to_a_person() -> None:
+    unclear = RetryableError("500", http_status=500, maybe_received=True)
+    delays = []
+    for lookups in (1, 2):
+        t = after_failure(
+            "lookup", unclear, attempts=1, lookups=lookups, reference=None, policy=POLICY
+        )
+        assert (t.state, t.announce) == ("in_flight", False)
+        delays.append(t.delay_s)
+    assert delays == [1.0, 2.0]
+    t = after_failure("lookup", unclear, attempts=1, lookups=3, reference=None, policy=POLICY)
+    assert (t.state, t.announce) == ("needs_manual", True)
+    t = fail("lookup", PermanentError("refused", http_status=400))
     assert (t.state, t.announce) == ("needs_manual", True)

@@ -36,7 +36,8 @@ async def raw_records(msg: StreamMessage[Any]) -> Any:
 
 
 def position(record: Record) -> str:
-    return f"{record.topic}:{record.partition}:{record.offset}"
+    """Where a record was read, unique even if a topic is recreated (offsets restart)."""
+    return f"{record.topic}:{record.partition}:{record.offset}:{record.timestamp}"
 
 
 def record_headers(record: Record) -> dict[str, str]:

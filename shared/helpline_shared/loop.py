@@ -39,6 +39,7 @@ class WorkLoop:
     async def _run(self) -> None:
         failures = 0
         while not self._stopping:
+            self._wake.clear()  # before the step: a wake during the step is not lost
             try:
                 more = await self._step()
                 failures = 0
@@ -49,9 +50,8 @@ class WorkLoop:
                 self._log.exception("step failed; retrying", failures=failures)
                 await asyncio.sleep(min(self._max_backoff_s, 0.5 * 2**failures))
                 continue
-            if more:
+            if more or self._stopping:
                 continue
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._idle_s)
 

@@ -96,7 +96,7 @@ class Outbox:
 
     async def stop(self, timeout_s: float = 5.0) -> None:
         """Stop the relay after one last attempt to publish what is pending."""
-        await self._loop.stop(timeout_s)
+        await self._loop.stop(2.0)
         try:
             await asyncio.wait_for(self.relay_once(), timeout_s)
         except Exception:

@@ -67,6 +67,8 @@ def start_tansu(
         stdout=out,
         stderr=subprocess.STDOUT,
         env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
+        # Its own session: Ctrl-C reaches the services, which drain, before the broker stops.
+        start_new_session=True,
     )
     if log_path:
         out.close()  # type: ignore[union-attr]

@@ -66,10 +66,10 @@ def create_app(settings: Settings) -> AsgiFastStream:
         dispatcher.start()
 
     async def stop_workers() -> None:
-        # Budget: workers half the graceful timeout, the outbox 5 s, then the subscriber
-        # drains within the graceful timeout: inside a 30 s termination grace period.
-        await dispatcher.stop(settings.graceful_timeout_s / 2)
-        await outbox.stop(5.0)
+        # Budget: workers 5 s, the outbox 2 + 3 s, then the subscriber drains within the
+        # graceful timeout (15 s): inside Kubernetes' 30 s termination grace period.
+        await dispatcher.stop(min(5.0, settings.graceful_timeout_s / 3))
+        await outbox.stop(3.0)
 
     async def close() -> None:
         for client in clients.values():

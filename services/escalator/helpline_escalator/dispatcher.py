@@ -125,6 +125,7 @@ class PlatformWorker:
                     claim.kind,
                     error,
                     attempts=attempts,
+                    lookups=row["lookups"],
                     reference=row["platform_reference"],
                     policy=self._policy,
                 )
@@ -156,11 +157,18 @@ class PlatformWorker:
         return Step(update, outcome)
 
     def claim_limit(self) -> int:
-        """How many escalations one step may claim: all of them must be able to finish
-        (at `platform_concurrency` at a time, each bounded by twice the platform timeout)
-        before the claim's lease expires, or another worker would reconcile them."""
+        """How many escalations one step may claim, so that every claim is finished well
+        within its lease (or another worker would reconcile it while it is still in hand).
+
+        All loops of this platform share `platform_concurrency` slots, each call taking up
+        to twice the platform timeout, and the rate limit: the claims of all loops must
+        get through both within half the lease.
+        """
         s = self._settings
-        fits = int(s.platform_concurrency * s.escalation_claim_lease_s / (2 * s.platform_timeout_s))
+        half_lease = s.escalation_claim_lease_s / 2
+        by_slots = s.platform_concurrency * half_lease / (2 * s.platform_timeout_s)
+        by_rate = s.platform_rate_per_s * half_lease
+        fits = int(min(by_slots, by_rate) / s.escalation_loops_per_platform)
         return max(1, min(s.escalation_claim_batch, fits))
 
     async def step(self) -> int:

@@ -5,7 +5,8 @@ Pure functions, so every branch of the state machine is tested without I/O. The 
 that keep a URL from being sent twice: a submit whose fate is unknown (timeout, dropped
 connection, a 5xx other than 503) is *looked up* next, never re-sent; only a lookup that
 finds nothing re-queues it. A lookup that fails keeps the escalation in flight; if the
-platform cannot tell, a person decides (`needs_manual`).
+platform cannot tell (a refusal, or `max_attempts` failed lookups, backing off), a person
+decides (`needs_manual`).
 """
 
 from __future__ import annotations
@@ -69,7 +70,13 @@ def after_success(
 
 
 def after_failure(
-    kind: str, error: AdapterError, *, attempts: int, reference: str | None, policy: Policy
+    kind: str,
+    error: AdapterError,
+    *,
+    attempts: int,
+    reference: str | None,
+    policy: Policy,
+    lookups: int = 0,
 ) -> Transition:
     def fail(state: str, result: str, **kw: Any) -> Transition:
         return Transition(state, result, http_status=error.http_status, error=error.reason, **kw)
@@ -86,10 +93,10 @@ def after_failure(
         delay = policy.backoff(1, retry_after) + policy.status_interval_s
         return fail("submitted", "retryable", delay_s=delay, reference=reference)
     if kind == "lookup":
-        if isinstance(error, PermanentError):
+        if isinstance(error, PermanentError) or lookups >= policy.max_attempts:
             reason = f"cannot confirm whether the platform received it: {error.reason}"
             return fail("needs_manual", "permanent", reason=reason, announce=True)
-        return fail("in_flight", "retryable", delay_s=policy.backoff(attempts, retry_after))
+        return fail("in_flight", "retryable", delay_s=policy.backoff(lookups, retry_after))
     # submit
     if isinstance(error, PermanentError):
         return fail("failed", "permanent", reason=error.reason, announce=True)

@@ -141,7 +141,14 @@ class Intake:
                     out += await self._store([one], [])
                 except asyncpg.DataError as exc:
                     dead.append(self._dead.message(one[0], f"database refused it: {exc}"))
-            out += await self._store([], rejected)
+            kept = []
+            for record, event in rejected:
+                try:
+                    await self._store([], [(record, event)])
+                    kept.append((record, event))
+                except asyncpg.DataError as exc:
+                    dead.append(self._dead.message(record, f"database refused it: {exc}"))
+            rejected = kept
         self._dead.check(len(records), len(dead))
         await publish_all(
             self._broker, out + [rejected_message(e, r.key) for r, e in rejected] + dead

@@ -34,8 +34,9 @@ def validate_report(raw: bytes | None) -> ReportSubmittedV1 | list[RejectionReas
 
 
 def _reason(err: Any) -> RejectionReason:
-    loc = ".".join(str(part) for part in err["loc"])
-    message = err["msg"]
+    # A key sent by the publisher can hold NUL, which PostgreSQL text cannot store.
+    loc = ".".join(str(part) for part in err["loc"]).replace("\x00", "\\u0000")
+    message = err["msg"].replace("\x00", "\\u0000")
     if loc.endswith("email"):
         # The email library quotes parts of the address in its messages.
         message = "value is not a valid email address"

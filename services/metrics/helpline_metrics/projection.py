@@ -121,7 +121,8 @@ async def apply(conn: Conn, events: Sequence[Event]) -> int:
             counts["reports_rejected_total", ""] += 1
 
     if changed:
-        rows = [current[i] for i in changed]
+        ordered = sorted(changed)
+        rows = [current[i] for i in ordered]
         await conn.execute(
             """
             INSERT INTO metrics.escalations AS m
@@ -132,14 +133,15 @@ async def apply(conn: Conn, events: Sequence[Event]) -> int:
             SET state = EXCLUDED.state, rank = EXCLUDED.rank, decision = EXCLUDED.decision
             WHERE m.rank < EXCLUDED.rank
             """,
-            list(changed),
+            ordered,
             [r.case_id for r in rows],
             [r.platform for r in rows],
             [r.state for r in rows],
             [r.rank for r in rows],
             [r.decision for r in rows],
         )
-    nonzero = [(k, v) for k, v in counts.items() if v != 0]
+    # Sorted: concurrent replicas lock counter rows in one order, so they cannot deadlock.
+    nonzero = sorted((k, v) for k, v in counts.items() if v != 0)
     if nonzero:
         await conn.execute(
             """

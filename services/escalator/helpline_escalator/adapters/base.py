@@ -58,6 +58,7 @@ class PlatformResult:
 
 class AdapterError(Exception):
     def __init__(self, reason: str, *, http_status: int | None = None) -> None:
+        reason = reason.replace("\x00", "")  # it is stored as text; PostgreSQL refuses NUL
         super().__init__(reason)
         self.reason = reason
         self.http_status = http_status
