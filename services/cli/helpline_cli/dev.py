@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import signal
 
-from helpline_cli.stack import SERVICES, Stack
+from helpline_cli.stack import Stack
 from helpline_shared.settings import Settings
 
 
@@ -46,6 +46,3 @@ async def run_dev(settings: Settings) -> int:
         print("helpline dev: stopping ...", flush=True)
         await asyncio.to_thread(stack.stop, settings.graceful_timeout_s + 5)
         print("helpline dev: stopped.", flush=True)
-
-
-__all__ = ["SERVICES", "run_dev"]

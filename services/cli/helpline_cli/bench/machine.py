@@ -1,0 +1,77 @@
+"""What the machine did during a run: CPU seconds, RSS, when each stage finished."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import asyncpg
+
+from helpline_cli.stack import Stack
+
+
+def cpu_seconds(pids: dict[str, list[int]]) -> dict[str, float]:
+    """User+system CPU seconds used so far by each named group of processes."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for name, group in pids.items():
+        total = 0
+        for pid in group:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += int(fields[11]) + int(fields[12])
+        out[name] = total / tick
+    return out
+
+
+def process_groups(stack: Stack) -> dict[str, list[int]]:
+    groups = {name: [p.pid] for name, p in stack.procs.items()}
+    groups["bench (clients, raw relay)"] = [os.getpid()]
+    if stack.broker_proc is not None:
+        groups["broker"] = [stack.broker_proc.pid]
+    groups["postgres"] = [
+        int(d.name) for d in Path("/proc").iterdir() if d.name.isdigit() and _comm(d) == "postgres"
+    ]
+    return groups
+
+
+def _comm(proc_dir: Path) -> str:
+    try:
+        return (proc_dir / "comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+async def stage_times(database_url: str, run: str) -> dict[str, float]:
+    """When each stage finished the run, in seconds after intake received the first report."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        row = await conn.fetchrow(
+            """
+            SELECT min(i.received_at) AS t0,
+                   max(i.received_at) AS intake,
+                   max(e.created_at) AS escalator_inserted,
+                   max(e.decided_at) AS decided
+            FROM intake.reports i JOIN escalator.escalations e USING (case_id)
+            WHERE i.report_id LIKE $1
+            """,
+            f"{run}-%",
+        )
+    finally:
+        await conn.close()
+    assert row is not None
+    t0 = row["t0"]
+    return {
+        "intake stored the last report": (row["intake"] - t0).total_seconds(),
+        "escalator recorded the last URL": (row["escalator_inserted"] - t0).total_seconds(),
+        "the last decision was recorded": (row["decided"] - t0).total_seconds(),
+    }
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")

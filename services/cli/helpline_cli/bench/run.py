@@ -1,0 +1,100 @@
+"""`helpline bench`: start a stack, run baseline and pipeline, print the figures."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import uuid
+
+from helpline_cli.bench.machine import cpu_seconds, process_groups, rss_mb, stage_times
+from helpline_cli.bench.pipeline import pipeline
+from helpline_cli.bench.relay import raw_relay
+from helpline_cli.bench.workload import Figures, make_reports
+from helpline_cli.infra import free_port
+from helpline_cli.stack import Stack
+from helpline_shared.settings import Settings
+
+
+def _row(f: Figures) -> str:
+    return (
+        f"{f.name:<42} {f.messages:>7} {f.throughput:>10.0f} "
+        f"{f.pct(50):>9.0f} {f.pct(95):>9.0f} {f.pct(99):>9.0f}"
+    )
+
+
+async def run_bench(
+    settings: Settings, *, reports: int, urls_per_report: int, escalators: int = 1
+) -> int:
+    run = f"bench-{uuid.uuid4().hex[:8]}"
+    ports = {
+        f"HELPLINE_{s.upper()}_PORT": str(free_port())
+        for s in ("intake", "triage", "escalator", "metrics", "simulator")
+    }
+    extra = {
+        **ports,
+        "HELPLINE_PLATFORM_BASE_URL": f"http://127.0.0.1:{ports['HELPLINE_SIMULATOR_PORT']}",
+        "HELPLINE_SIMULATOR_DECISION_DELAY_MS": os.environ.get(
+            "HELPLINE_SIMULATOR_DECISION_DELAY_MS", "0"
+        ),
+        "HELPLINE_PLATFORM_RATE_PER_S": os.environ.get("HELPLINE_PLATFORM_RATE_PER_S", "100000"),
+        "HELPLINE_LOG_LEVEL": "WARNING",
+    }
+    if "HELPLINE_KAFKA_BOOTSTRAP_SERVERS" not in os.environ:
+        settings = settings.model_copy(
+            update={"kafka_bootstrap_servers": f"127.0.0.1:{free_port()}"}
+        )
+    settings = settings.model_copy(
+        update={k.removeprefix("HELPLINE_").lower(): v for k, v in ports.items()}
+    )
+    print(
+        f"helpline bench: starting the stack ({reports} reports, {urls_per_report} URLs each)",
+        flush=True,
+    )
+    stack = await Stack.prepare(
+        settings,
+        log_dir=settings.data_dir / "bench-logs",
+        database_name=run.replace("-", "_"),
+        extra_env=extra,
+    )
+    try:
+        await stack.start_services(replicas={"escalator": escalators})
+        warm = make_reports(50, urls_per_report, f"warm-{run}")
+        await pipeline(stack, warm, urls_per_report)  # connections, JIT-free warm-up
+        payloads = make_reports(reports, urls_per_report, run)
+        raw = await raw_relay(stack.settings, payloads)
+        groups = process_groups(stack)
+        cpu_before = cpu_seconds(groups)
+        piped = await pipeline(stack, payloads, urls_per_report)
+        cpu_after = cpu_seconds(groups)
+        stages = await stage_times(stack.settings.database_url or "", run)
+        raw2 = await raw_relay(stack.settings, payloads)
+        rss = {name: rss_mb(p.pid) for name, p in stack.procs.items()}
+    finally:
+        await asyncio.to_thread(stack.stop)
+    sim = stack.settings.simulator_latency_ms
+    print(
+        f"\nbroker {stack.settings.kafka_bootstrap_servers}; simulator latency ~{sim:.0f} ms "
+        f"per platform call; decision at submission\n"
+    )
+    print(f"{'':<42} {'msgs':>7} {'msgs/s':>10} {'p50 ms':>9} {'p95 ms':>9} {'p99 ms':>9}")
+    for f in (raw, piped, raw2):
+        print(_row(f))
+    base = statistics.mean([raw.throughput, raw2.throughput])
+    print(
+        f"\npipeline / raw relay throughput (raw = mean of the runs before and after): "
+        f"{piped.throughput / base:.1%}"
+    )
+    raw_p50 = statistics.mean([raw.pct(50), raw2.pct(50)])
+    print(f"pipeline p50 latency / raw p50: {piped.pct(50) / raw_p50:.1f}x")
+    print("RSS after the run (MB): " + ", ".join(f"{k} {v:.0f}" for k, v in rss.items()))
+    print("Pipeline stages, seconds after intake received the first report:")
+    for what, at in stages.items():
+        print(f"  {what:<34} {at:6.2f}")
+    print(
+        f"CPU seconds during the pipeline run ({piped.seconds:.1f} s of wall time, 2 cores "
+        "= 2 CPU-s per s):"
+    )
+    for name in sorted(cpu_after, key=lambda n: cpu_before[n] - cpu_after[n]):
+        print(f"  {name:<28} {cpu_after[name] - cpu_before[name]:6.1f}")
+    return 0
