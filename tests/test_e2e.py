@@ -7,6 +7,8 @@ import asyncio
 import base64
 import json
 import random
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -354,3 +356,42 @@ async def test_every_service_serves_prometheus_metrics(stack: Stack) -> None:
         totals = (await client.get(f"{stack.url('metrics')}/metrics")).text
         assert "helpline_cases_total" in totals
         assert 'helpline_escalations_by_state{key="decided"}' in totals
+
+
+async def test_publish_command_and_the_confluent_example_reach_cases(
+    stack: Stack, tmp_path: Path
+) -> None:
+    env = {**stack.env}
+    lines = "\n".join(
+        json.dumps(make_report(99_100 + i, random.Random(i)) | {"source": "cli"}) for i in range(3)
+    )
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "helpline_cli.main", "publish", "-"],
+        input=lines.encode(),
+        env=env,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert b"published 3 report(s)" in done.stdout
+
+    example = json.loads((Path(__file__).parent.parent / "examples/report.json").read_text())
+    example["report_id"] = "confluent-e2e-1"
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps(example))
+    script = Path(__file__).parent.parent / "examples/publish_confluent.py"
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, str(script), str(path), stack.settings.kafka_bootstrap_servers],
+        env=env,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+
+    for i in range(3):
+        await case_stored(stack, str(derive_id("case", "cli", f"e2e-{99_100 + i:05d}")))
+    await case_stored(stack, str(derive_id("case", example["source"], "confluent-e2e-1")))
