@@ -4,47 +4,32 @@ from __future__ import annotations
 
 import aiohttp
 from faststream.asgi import AsgiFastStream
-from faststream.kafka import KafkaRouter
 
 from helpline_escalator.adapters.registry import ADAPTERS, build_adapters
 from helpline_escalator.dispatcher import Dispatcher, PlatformWorker
 from helpline_escalator.usecase import Escalator
-from helpline_shared.consumer import DeadLetters, batch_subscriber
 from helpline_shared.db import Database
-from helpline_shared.kafka import build_broker, document_publishers
-from helpline_shared.observability import ServiceMetrics
 from helpline_shared.outbox import Outbox
-from helpline_shared.service import build_app
 from helpline_shared.settings import Settings
-from helpline_shared.topics import CASES_TRIAGED, DEAD_LETTERS, ESCALATION_OUTCOMES
+from helpline_shared.topics import CASES_TRIAGED, ESCALATION_OUTCOMES
+from helpline_shared.wiring import ServiceWiring
 
 
 def create_app(settings: Settings) -> AsgiFastStream:
     if not settings.database_url:
         raise ValueError("HELPLINE_DATABASE_URL is required to run the escalator")
-    observed = ServiceMetrics("escalator")
-    broker = build_broker(settings, "escalator", [observed.middleware()])
-    document_publishers(broker, ESCALATION_OUTCOMES, DEAD_LETTERS["escalator"])
+    wiring = ServiceWiring(settings, "escalator", publishes=[ESCALATION_OUTCOMES])
     db = Database(settings.database_url, max_size=settings.database_pool_max)
-    outbox = Outbox(db, broker, "escalator")
+    outbox = Outbox(db, wiring.broker, "escalator")
     dispatcher = Dispatcher({})
-    dead = DeadLetters(
-        "escalator",
-        max_ratio=settings.dlq_max_ratio,
-        window=settings.dlq_window,
-        counter=observed.dead_letters,
+    escalator = Escalator(
+        db, wiring.broker, outbox, dispatcher, wiring.dead_letters, platforms=frozenset(ADAPTERS)
     )
-    escalator = Escalator(db, broker, outbox, dispatcher, dead, platforms=frozenset(ADAPTERS))
-    router = KafkaRouter()
-    batch_subscriber(
-        router,
+    wiring.consume(
         CASES_TRIAGED.name,
-        service="escalator",
-        settings=settings,
         process=escalator.process,
         description="Opens one escalation per triaged URL and hands it to its platform worker.",
     )
-    broker.include_router(router)
     # One HTTP connection pool per platform, so a slow platform cannot exhaust another's.
     # aiohttp sessions must be created inside the running loop: in the startup hook.
     clients: dict[str, aiohttp.ClientSession] = {}
@@ -76,17 +61,11 @@ def create_app(settings: Settings) -> AsgiFastStream:
             await client.close()
         await db.close()
 
-    async def within_dead_letter_limit() -> bool:
-        return not dead.tripped
-
     async def start_relay() -> None:
         outbox.start()
 
-    return build_app(
-        broker,
-        service="escalator",
-        routes=[observed.route()],
-        checks={"database": db.ready, "dead_letters": within_dead_letter_limit},
+    return wiring.app(
+        checks={"database": db.ready},
         on_startup=[start_workers],
         after_startup=[start_relay],
         on_shutdown=[stop_workers],

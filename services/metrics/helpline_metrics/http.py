@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -13,7 +13,6 @@ from starlette.types import ASGIApp
 
 from helpline_metrics.totals import read_counters, totals
 from helpline_shared.db import Database
-from helpline_shared.observability import ServiceMetrics
 from helpline_shared.service import endpoint
 
 
@@ -33,16 +32,24 @@ class _Snapshot(Collector):
             yield g
 
 
-def build_routes(db: Database, observed: ServiceMetrics) -> list[tuple[str, ASGIApp]]:
-    async def get_totals(_: Request) -> Response:
-        async with db.pool.acquire() as conn:
-            return JSONResponse(await totals(conn))
+def totals_renderer(db: Database) -> Callable[[], Awaitable[bytes]]:
+    """The running totals in Prometheus text, appended to the service's `/metrics`."""
 
-    async def render_totals() -> bytes:
+    async def render() -> bytes:
         async with db.pool.acquire() as conn:
             counters = await read_counters(conn)
         registry = CollectorRegistry()
         registry.register(_Snapshot(counters))
         return bytes(generate_latest(registry))
 
-    return [("/v1/totals", endpoint(get_totals)), observed.route(render_totals)]
+    return render
+
+
+def build_routes(db: Database) -> list[tuple[str, ASGIApp]]:
+    """`GET /v1/totals`: every running total as JSON."""
+
+    async def get_totals(_: Request) -> Response:
+        async with db.pool.acquire() as conn:
+            return JSONResponse(await totals(conn))
+
+    return [("/v1/totals", endpoint(get_totals))]

@@ -1,0 +1,79 @@
+"""The parts every consuming service is built from, assembled once.
+
+A service gets a broker (with Prometheus middleware), its dead-letter bound, a batch
+subscriber per input, and an app with health probes (broker, dead-letter limit, and any
+checks it adds) and `/metrics`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+
+from faststream.asgi import AsgiFastStream
+from faststream.kafka import KafkaBroker, KafkaRouter
+from starlette.types import ASGIApp
+
+from helpline_shared.consumer import DeadLetters, Record, batch_subscriber
+from helpline_shared.kafka import build_broker, document_publishers
+from helpline_shared.observability import ServiceMetrics
+from helpline_shared.service import Hook, ReadinessCheck, build_app
+from helpline_shared.settings import Settings
+from helpline_shared.topics import DEAD_LETTERS, Topic
+
+
+class ServiceWiring:
+    def __init__(self, settings: Settings, service: str, *, publishes: Sequence[Topic]) -> None:
+        self.settings = settings
+        self.service = service
+        self.observed = ServiceMetrics(service)
+        self.broker: KafkaBroker = build_broker(settings, service, [self.observed.middleware()])
+        document_publishers(self.broker, *publishes, DEAD_LETTERS[service])
+        self.dead_letters = DeadLetters(
+            service,
+            max_ratio=settings.dlq_max_ratio,
+            window=settings.dlq_window,
+            counter=self.observed.dead_letters,
+        )
+
+    def consume(
+        self,
+        *topics: str,
+        process: Callable[[Sequence[Record]], Awaitable[None]],
+        description: str,
+    ) -> None:
+        """Subscribe `process` to `topics` in batches (see `batch_subscriber`)."""
+        router = KafkaRouter()
+        batch_subscriber(
+            router,
+            *topics,
+            service=self.service,
+            settings=self.settings,
+            process=process,
+            description=description,
+        )
+        self.broker.include_router(router)
+
+    async def within_dead_letter_limit(self) -> bool:
+        return not self.dead_letters.tripped
+
+    def app(
+        self,
+        *,
+        routes: Sequence[tuple[str, ASGIApp]] = (),
+        metrics_extra: Callable[[], Awaitable[bytes]] | None = None,
+        checks: dict[str, ReadinessCheck] | None = None,
+        on_startup: Sequence[Hook] = (),
+        after_startup: Sequence[Hook] = (),
+        on_shutdown: Sequence[Hook] = (),
+        after_shutdown: Sequence[Hook] = (),
+    ) -> AsgiFastStream:
+        return build_app(
+            self.broker,
+            service=self.service,
+            routes=[*routes, self.observed.route(metrics_extra)],
+            checks={**(checks or {}), "dead_letters": self.within_dead_letter_limit},
+            on_startup=on_startup,
+            after_startup=after_startup,
+            on_shutdown=on_shutdown,
+            after_shutdown=after_shutdown,
+        )
