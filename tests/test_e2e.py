@@ -395,3 +395,14 @@ async def test_publish_command_and_the_confluent_example_reach_cases(
     for i in range(3):
         await case_stored(stack, str(derive_id("case", "cli", f"e2e-{99_100 + i:05d}")))
     await case_stored(stack, str(derive_id("case", example["source"], "confluent-e2e-1")))
+
+
+async def test_every_service_stops_cleanly_on_sigterm(stack: Stack) -> None:
+    """Last in this module: it stops the stack the tests above used."""
+    for name in ("intake", "triage", "escalator", "metrics", "simulator"):
+        started = time.monotonic()
+        code = await asyncio.to_thread(stack.stop_service, name, 40.0)
+        assert code == 0, f"{name} exited with {code}"
+        assert time.monotonic() - started < 30, f"{name} overran the 30 s grace period"
+        log = (stack.log_dir / f"{name}.log").read_text()
+        assert "Traceback" not in log, f"{name}: {log[-2000:]}"
