@@ -264,7 +264,7 @@ def test_claims_fit_within_the_lease() -> None:
 
     settings = Settings()
     w = PlatformWorker(ManualChannel("x"), None, None, settings)  # type: ignore[arg-type]
-    # 32 slots x 60 s / 20 s per call = 96, over 2 loops
-    assert w.claim_limit() == 48
+    # 32 slots x 60 s / 11 s per call = 174, over 2 loops
+    assert w.claim_limit() == 87
     slow = Settings(platform_rate_per_s=0.5)
     assert PlatformWorker(ManualChannel("x"), None, None, slow).claim_limit() == 15  # type: ignore[arg-type]

@@ -99,7 +99,7 @@ class PlatformWorker:
                 call = self.adapter.status(row["platform_reference"])
             else:
                 call = self.adapter.lookup(row["escalation_id"])
-            return await asyncio.wait_for(call, self._settings.platform_timeout_s * 2)
+            return await asyncio.wait_for(call, self.call_budget_s())
 
     async def _act(self, claim: Claim) -> Step:
         row = claim.row
@@ -156,17 +156,21 @@ class PlatformWorker:
         )
         return Step(update, outcome)
 
+    def call_budget_s(self) -> float:
+        """The longest one call may take: the HTTP client's own timeout plus a margin."""
+        return self._settings.platform_timeout_s + 1.0
+
     def claim_limit(self) -> int:
         """How many escalations one step may claim, so that every claim is finished well
         within its lease (or another worker would reconcile it while it is still in hand).
 
-        All loops of this platform share `platform_concurrency` slots, each call taking up
-        to twice the platform timeout, and the rate limit: the claims of all loops must
-        get through both within half the lease.
+        All loops of this platform share `platform_concurrency` slots, each call taking at
+        most `call_budget_s`, and the rate limit: the claims of all loops must get through
+        both within half the lease.
         """
         s = self._settings
         half_lease = s.escalation_claim_lease_s / 2
-        by_slots = s.platform_concurrency * half_lease / (2 * s.platform_timeout_s)
+        by_slots = s.platform_concurrency * half_lease / self.call_budget_s()
         by_rate = s.platform_rate_per_s * half_lease
         fits = int(min(by_slots, by_rate) / s.escalation_loops_per_platform)
         return max(1, min(s.escalation_claim_batch, fits))
