@@ -5,9 +5,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+from urllib.parse import urlsplit, urlunsplit
 
 from helpline_cli.stack import Stack
 from helpline_shared.settings import Settings
+
+
+def _masked(url: str) -> str:
+    """The URL without its password, for printing."""
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
 
 
 async def run_dev(settings: Settings) -> int:
@@ -24,7 +34,7 @@ async def run_dev(settings: Settings) -> int:
         print(
             "\nhelpline dev is up:\n"
             f"  broker      {s.kafka_bootstrap_servers}\n"
-            f"  database    {s.database_url}\n"
+            f"  database    {_masked(s.database_url or '')}\n"
             f"  intake      {stack.url('intake')}  (POST /v1/reports, web form at /report)\n"
             f"  triage      {stack.url('triage')}\n"
             f"  escalator   {stack.url('escalator')}\n"
