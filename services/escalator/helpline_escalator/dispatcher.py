@@ -12,11 +12,12 @@ our reference and never blindly re-sent.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import asyncpg
 from aiolimiter import AsyncLimiter
 
 from helpline_escalator.adapters.base import (
@@ -46,18 +47,19 @@ class Step:
     outcome: OutgoingMessage | None
 
 
-def notice_for(row: object, settings: Settings) -> Notice:
-    r = row  # asyncpg.Record
-    harm = tuple(r["harm_types"])  # type: ignore[index]
+def notice_for(row: asyncpg.Record | Mapping[str, Any], settings: Settings) -> Notice:
+    """The DSA notice for an escalation row: why, which URL, who notifies, in good faith.
+    Nothing about the reporter: the helpline is the notifier."""
+    harm = tuple(row["harm_types"])
     return Notice(
-        client_reference=r["escalation_id"],  # type: ignore[index]
-        url=r["url"],  # type: ignore[index]
+        client_reference=row["escalation_id"],
+        url=row["url"],
         harm_types=harm,
-        urgency=r["urgency"],  # type: ignore[index]
+        urgency=row["urgency"],
         explanation=(
             "Reported to the helpline by a professional working with children. "
             f"Harm: {', '.join(h.replace('_', ' ') for h in harm)}; urgency: "
-            f"{r['urgency']}. The content targets school staff, pupils or a school "  # type: ignore[index]
+            f"{row['urgency']}. The content targets school staff, pupils or a school "
             "and breaches the platform's terms; we ask for its removal."
         ),
         notifier_name=settings.notifier_name,
@@ -81,7 +83,6 @@ class PlatformWorker:
             retry_max_s=settings.escalation_retry_max_s,
             status_interval_s=settings.escalation_status_interval_s,
         )
-        self._wake = asyncio.Event()
         self._loops: list[WorkLoop] = []
 
     def wake(self) -> None:
