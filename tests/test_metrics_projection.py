@@ -7,6 +7,7 @@ import asyncio
 import random
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -189,3 +190,30 @@ async def test_two_replicas_folding_at_once_stay_exact(infra: Infra) -> None:
     finally:
         await a.close()
         await b.close()
+
+
+async def test_mean_time_to_decision_per_platform(conn: asyncpg.Connection) -> None:
+    start = utcnow()
+
+    def decided(hours: float, platform: str) -> EscalationOutcomeV1:
+        eid = uuid.uuid4()
+        return EscalationOutcomeV1(
+            event_id=derive_id("o", eid, "decided"),
+            case_id=uuid.uuid4(),
+            escalation_id=eid,
+            platform=platform,
+            url="https://x",
+            state="decided",
+            decision="removed",
+            attempts=1,
+            received_at=start,
+            occurred_at=start + timedelta(hours=hours),
+        )
+
+    events = [decided(2, "tiktok"), decided(4, "tiktok"), decided(10, "x")]
+    await fold(conn, events + events, 2)  # redelivered: counted once
+    t = await totals(conn)
+    assert t["time_to_decision_by_platform"] == {
+        "tiktok": {"decided": 2, "mean_hours": 3.0},
+        "x": {"decided": 1, "mean_hours": 10.0},
+    }

@@ -89,10 +89,11 @@ async def apply(conn: Conn, events: Sequence[Event]) -> int:
     }
     changed: set[uuid.UUID] = set()
 
-    def observe(eid: uuid.UUID, new: _Esc) -> None:
+    def observe(eid: uuid.UUID, new: _Esc) -> bool:
+        """Move the escalation to `new` if it is later than what is known; True if moved."""
         old = current.get(eid)
         if old is not None and old.rank >= new.rank:
-            return
+            return False
         if old is not None:
             _move(counts, old, -1)
         else:
@@ -100,6 +101,7 @@ async def apply(conn: Conn, events: Sequence[Event]) -> int:
         _move(counts, new, +1)
         current[eid] = new
         changed.add(eid)
+        return True
 
     for e in fresh:
         if isinstance(e, CaseTriagedV1):
@@ -113,10 +115,14 @@ async def apply(conn: Conn, events: Sequence[Event]) -> int:
             for u in e.urls:
                 observe(u.url_id, _Esc(e.case_id, u.platform, "queued", 0, None))
         elif isinstance(e, EscalationOutcomeV1):
-            observe(
+            moved = observe(
                 e.escalation_id,
                 _Esc(e.case_id, e.platform, e.state, STATE_RANK[e.state], e.decision),
             )
+            if moved and e.state == "decided":
+                # Time from the report reaching intake to the platform's decision.
+                waited = (e.occurred_at - e.received_at).total_seconds()
+                counts["decision_seconds", e.platform] += max(0, round(waited))
         else:
             counts["reports_rejected_total", ""] += 1
 

@@ -26,6 +26,8 @@ async def totals(conn: Conn) -> dict[str, Any]:
 
     takedown_rate = URLs whose decision took the content down (removed, disabled, already
     gone) / URLs with a platform decision; null until there is a decision.
+    time_to_decision_by_platform: mean time from intake receiving the report to the
+    platform's decision, over the decided URLs of each platform.
     """
     c = await read_counters(conn)
     cases = _one(c, "cases_total")
@@ -35,6 +37,15 @@ async def totals(conn: Conn) -> dict[str, Any]:
     for label, n in c.get("escalations_by_platform_state", {}).items():
         platform, state = label.rsplit(":", 1)
         by_platform[platform][state] = n
+    waited = c.get("decision_seconds", {})
+    time_to_decision = {
+        platform: {
+            "decided": states["decided"],
+            "mean_hours": round(waited.get(platform, 0) / states["decided"] / 3600, 3),
+        }
+        for platform, states in sorted(by_platform.items())
+        if states.get("decided")
+    }
     return {
         "as_of": utcnow().isoformat(),
         "cases": cases,
@@ -53,5 +64,6 @@ async def totals(conn: Conn) -> dict[str, Any]:
             for p, n in sorted(c.get("cases_by_platform", {}).items())
         },
         "cases_by_harm_type": dict(sorted(c.get("cases_by_harm_type", {}).items())),
+        "time_to_decision_by_platform": time_to_decision,
         "cases_by_urgency": dict(sorted(c.get("cases_by_urgency", {}).items())),
     }
