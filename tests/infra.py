@@ -36,12 +36,8 @@ def docker_available() -> bool:
 
 
 @contextlib.contextmanager
-def dedicated_broker(infra: Infra, tmp: Path) -> Iterator[str]:
-    """A broker no other test module publishes to: a fresh Tansu when the session's broker
-    is the embedded one, else the session's broker (tests then assume it is dedicated)."""
-    if not infra.kind.startswith("broker=tansu"):
-        yield infra.bootstrap_servers
-        return
+def tansu(tmp: Path) -> Iterator[str]:
+    """A fresh embedded broker on a free port, stopped afterwards."""
     port = free_port()
     proc = start_tansu(port, log_path=tmp / f"tansu-{port}.log")
     try:
@@ -49,6 +45,17 @@ def dedicated_broker(infra: Infra, tmp: Path) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+@contextlib.contextmanager
+def dedicated_broker(infra: Infra, tmp: Path) -> Iterator[str]:
+    """A broker no other test module publishes to: a fresh Tansu when the session's broker
+    is the embedded one, else the session's broker (tests then assume it is dedicated)."""
+    if not infra.kind.startswith("broker=tansu"):
+        yield infra.bootstrap_servers
+        return
+    with tansu(tmp) as servers:
+        yield servers
 
 
 @contextlib.contextmanager
@@ -63,13 +70,8 @@ def _broker(tmp: Path) -> Iterator[tuple[str, str]]:
         with KafkaContainer().with_kraft() as kafka:
             yield kafka.get_bootstrap_server(), "testcontainers"
         return
-    port = free_port()
-    proc = start_tansu(port, log_path=tmp / "tansu.log")
-    try:
-        yield f"127.0.0.1:{port}", "tansu"
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    with tansu(tmp) as servers:
+        yield servers, "tansu"
 
 
 @contextlib.contextmanager
