@@ -17,12 +17,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.types import ASGIApp
 
-from helpline_intake.usecase import case_id_for, rejected_message, rejection
-from helpline_intake.validation import MAX_MESSAGE_BYTES, validate_report
+from helpline_intake.submission import hand_over, read_capped
+from helpline_intake.usecase import case_id_for
+from helpline_intake.validation import validate_report
 from helpline_shared.events import ReportSubmittedV1
-from helpline_shared.kafka import OutgoingMessage, publish_all
 from helpline_shared.service import endpoint
-from helpline_shared.topics import REPORTS_SUBMITTED
 
 HARM_CHOICES = [
     ("online_reputation", "Online reputation / defamation"),
@@ -81,20 +80,18 @@ def build_form_routes(broker: KafkaBroker) -> list[tuple[str, ASGIApp]]:
     async def report(request: Request) -> Response:
         if request.method == "GET":
             return HTMLResponse(PAGE.format(body=_form(str(uuid.uuid4()), [])))
-        body = await request.body()
-        if len(body) > MAX_MESSAGE_BYTES:
+        body = await read_capped(request)
+        if body is None:
             return HTMLResponse(PAGE.format(body="<p>That report is too large.</p>"), 413)
         fields = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=False)
         raw = to_report(fields)
         result = validate_report(raw)
-        if not isinstance(result, ReportSubmittedV1):
-            await publish_all(broker, [rejected_message(rejection(raw, result, via="http"), None)])
-            errors = [f"{r.loc or 'report'}: {r.message}" for r in result]
+        refused = await hand_over(broker, raw, result)
+        if refused is not None:
+            errors = [f"{r.loc or 'report'}: {r.message}" for r in refused.reasons]
             report_id = (fields.get("report_id") or [str(uuid.uuid4())])[0]
             return HTMLResponse(PAGE.format(body=_form(report_id, errors)), 422)
-        await publish_all(
-            broker, [OutgoingMessage(REPORTS_SUBMITTED.name, raw, result.report_id.encode())]
-        )
+        assert isinstance(result, ReportSubmittedV1)
         case = html.escape(str(case_id_for(result)))
         return HTMLResponse(
             PAGE.format(body=f"<p>Thank you. Your report is case <code>{case}</code>.</p>"), 202

@@ -14,28 +14,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp
 
-from helpline_intake.usecase import case_id_for, rejected_message, rejection
+from helpline_intake.submission import hand_over, read_capped
+from helpline_intake.usecase import case_id_for
 from helpline_intake.validation import MAX_MESSAGE_BYTES, validate_report
 from helpline_shared.events import RejectionReason, ReportSubmittedV1
-from helpline_shared.kafka import OutgoingMessage, publish_all
 from helpline_shared.service import endpoint
-from helpline_shared.topics import REPORTS_SUBMITTED
-
-
-async def _read_capped(request: Request) -> bytes | None:
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_MESSAGE_BYTES:
-            return None
-    return bytes(body)
 
 
 def build_routes(broker: KafkaBroker) -> list[tuple[str, ASGIApp]]:
     async def submit(request: Request) -> Response:
         if request.method != "POST":
             return JSONResponse({"error": "use POST"}, status_code=405)
-        raw = await _read_capped(request)
+        raw = await read_capped(request)
         if raw is None:
             message = f"the body is over the limit of {MAX_MESSAGE_BYTES} bytes"
             return JSONResponse(
@@ -54,21 +44,17 @@ def build_routes(broker: KafkaBroker) -> list[tuple[str, ASGIApp]]:
             ]
         else:
             result = validate_report(raw)
-        if not isinstance(result, ReportSubmittedV1):
-            event = rejection(raw, result, via="http")
-            await publish_all(broker, [rejected_message(event, None)])
+        event = await hand_over(broker, raw, result)
+        if event is not None:
             return JSONResponse(
                 {
                     "status": "rejected",
                     "rejection_id": str(event.event_id),
-                    "errors": [r.model_dump() for r in result],
+                    "errors": [r.model_dump() for r in event.reasons],
                 },
                 status_code=422,
             )
-        await publish_all(
-            broker,
-            [OutgoingMessage(REPORTS_SUBMITTED.name, raw, result.report_id.encode())],
-        )
+        assert isinstance(result, ReportSubmittedV1)
         return JSONResponse(
             {"status": "accepted", "case_id": str(case_id_for(result))}, status_code=202
         )
