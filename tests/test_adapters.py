@@ -19,12 +19,10 @@ import pytest
 
 from helpline_cli.infra import free_port
 from helpline_escalator.adapters.base import (
-    NeedsManualError,
     Notice,
     PlatformResult,
     RetryableError,
 )
-from helpline_escalator.adapters.manual import ManualChannel
 from helpline_escalator.adapters.notice_api import NoticeApiAdapter
 from helpline_escalator.adapters.registry import ADAPTERS
 from helpline_shared.events import TAKEDOWN_DECISIONS, Decision
@@ -291,16 +289,3 @@ async def test_closed_port_is_retryable(slug: str, session: aiohttp.ClientSessio
 
     assert caught.value.http_status is None
     assert slug in caught.value.reason
-
-
-# --- The manual channel ----------------------------------------------------------------
-
-
-async def test_manual_channel_needs_a_practitioner() -> None:
-    channel = ManualChannel("no automated channel for example.org")
-
-    with pytest.raises(NeedsManualError, match=r"no automated channel for example\.org"):
-        await channel.submit(notice())
-    with pytest.raises(NeedsManualError):
-        await channel.status("any")
-    assert await channel.lookup(uuid.uuid4()) is None

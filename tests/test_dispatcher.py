@@ -260,11 +260,9 @@ class BrokenPlatform(TikTokAdapter):
 
 
 def test_claims_fit_within_the_lease() -> None:
-    from helpline_escalator.adapters.manual import ManualChannel
-
     settings = Settings()
-    w = PlatformWorker(ManualChannel("x"), None, None, settings)  # type: ignore[arg-type]
+    w = PlatformWorker(BrokenPlatform(), None, None, settings)  # type: ignore[arg-type]
     # 32 slots x 60 s / 11 s per call = 174, over 2 loops
     assert w.claim_limit() == 87
     slow = Settings(platform_rate_per_s=0.5)
-    assert PlatformWorker(ManualChannel("x"), None, None, slow).claim_limit() == 15  # type: ignore[arg-type]
+    assert PlatformWorker(BrokenPlatform(), None, None, slow).claim_limit() == 15  # type: ignore[arg-type]

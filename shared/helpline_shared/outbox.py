@@ -47,7 +47,6 @@ class Outbox:
         self._broker = broker
         self._service = service
         self._batch_size = batch_size
-        self._idle_interval_s = idle_interval_s
         self._loop = WorkLoop(f"{service}-outbox", self._step, idle_s=idle_interval_s)
         self._log = get_logger(f"helpline.{service}.outbox")
 
