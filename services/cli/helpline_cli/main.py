@@ -66,7 +66,8 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             for t in ALL_TOPICS:
                 partitions = t.partitions or settings.kafka_topic_partitions
                 print(
-                    f"{t.name}\tkey={t.key}\tpartitions={partitions}"
+                    f"{t.name}\t{'external' if t.external else 'internal'}"
+                    f"\tkey={t.key}\tpartitions={partitions}"
                     f"\tproducers={','.join(t.producers)}\tconsumers={','.join(t.consumers)}"
                 )
         return 0

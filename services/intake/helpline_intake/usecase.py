@@ -18,7 +18,7 @@ from __future__ import annotations
 import base64
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 from faststream.kafka import KafkaBroker
@@ -91,7 +91,7 @@ def rejection(
     raw: bytes,
     reasons: list[RejectionReason],
     *,
-    via: str,
+    via: Literal["kafka", "http"],
     record: Record | None = None,
 ) -> ReportRejectedV1:
     rid = derive_id("rejected", position(record)) if record is not None else uuid.uuid4()
@@ -99,7 +99,7 @@ def rejection(
     return ReportRejectedV1(
         event_id=rid,
         rejected_at=utcnow(),
-        via="kafka" if via == "kafka" else "http",
+        via=via,
         source_topic=record.topic if record else None,
         source_partition=record.partition if record else None,
         source_offset=record.offset if record else None,
