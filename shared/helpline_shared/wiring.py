@@ -62,18 +62,13 @@ class ServiceWiring:
         routes: Sequence[tuple[str, ASGIApp]] = (),
         metrics_extra: Callable[[], Awaitable[bytes]] | None = None,
         checks: dict[str, ReadinessCheck] | None = None,
-        on_startup: Sequence[Hook] = (),
-        after_startup: Sequence[Hook] = (),
-        on_shutdown: Sequence[Hook] = (),
-        after_shutdown: Sequence[Hook] = (),
+        **hooks: Sequence[Hook],
     ) -> AsgiFastStream:
+        """The service's app; `hooks` are `build_app`'s on_/after_ startup/shutdown hooks."""
         return build_app(
             self.broker,
             service=self.service,
             routes=[*routes, self.observed.route(metrics_extra)],
             checks={**(checks or {}), "dead_letters": self.within_dead_letter_limit},
-            on_startup=on_startup,
-            after_startup=after_startup,
-            on_shutdown=on_shutdown,
-            after_shutdown=after_shutdown,
+            **hooks,
         )
