@@ -23,28 +23,29 @@ class Classification:
     rules_fired: list[str]
 
 
+def _keyword_pattern(keywords: list[str]) -> re.Pattern[str]:
+    """Keywords as word starts ("bully" matches "bullying", "kill" not "skill")."""
+    words = "|".join(re.escape(k) for k in keywords)
+    return re.compile(rf"\b(?:{words})", re.IGNORECASE)
+
+
 @dataclass(frozen=True)
 class RuleSet:
     data: dict[str, Any]
+    patterns: dict[str, re.Pattern[str]]  # harm rule id -> compiled keywords
 
     @classmethod
     def load(cls) -> RuleSet:
         text = (resources.files("helpline_triage") / "rules.json").read_text(encoding="utf-8")
-        return cls(json.loads(text))
+        data = json.loads(text)
+        patterns = {r["id"]: _keyword_pattern(r["keywords"]) for r in data["harm_rules"]}
+        return cls(data, patterns)
 
     @property
     def version(self) -> str:
         return str(self.data["version"])
 
-    def _matches(self, rule: dict[str, Any], text: str) -> bool:
-        pattern = rule.get("_pattern")
-        if pattern is None:
-            words = "|".join(re.escape(k) for k in rule["keywords"])
-            pattern = rule["_pattern"] = re.compile(rf"\b(?:{words})", re.IGNORECASE)
-        return bool(pattern.search(text))
-
     def classify(self, description: str, declared: list[HarmType]) -> Classification:
-        text = description
         fired: list[str] = []
         harm: list[HarmType] = []
         for declared_type in declared:
@@ -52,7 +53,7 @@ class RuleSet:
                 harm.append(declared_type)
                 fired.append(f"declared.{declared_type}")
         for rule in self.data["harm_rules"]:
-            if self._matches(rule, text):
+            if self.patterns[rule["id"]].search(description):
                 fired.append(rule["id"])
                 if rule["harm_type"] not in harm:
                     harm.append(rule["harm_type"])
