@@ -266,3 +266,40 @@ def test_claims_fit_within_the_lease() -> None:
     assert w.claim_limit() == 87
     slow = Settings(platform_rate_per_s=0.5)
     assert PlatformWorker(BrokenPlatform(), None, None, slow).claim_limit() == 15  # type: ignore[arg-type]
+
+
+async def test_a_rate_below_one_call_per_second_still_calls(
+    db: Database, simulator: str, http: aiohttp.ClientSession
+) -> None:
+    """Hole 7: aiolimiter refused a capacity below one call; every escalation then ended
+    `needs_manual` with no call made."""
+    await db.pool.execute("TRUNCATE escalator.escalations, escalator.attempts, outbox")
+    slow = Settings(platform_rate_per_s=0.5, escalation_claim_lease_s=30)
+    worker = PlatformWorker(TikTokAdapter(http, simulator), db, Outbox(db, KafkaBroker(), "e"), slow)
+    eid = await add_escalation(db)
+    await worker.step()
+    assert (await escalation(db, eid))["state"] == "decided"
+    assert (await sim_stats(http, simulator))["submissions"] == 1
+
+
+class BuggyAdapter(TikTokAdapter):
+    """A programming error in building the request (as a bad refactor would make)."""
+
+    def payload(self, notice: Any) -> dict[str, Any]:
+        raise KeyError("category")
+
+
+async def test_a_programming_error_fails_loudly_and_is_not_a_platform_answer(
+    worker: PlatformWorker, db: Database, http: aiohttp.ClientSession, simulator: str
+) -> None:
+    """Hole 7: the catch-all turned a bug into "maybe received" and, after lookups,
+    `needs_manual`. Now the step raises, and the claim waits for its lease."""
+    worker.adapter = BuggyAdapter(http, simulator)
+    eid = await add_escalation(db)
+    with pytest.raises(KeyError):
+        await worker.step()
+    row = await escalation(db, eid)
+    assert row["state"] == "in_flight"
+    assert row["claimed_at"] is not None  # reconciled by lookup once the lease expires
+    assert await outbox_states(db) == []
+    assert (await sim_stats(http, simulator))["submissions"] == 0

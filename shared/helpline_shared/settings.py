@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -35,6 +35,14 @@ class Settings(BaseSettings):
     kafka_replication_factor: int = Field(1, ge=1)
     kafka_batch_max_records: int = Field(500, ge=1, description="Records per consumed batch.")
     kafka_batch_timeout_ms: int = Field(20, ge=0, description="Wait for a batch to fill.")
+    kafka_session_timeout_ms: int = Field(
+        6000, ge=1000, description="Consumer group session: how soon a dead member is replaced."
+    )
+    kafka_group_instance_id: str | None = Field(
+        None,
+        description="Static group membership (e.g. the pod name): a restarted member gets its "
+        "partitions back at once instead of after the session timeout.",
+    )
 
     # PostgreSQL
     database_url: str | None = Field(
@@ -74,6 +82,17 @@ class Settings(BaseSettings):
     escalation_status_interval_s: float = Field(
         5.0, gt=0, description="How soon to chase a platform for a decision after submission."
     )
+    escalation_status_max_interval_s: float = Field(
+        3600.0,
+        gt=0,
+        description="Cap of the doubling interval between status checks of a pending decision.",
+    )
+    platform_settle_s: float | None = Field(
+        None,
+        ge=0,
+        description="Override every platform's settle period: how long after an unclear "
+        "submit a lookup that finds nothing is still not proof it never arrived.",
+    )
     escalation_claim_lease_s: float = Field(
         120.0, gt=0, description="An in-flight attempt older than this is reconciled."
     )
@@ -88,15 +107,51 @@ class Settings(BaseSettings):
         0.0, ge=0, description="Time to a decision; 0 decides at submission."
     )
     simulator_takedown_rate: float = Field(0.942, ge=0, le=1)
+    simulator_lost_reply_rate: float = Field(
+        0.0, ge=0, le=1, description="Share of notices stored whose reply is then dropped."
+    )
+    simulator_store_delay_ms: float = Field(
+        0.0, ge=0, description="Time before a received notice is stored (visible to lookup)."
+    )
 
     # Dead letters: stop consuming when more than this share of a window is dead-lettered.
     dlq_max_ratio: float = Field(0.5, gt=0, le=1)
     dlq_window: int = Field(200, ge=1)
+    dlq_hold_s: float = Field(
+        60.0, ge=0, description="How long a tripped bound holds its batch before releasing it."
+    )
+    consumer_max_batch_failures: int = Field(
+        3, ge=1, description="Failures of one batch before it is split to find a poison message."
+    )
+    consumer_stuck_after_s: float = Field(
+        30.0, gt=0, description="A batch failing this long makes the service not ready."
+    )
 
     graceful_timeout_s: float = Field(15.0, gt=0)
     log_level: str = "INFO"
     log_json: bool | None = Field(None, description="JSON logs; default: JSON unless on a TTY.")
     data_dir: Path = Field(Path(".helpline"), description="Where `helpline dev` keeps state.")
+
+    @model_validator(mode="after")
+    def _escalation_settings_are_consistent(self) -> Settings:
+        """Refuse at start-up settings that would make escalation fail on every call."""
+        call_budget_s = self.platform_timeout_s + 1.0  # PlatformWorker.call_budget_s
+        if self.escalation_claim_lease_s <= 2 * call_budget_s:
+            raise ValueError(
+                f"HELPLINE_ESCALATION_CLAIM_LEASE_S ({self.escalation_claim_lease_s}) must "
+                f"exceed twice a call's budget (HELPLINE_PLATFORM_TIMEOUT_S + 1 s = "
+                f"{call_budget_s}): a claim must be able to finish its call within the lease"
+            )
+        if self.escalation_retry_max_s < self.escalation_retry_base_s:
+            raise ValueError(
+                "HELPLINE_ESCALATION_RETRY_MAX_S must be at least HELPLINE_ESCALATION_RETRY_BASE_S"
+            )
+        if self.escalation_status_max_interval_s < self.escalation_status_interval_s:
+            raise ValueError(
+                "HELPLINE_ESCALATION_STATUS_MAX_INTERVAL_S must be at least "
+                "HELPLINE_ESCALATION_STATUS_INTERVAL_S"
+            )
+        return self
 
 
 def load_settings(**overrides: object) -> Settings:

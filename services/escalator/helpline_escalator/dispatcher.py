@@ -67,6 +67,14 @@ def notice_for(row: asyncpg.Record | Mapping[str, Any], settings: Settings) -> N
     )
 
 
+def rate_limiter(per_s: float) -> AsyncLimiter:
+    """A limiter allowing `per_s` calls a second on average. Below one a second it allows
+    one call per `1 / per_s` seconds (aiolimiter refuses a capacity below one call)."""
+    if per_s >= 1:
+        return AsyncLimiter(per_s, 1)
+    return AsyncLimiter(1, 1 / per_s)
+
+
 class PlatformWorker:
     def __init__(
         self, adapter: PlatformAdapter, db: Database, outbox: Outbox, settings: Settings
@@ -75,7 +83,7 @@ class PlatformWorker:
         self._db = db
         self._outbox = outbox
         self._settings = settings
-        self._limiter = AsyncLimiter(settings.platform_rate_per_s, 1)
+        self._limiter = rate_limiter(settings.platform_rate_per_s)
         self._in_flight = asyncio.Semaphore(settings.platform_concurrency)
         self._policy = Policy(
             max_attempts=settings.escalation_max_attempts,
@@ -100,20 +108,23 @@ class PlatformWorker:
                 call = self.adapter.status(row["platform_reference"])
             else:
                 call = self.adapter.lookup(row["escalation_id"])
-            return await asyncio.wait_for(call, self.call_budget_s())
+            try:
+                return await asyncio.wait_for(call, self.call_budget_s())
+            except TimeoutError as exc:  # the request may have gone out
+                raise RetryableError(
+                    f"{self.adapter.slug}: no answer within the call budget", maybe_received=True
+                ) from exc
 
     async def _act(self, claim: Claim) -> Step:
         row = claim.row
         attempts: int = row["attempts"]
         with bind_event(case_id=row["case_id"], event_id=row["escalation_id"]):
+            # Only the adapter's typed errors are platform answers; anything else is a bug
+            # and propagates (see `step`), never read as "maybe received".
             try:
                 result = await self._call(claim)
             except AdapterError as exc:
                 error: AdapterError | None = exc
-            except Exception as exc:  # a platform answer we could not understand
-                error = RetryableError(
-                    f"unexpected {type(exc).__name__}: {str(exc)[:200]}", maybe_received=True
-                )
             else:
                 error = None
             if error is None:
@@ -177,7 +188,12 @@ class PlatformWorker:
         return max(1, min(s.escalation_claim_batch, fits))
 
     async def step(self) -> int:
-        """Claim and handle one batch of due escalations; returns how many were claimed."""
+        """Claim and handle one batch of due escalations; returns how many were claimed.
+
+        An unexpected exception (a bug, not a platform's answer) is raised after the other
+        claims' results are stored; its own claim stays held until the lease expires and is
+        then reconciled by lookup, since whether its call went out is unknown.
+        """
         s = self._settings
         async with self._db.pool.acquire() as conn, conn.transaction():
             claims = await claim_due(
@@ -185,7 +201,18 @@ class PlatformWorker:
             )
         if not claims:
             return 0
-        steps = await asyncio.gather(*(self._act(c) for c in claims))
+        acted = await asyncio.gather(*(self._act(c) for c in claims), return_exceptions=True)
+        steps = [a for a in acted if isinstance(a, Step)]
+        errors = [a for a in acted if not isinstance(a, Step)]
+        await self._store(steps)
+        if errors:
+            raise errors[0]
+        return len(claims)
+
+    async def _store(self, steps: list[Step]) -> None:
+        """New states, finished attempts and outcome events, in one transaction."""
+        if not steps:
+            return
         async with self._db.pool.acquire() as conn, conn.transaction():
             applied = await apply_updates(conn, [st.update for st in steps])
             await self._outbox.add(
@@ -197,7 +224,6 @@ class PlatformWorker:
                 ],
             )
         self._outbox.wake()
-        return len(claims)
 
     async def _step(self) -> bool:
         return await self.step() > 0
