@@ -83,10 +83,10 @@ def test_path_case_and_meaningful_parameters_are_kept() -> None:
 
 @pytest.mark.parametrize(
     "url",
-    ["javascript:alert(1)", "ftp://example.org/file", "https:///no-host", "no scheme at all", ""],
+    ["javascript:alert(1)", "ftp://example.org/file", "https://./no-host", "no scheme at all", ""],
 )
 def test_normalize_refuses_non_web_urls(url: str) -> None:
-    with pytest.raises(ValueError, match="not an absolute http"):
+    with pytest.raises(ValueError, match=r"absolute http|browser can open|host name"):
         URLS.normalize(url)
 
 
@@ -373,13 +373,18 @@ def test_hotline_cases_keep_the_hotline_route_for_every_url(triage: Triage) -> N
     assert [u.platform for u in triaged.urls] == ["tiktok", "unknown"]
 
 
-def test_unparseable_urls_are_rejected_not_dropped(triage: Triage) -> None:
+def test_unparseable_urls_wait_for_a_person_not_dropped(triage: Triage) -> None:
     triaged = triage.triage(
         case(urls=["javascript:alert(1)", "https://x.com/fake", "ftp://files.example/x"])
     )
 
-    assert [u.normalized_url for u in triaged.urls] == ["https://x.com/fake"]
-    assert triaged.rejected_urls == ["javascript:alert(1)", "ftp://files.example/x"]
+    assert [(u.url, u.route) for u in triaged.urls] == [
+        ("javascript:alert(1)", "manual"),
+        ("https://x.com/fake", "platform"),
+        ("ftp://files.example/x", "manual"),
+    ]
+    assert [bool(u.reason) for u in triaged.urls] == [True, False, True]
+    assert triaged.rejected_urls == []
 
 
 def test_declared_issue_types_reach_the_triaged_case(triage: Triage) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Literal
-from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -21,6 +20,8 @@ from pydantic import (
     StringConstraints,
     model_validator,
 )
+
+from helpline_shared.weburl import parse_web_url
 
 # Namespace for every deterministic id the system derives.
 HELPLINE_NS = uuid.UUID("6f1c2f43-8d0e-4a43-9a0a-6c6f6e6c7031")
@@ -64,9 +65,7 @@ NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)
 
 
 def _check_web_url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        raise ValueError("must be an absolute http or https URL with a host")
+    parse_web_url(value)  # as a browser reads it (WHATWG); the reason never echoes it
     return value
 
 
@@ -171,6 +170,9 @@ class TriagedUrl(_Event):
     normalized_url: str
     platform: str = Field(description="Platform slug from the host, or 'unknown'.")
     route: Route
+    reason: str | None = Field(
+        None, description="Why this URL waits for a person (route 'manual'), when triage knows."
+    )
 
 
 class CaseTriagedV1(_Event):
@@ -187,7 +189,9 @@ class CaseTriagedV1(_Event):
     rules_fired: list[str] = Field(description="Ids of the triage rules that matched.")
     urls: list[TriagedUrl]
     rejected_urls: list[str] = Field(
-        default_factory=list, description="Reported URLs that could not be parsed."
+        default_factory=list,
+        description="Deprecated, always empty: a URL triage cannot read is in `urls` with "
+        "route 'manual' and its reason.",
     )
 
 

@@ -31,12 +31,13 @@ async def insert_escalations(conn: Conn, cases: Sequence[CaseTriagedV1]) -> list
         SELECT u.id, u.case_id, u.url, u.norm, u.platform, u.route,
                string_to_array(u.harm, ','), u.urgency, u.received_at,
                CASE WHEN u.route = 'platform' THEN 'queued' ELSE 'needs_manual' END,
-               CASE u.route WHEN 'hotline' THEN 'special route: refer to the national hotline'
-                            WHEN 'manual' THEN 'no automated channel for this host'
-               END
+               COALESCE(u.reason,
+                   CASE u.route WHEN 'hotline' THEN 'special route: refer to the national hotline'
+                                WHEN 'manual' THEN 'no automated channel for this host'
+                   END)
         FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[],
-                    $7::text[], $8::text[], $9::timestamptz[])
-            AS u(id, case_id, url, norm, platform, route, harm, urgency, received_at)
+                    $7::text[], $8::text[], $9::timestamptz[], $10::text[])
+            AS u(id, case_id, url, norm, platform, route, harm, urgency, received_at, reason)
         ON CONFLICT DO NOTHING
         RETURNING *
         """,
@@ -49,6 +50,7 @@ async def insert_escalations(conn: Conn, cases: Sequence[CaseTriagedV1]) -> list
         [",".join(c.harm_types) for c, _ in rows],
         [c.urgency for c, _ in rows],
         [c.received_at for c, _ in rows],
+        [u.reason for _, u in rows],
     )
 
 

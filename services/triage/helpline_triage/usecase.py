@@ -3,7 +3,8 @@
 Pure and deterministic: the same `helpline.cases.opened` event always produces the same
 `helpline.cases.triaged` event (same event id, uuid5 of the case id), so redelivery yields
 duplicates that consumers drop. Delivery: at least once; the batch's offsets are committed
-after every triaged event and dead letter was acknowledged by the broker.
+after every triaged event and dead letter was acknowledged by the broker (dead letters are
+published by the runner after the triaged events, once per source position).
 """
 
 from __future__ import annotations
@@ -43,17 +44,17 @@ class Triage:
     def triage(self, case: CaseOpenedV1) -> CaseTriagedV1:
         c = self._rules.classify(case.description, list(case.issue_types))
         urls: dict[str, TriagedUrl] = {}
-        rejected: list[str] = []
         for url in case.urls:
+            reason: str | None = None
             try:
                 normalized = self._urls.normalize(url)
-            except ValueError:
-                rejected.append(url)
-                continue
+            except ValueError as exc:
+                # Never dropped: it waits for a person, with the reason (which echoes nothing).
+                normalized, reason = url.strip(), f"the URL cannot be read: it {exc}"
             if normalized in urls:
                 continue
-            platform = self._urls.platform(normalized)
-            route: Route = c.route
+            platform = "unknown" if reason else self._urls.platform(normalized)
+            route: Route = "manual" if reason else c.route
             if route == "platform" and platform == "unknown":
                 route = "manual"
             urls[normalized] = TriagedUrl(
@@ -62,6 +63,7 @@ class Triage:
                 normalized_url=normalized,
                 platform=platform,
                 route=route,
+                reason=reason,
             )
         return CaseTriagedV1(
             event_id=derive_id("case.triaged", case.case_id),
@@ -73,19 +75,21 @@ class Triage:
             route=c.route,
             rules_fired=[f"{self._rules.version}:{r}" for r in c.rules_fired],
             urls=list(urls.values()),
-            rejected_urls=rejected,
         )
 
     async def process(self, records: Sequence[Record]) -> None:
-        out: list[OutgoingMessage] = []
-        dead = 0
+        """Publishes the triaged event of every valid case; marks the others dead (the
+        runner publishes them after this returns)."""
+        cases: list[CaseOpenedV1] = []
+        refused: list[tuple[Record, str]] = []
         for record in records:
             try:
-                case = CaseOpenedV1.model_validate_json(record.value or b"")
+                cases.append(CaseOpenedV1.model_validate_json(record.value or b""))
             except ValidationError as exc:
-                out.append(self._dead.message(record, f"invalid case.opened: {describe(exc)}"))
-                dead += 1
-                continue
+                refused.append((record, f"invalid case.opened: {describe(exc)}"))
+        self._dead.admit(records, [r for r, _ in refused])
+        out: list[OutgoingMessage] = []
+        for case in cases:
             triaged = self.triage(case)
             with bind_event(case_id=case.case_id, event_id=triaged.event_id):
                 log.debug("case triaged", urgency=triaged.urgency, route=triaged.route)
@@ -101,5 +105,6 @@ class Triage:
                     subject=case.case_id,
                 )
             )
-        self._dead.check(len(records), dead)
         await publish_all(self._broker, out)
+        for record, error in refused:
+            self._dead.add(record, error)
