@@ -46,7 +46,13 @@ async def http(simulator: str) -> AsyncIterator[aiohttp.ClientSession]:
         await session.post(f"{simulator}/_sim/reset")
         await session.post(
             f"{simulator}/_sim/config",
-            json={"latency_ms": 0, "error_rate": 0, "rate_limit_rate": 0, "decision_delay_ms": 0},
+            json={
+                "latency_ms": 0,
+                "error_rate": 0,
+                "rate_limit_rate": 0,
+                "decision_delay_ms": 0,
+                "status_override": "",
+            },
         )
         yield session
 
@@ -275,7 +281,9 @@ async def test_a_rate_below_one_call_per_second_still_calls(
     `needs_manual` with no call made."""
     await db.pool.execute("TRUNCATE escalator.escalations, escalator.attempts, outbox")
     slow = Settings(platform_rate_per_s=0.5, escalation_claim_lease_s=30)
-    worker = PlatformWorker(TikTokAdapter(http, simulator), db, Outbox(db, KafkaBroker(), "e"), slow)
+    worker = PlatformWorker(
+        TikTokAdapter(http, simulator), db, Outbox(db, KafkaBroker(), "e"), slow
+    )
     eid = await add_escalation(db)
     await worker.step()
     assert (await escalation(db, eid))["state"] == "decided"
@@ -303,3 +311,20 @@ async def test_a_programming_error_fails_loudly_and_is_not_a_platform_answer(
     assert row["claimed_at"] is not None  # reconciled by lookup once the lease expires
     assert await outbox_states(db) == []
     assert (await sim_stats(http, simulator))["submissions"] == 0
+
+
+async def test_an_accepted_notice_with_an_unknown_status_keeps_its_reference(
+    worker: PlatformWorker, db: Database, http: aiohttp.ClientSession, simulator: str
+) -> None:
+    """Hole 8: a 2xx answer with a status word the adapter does not know was `failed`,
+    losing the platform's reference. Now a person reads it, the reference kept."""
+    await http.post(f"{simulator}/_sim/config", json={"status_override": "ESCALATED_TO_LEGAL"})
+    eid = await add_escalation(db)
+    await worker.step()
+    row = await escalation(db, eid)
+    assert row["state"] == "needs_manual"
+    assert row["platform_reference"].startswith("tiktok-")
+    assert "unknown status 'ESCALATED_TO_LEGAL'" in row["reason"]
+    assert await outbox_states(db) == ["needs_manual"]
+    assert (await sim_stats(http, simulator))["submissions"] == 1
+    assert await worker.step() == 0  # not re-sent

@@ -83,7 +83,13 @@ def after_failure(
 
     retry_after = error.retry_after_s if isinstance(error, RetryableError) else None
     if isinstance(error, NeedsManualError):
-        return fail("needs_manual", "permanent", reason=error.reason, announce=True)
+        return fail(
+            "needs_manual",
+            "permanent",
+            reason=error.reason,
+            reference=error.reference or reference,
+            announce=True,
+        )
     if kind == "status":
         if isinstance(error, PermanentError):
             reason = f"the platform no longer answers for its reference: {error.reason}"

@@ -37,6 +37,7 @@ class SimConfig:
     rate_limit_rate: float = 0.0
     decision_delay_ms: float = 0.0
     takedown_rate: float = 0.942
+    status_override: str = ""  # answer this status word for every notice (a new vocabulary)
 
     @classmethod
     def from_settings(cls, s: Settings) -> SimConfig:
@@ -99,6 +100,7 @@ def create_simulator(config: SimConfig) -> Starlette:
     def view(n: Notice) -> dict[str, Any]:
         spec = PLATFORMS[n.platform]
         status = n.decision if time.monotonic() >= n.decided_at else spec.pending
+        status = state.config.status_override or status
         return {
             "reference": n.reference,
             "status": status,

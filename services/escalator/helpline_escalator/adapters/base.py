@@ -90,7 +90,17 @@ class PermanentError(AdapterError):
 
 
 class NeedsManualError(AdapterError):
-    """No automated channel: a practitioner must escalate by hand and record the result."""
+    """A practitioner must decide: no automated channel, or an answer we cannot read.
+
+    `reference` is the platform's reference when it gave one (an accepted notice whose
+    status word we do not know): it is kept on the escalation, never lost.
+    """
+
+    def __init__(
+        self, reason: str, *, http_status: int | None = None, reference: str | None = None
+    ) -> None:
+        super().__init__(reason, http_status=http_status)
+        self.reference = reference
 
 
 class PlatformAdapter(abc.ABC):

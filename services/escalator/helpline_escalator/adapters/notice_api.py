@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 import aiohttp
 
 from helpline_escalator.adapters.base import (
+    NeedsManualError,
     Notice,
     PermanentError,
     PlatformAdapter,
@@ -89,7 +90,13 @@ class NoticeApiAdapter(PlatformAdapter):
                 maybe_received=True,
             ) from exc
         if status not in self.decisions:
-            raise PermanentError(f"{self.slug}: unknown status {status!r}")
+            # The platform answered (and may have accepted the notice): keep its reference
+            # and let a person read the answer.
+            raise NeedsManualError(
+                f"{self.slug}: unknown status {status[:80]!r}",
+                http_status=response.status_code,
+                reference=reference,
+            )
         return PlatformResult(reference=reference, decision=self.decisions[status])
 
     async def _call(self, method: str, url: str, **kwargs: Any) -> Reply:
