@@ -328,3 +328,34 @@ async def test_an_accepted_notice_with_an_unknown_status_keeps_its_reference(
     assert await outbox_states(db) == ["needs_manual"]
     assert (await sim_stats(http, simulator))["submissions"] == 1
     assert await worker.step() == 0  # not re-sent
+
+
+async def test_a_reclaim_closes_every_open_attempt_as_lost(
+    worker: PlatformWorker, db: Database, http: aiohttp.ClientSession, simulator: str
+) -> None:
+    """Hole 19: a status call in flight when the process died stayed open for good (only
+    an interrupted lookup's attempt was closed). Every kind is closed as `lost` now."""
+    await http.post(f"{simulator}/_sim/config", json={"decision_delay_ms": 60_000})
+    eid = await add_escalation(db)
+    await worker.step()  # submitted, decision pending
+    reference = (await escalation(db, eid))["platform_reference"]
+    stale = utcnow() - timedelta(seconds=120)
+    await db.pool.execute(
+        "UPDATE escalator.escalations SET claimed_at = $1, next_action_at = now()", stale
+    )
+    died = uuid.uuid4()  # a status call the killed process had in flight
+    await db.pool.execute(
+        "INSERT INTO escalator.attempts (attempt_id, escalation_id, kind, started_at)"
+        " VALUES ($1, $2, 'status', $3)",
+        died,
+        eid,
+        stale,
+    )
+    await worker.step()
+    lost = await db.pool.fetchrow("SELECT * FROM escalator.attempts WHERE attempt_id = $1", died)
+    assert (lost["result"], lost["finished_at"] is not None) == ("lost", True)
+    assert (
+        await db.pool.fetchval("SELECT count(*) FROM escalator.attempts WHERE result IS NULL") == 0
+    )
+    row = await escalation(db, eid)
+    assert (row["state"], row["platform_reference"]) == ("submitted", reference)

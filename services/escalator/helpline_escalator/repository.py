@@ -56,7 +56,7 @@ async def insert_escalations(conn: Conn, cases: Sequence[CaseTriagedV1]) -> list
 
 _CLAIM = """
 WITH due AS (
-    SELECT escalation_id, state AS prior FROM escalator.escalations
+    SELECT escalation_id, state AS prior, claimed_at AS prior_claim FROM escalator.escalations
     WHERE platform = $1
       AND state IN ('queued', 'retrying', 'submitted', 'in_flight')
       AND next_action_at <= now()
@@ -73,7 +73,7 @@ SET claimed_at = now(),
     lookups = e.lookups + CASE WHEN d.prior = 'in_flight' THEN 1 ELSE 0 END
 FROM due d
 WHERE e.escalation_id = d.escalation_id
-RETURNING e.*, d.prior
+RETURNING e.*, d.prior, d.prior_claim IS NOT NULL AS reclaimed
 """
 
 
@@ -85,7 +85,12 @@ class Claim:
 
 
 async def claim_due(conn: Conn, platform: str, limit: int, lease_s: float) -> list[Claim]:
-    """Claim due escalations of one platform and record an attempt for each, atomically."""
+    """Claim due escalations of one platform and record an attempt for each, atomically.
+
+    Reclaiming an escalation whose lease expired (the process holding it died) first
+    closes every attempt of it still open, whatever its kind, as `lost`: every attempt
+    ends with a result.
+    """
     rows = await conn.fetch(_CLAIM, platform, limit, lease_s)
     claims = [
         Claim(
@@ -98,11 +103,11 @@ async def claim_due(conn: Conn, platform: str, limit: int, lease_s: float) -> li
         for row in rows
     ]
     if claims:
-        lost = [c.row["escalation_id"] for c in claims if c.kind == "lookup"]
+        lost = [c.row["escalation_id"] for c in claims if c.row["reclaimed"]]
         if lost:
             await conn.execute(
                 """UPDATE escalator.attempts SET result = 'lost', finished_at = now(),
-                       error = 'process stopped during the call; reconciled by lookup'
+                       error = 'process stopped during the call; its claim expired'
                    WHERE escalation_id = ANY($1::uuid[]) AND result IS NULL""",
                 lost,
             )
