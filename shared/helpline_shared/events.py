@@ -69,6 +69,16 @@ def _check_web_url(value: str) -> str:
     return value
 
 
+def _check_utc_range(value: datetime | None) -> datetime | None:
+    # Stored as timestamptz (UTC): a moment whose UTC year leaves 1-9999 cannot be stored.
+    if value is not None and value.tzinfo is not None:
+        try:
+            value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("must fall between years 1 and 9999 once converted to UTC") from None
+    return value
+
+
 WebUrl = Annotated[
     str, StringConstraints(strip_whitespace=True, max_length=2048), AfterValidator(_check_web_url)
 ]
@@ -98,7 +108,9 @@ class ReportSubmittedV1(_Event):
         description="The publisher's id for this report; the idempotency key.",
         examples=["form-2024-000123"],
     )
-    submitted_at: datetime | None = Field(None, description="When the reporter submitted it.")
+    submitted_at: Annotated[datetime | None, AfterValidator(_check_utc_range)] = Field(
+        None, description="When the reporter submitted it (years 1-9999 in UTC)."
+    )
     reporter: Reporter
     organisation: str | None = Field(None, max_length=200, examples=["Oakfield Primary School"])
     description: NonEmpty = Field(

@@ -1,0 +1,92 @@
+"""What intake's tests share: a report, a consumed record, intake's HTTP routes in process."""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from aiokafka.structs import ConsumerRecord
+from faststream.kafka import KafkaBroker
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from helpline_intake.form import build_form_routes
+from helpline_intake.http import build_routes
+from helpline_intake.usecase import Intake
+from helpline_shared.consumer import DeadLetters
+from helpline_shared.db import Database
+from tests.conftest import fresh_database
+from tests.helpers import read_topic
+from tests.infra import Infra
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "report.json"
+
+
+def report(source: str, report_id: str = "r1", **changes: Any) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(EXAMPLE.read_text(encoding="utf-8"))
+    data.update(source=source, report_id=report_id, **changes)
+    return data
+
+
+def record(offset: int, value: bytes, key: bytes = b"k") -> ConsumerRecord[bytes, bytes]:
+    return ConsumerRecord(
+        "helpline.reports.submitted", 0, offset, 0, 0, key, value, None, 1, len(value), ()
+    )
+
+
+def _build(builder: Any, broker: KafkaBroker, db: Database) -> list[tuple[str, ASGIApp]]:
+    # Routes take the database once intake stores HTTP refusals itself.
+    takes_db = len(inspect.signature(builder).parameters) > 1
+    routes: list[tuple[str, ASGIApp]] = builder(broker, db) if takes_db else builder(broker)
+    return routes
+
+
+def routes_app(broker: KafkaBroker, db: Database) -> ASGIApp:
+    """Intake's HTTP routes (API and form) as one ASGI app, as AsgiFastStream mounts them."""
+    table = dict(_build(build_routes, broker, db) + _build(build_form_routes, broker, db))
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await table[scope["path"]](scope, receive, send)
+
+    return app
+
+
+@dataclass
+class IntakeUnderTest:
+    service: Intake
+    db: Database
+    broker: KafkaBroker
+    http: httpx.AsyncClient
+    servers: str
+
+    async def topic(self, name: str, marker: str) -> list[Any]:
+        """Records of topic `name` whose value or key contains `marker`."""
+
+        def keep(r: Any) -> bool:
+            return marker.encode() in (r.value or b"") + (r.key or b"")
+
+        return await read_topic(self.servers, name, keep=keep)
+
+
+async def intake_under_test(infra: Infra) -> AsyncIterator[IntakeUnderTest]:
+    db = Database(await fresh_database(infra, "helpline_intake"))
+    await db.open()
+    broker = KafkaBroker(infra.bootstrap_servers)
+    await broker.connect()
+    transport = httpx.ASGITransport(app=routes_app(broker, db))
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://intake") as http:
+            yield IntakeUnderTest(
+                Intake(db, broker, DeadLetters("intake", max_ratio=0.9, window=10)),
+                db,
+                broker,
+                http,
+                infra.bootstrap_servers,
+            )
+    finally:
+        await broker.stop()
+        await db.close()
