@@ -359,3 +359,46 @@ async def test_a_reclaim_closes_every_open_attempt_as_lost(
     )
     row = await escalation(db, eid)
     assert (row["state"], row["platform_reference"]) == ("submitted", reference)
+
+
+async def test_the_most_severe_harm_decides_the_notice_category(
+    worker: PlatformWorker, db: Database, http: aiohttp.ClientSession, simulator: str
+) -> None:
+    """Hole 16: the alphabetically first harm type decided, so bullying with a threat to
+    life went out as harassment."""
+    eid = await add_escalation(db, harm_types=["bullying_harassment", "threats_risk_to_life"])
+    await worker.step()
+    async with http.get(
+        f"{simulator}/tiktok/v1/notices", params={"client_reference": str(eid)}
+    ) as r:
+        received = await r.json()
+    assert received["category"] == "VIOLENT_THREATS"
+    assert received["dsa_category"] == "STATEMENT_CATEGORY_RISK_FOR_PUBLIC_SECURITY"
+
+
+async def test_urgent_escalations_are_claimed_first(
+    db: Database, simulator: str, http: aiohttp.ClientSession
+) -> None:
+    """Hole 16: claims went by due time only; an older normal escalation went before a
+    critical one."""
+    await db.pool.execute("TRUNCATE escalator.escalations, escalator.attempts, outbox")
+    one_at_a_time = Settings(escalation_claim_batch=1, escalation_claim_lease_s=30)
+    worker = PlatformWorker(
+        TikTokAdapter(http, simulator), db, Outbox(db, KafkaBroker(), "e"), one_at_a_time
+    )
+    old = utcnow() - timedelta(minutes=10)
+    ids = {
+        urgency: await add_escalation(
+            db, urgency=urgency, next_action_at=old + timedelta(minutes=n)
+        )
+        for n, urgency in enumerate(["normal", "high", "critical"])
+    }
+    order = []
+    for _ in range(3):
+        await worker.step()
+        rows = await db.pool.fetch(
+            "SELECT urgency FROM escalator.escalations WHERE state = 'decided' ORDER BY decided_at"
+        )
+        order = [r["urgency"] for r in rows]
+    assert order == ["critical", "high", "normal"]
+    assert len(ids) == 3

@@ -29,6 +29,7 @@ from helpline_escalator.adapters.base import (
 )
 from helpline_escalator.outcomes import outcome_message
 from helpline_escalator.repository import Claim, Update, apply_updates, claim_due
+from helpline_escalator.severity import most_severe_first, orders
 from helpline_escalator.transitions import Policy, after_failure, after_success
 from helpline_shared.db import Database
 from helpline_shared.events import utcnow
@@ -49,8 +50,9 @@ class Step:
 
 def notice_for(row: asyncpg.Record | Mapping[str, Any], settings: Settings) -> Notice:
     """The DSA notice for an escalation row: why, which URL, who notifies, in good faith.
-    Nothing about the reporter: the helpline is the notifier."""
-    harm = tuple(row["harm_types"])
+    Nothing about the reporter: the helpline is the notifier. Harm types are listed most
+    severe first (`severity.json`), so the most severe decides the notice's category."""
+    harm = most_severe_first(row["harm_types"])
     return Notice(
         client_reference=row["escalation_id"],
         url=row["url"],
@@ -197,7 +199,11 @@ class PlatformWorker:
         s = self._settings
         async with self._db.pool.acquire() as conn, conn.transaction():
             claims = await claim_due(
-                conn, self.adapter.slug, self.claim_limit(), s.escalation_claim_lease_s
+                conn,
+                self.adapter.slug,
+                self.claim_limit(),
+                s.escalation_claim_lease_s,
+                urgency_order=orders().urgencies,
             )
         if not claims:
             return 0

@@ -61,7 +61,7 @@ WITH due AS (
       AND state IN ('queued', 'retrying', 'submitted', 'in_flight')
       AND next_action_at <= now()
       AND (claimed_at IS NULL OR claimed_at < now() - make_interval(secs => $3))
-    ORDER BY next_action_at
+    ORDER BY array_position($4::text[], urgency) NULLS LAST, next_action_at
     LIMIT $2
     FOR UPDATE SKIP LOCKED
 )
@@ -84,14 +84,19 @@ class Claim:
     attempt_id: uuid.UUID
 
 
-async def claim_due(conn: Conn, platform: str, limit: int, lease_s: float) -> list[Claim]:
+async def claim_due(
+    conn: Conn, platform: str, limit: int, lease_s: float, *, urgency_order: Sequence[str]
+) -> list[Claim]:
     """Claim due escalations of one platform and record an attempt for each, atomically.
+
+    The most urgent are claimed first (`urgency_order`, most urgent first), then the
+    longest due.
 
     Reclaiming an escalation whose lease expired (the process holding it died) first
     closes every attempt of it still open, whatever its kind, as `lost`: every attempt
     ends with a result.
     """
-    rows = await conn.fetch(_CLAIM, platform, limit, lease_s)
+    rows = await conn.fetch(_CLAIM, platform, limit, lease_s, list(urgency_order))
     claims = [
         Claim(
             row,

@@ -59,6 +59,8 @@ class Notice:
     url: str
     decided_at: float
     decision: str
+    category: str = ""
+    dsa_category: str = ""
 
 
 @dataclass
@@ -106,6 +108,8 @@ def create_simulator(config: SimConfig) -> Starlette:
             "status": status,
             "url": n.url,
             "client_reference": n.client_reference,
+            "category": n.category,
+            "dsa_category": n.dsa_category,
         }
 
     async def notices(request: Request) -> JSONResponse:
@@ -140,6 +144,8 @@ def create_simulator(config: SimConfig) -> Starlette:
             url,
             time.monotonic() + state.config.decision_delay_ms / 1000,
             _decide(PLATFORMS[slug], state.config, client_reference),
+            str(body.get("category", "")),
+            str(body.get("dsa_category", "")),
         )
         state.notices[ref] = notice
         state.by_client_reference[(slug, client_reference)] = ref

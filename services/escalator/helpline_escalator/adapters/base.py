@@ -32,7 +32,8 @@ GOOD_FAITH = (
 
 @dataclass(frozen=True)
 class Notice:
-    """A DSA Article 16 notice for one URL. `client_reference` is our escalation id."""
+    """A DSA Article 16 notice for one URL. `client_reference` is our escalation id;
+    `harm_types` run most severe first, so the first decides the category."""
 
     client_reference: uuid.UUID
     url: str
