@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test test-all lint typecheck bench clean
+.PHONY: dev test test-faults test-all lint typecheck bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,11 @@ dev: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/pytest
+
+# The fault suite at full size (`make test` runs it small); FAULT_REPORTS=N to rescale.
+FAULT_REPORTS ?= 10000
+test-faults: $(STAMP)
+	$(BIN)/pytest tests/faults -m faults --fault-reports $(FAULT_REPORTS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -41,6 +41,7 @@ class Stack:
     broker_proc: subprocess.Popen[bytes] | None = None
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)
+    specs: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)
 
     def port(self, service: str) -> int:
         if service in self.ports:
@@ -116,7 +117,40 @@ class Stack:
                 names.append(name)
         await self.wait_ready(tuple(names))
 
+    def add_instance(self, service: str) -> str:
+        """Start one more process of `service` (same consumer group, own health port);
+        returns its name, `<service>-<n>`. Wait for it with `wait_ready`."""
+        n = 2
+        while f"{service}-{n}" in self.specs:
+            n += 1
+        name = f"{service}-{n}"
+        self.ports[name] = free_port(self.settings.http_host)
+        env = {**self.env, f"HELPLINE_{service.upper()}_PORT": str(self.ports[name])}
+        self._spawn(name, service, env)
+        return name
+
+    def signal_service(self, name: str, sig: int, timeout_s: float = 60.0) -> int:
+        """Send `sig` to one process and wait for it to exit (SIGKILL after `timeout_s`);
+        returns its exit code. `restart_service` starts it again as it was."""
+        proc = self.procs[name]
+        if proc.poll() is None:
+            proc.send_signal(sig)
+            try:
+                proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        return proc.returncode
+
+    def restart_service(self, name: str) -> None:
+        """Start a stopped process again with its service, environment and port."""
+        if name in self.procs and self.procs[name].poll() is None:
+            raise RuntimeError(f"{name} is still running")
+        service, env = self.specs[name]
+        self._spawn(name, service, env)
+
     def _spawn(self, name: str, service: str, env: dict[str, str]) -> None:
+        self.specs[name] = (service, env)
         with open(self.log_dir / f"{name}.log", "ab") as log:
             self.procs[name] = subprocess.Popen(  # noqa: S603
                 [sys.executable, "-m", "helpline_cli.main", "run", service],
