@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.types import ASGIApp
 
-from helpline_intake.submission import hand_over, read_capped
+from helpline_intake.submission import hand_over, method_not_allowed, read_capped
 from helpline_intake.usecase import case_id_for
 from helpline_intake.validation import validate_report
 from helpline_shared.events import ReportSubmittedV1
@@ -80,6 +80,8 @@ def build_form_routes(broker: KafkaBroker) -> list[tuple[str, ASGIApp]]:
     async def report(request: Request) -> Response:
         if request.method == "GET":
             return HTMLResponse(PAGE.format(body=_form(str(uuid.uuid4()), [])))
+        if request.method != "POST":
+            return method_not_allowed("GET, POST")
         body = await read_capped(request)
         if body is None:
             return HTMLResponse(PAGE.format(body="<p>That report is too large.</p>"), 413)

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp
 
-from helpline_intake.submission import hand_over, read_capped
+from helpline_intake.submission import hand_over, method_not_allowed, read_capped
 from helpline_intake.usecase import case_id_for
 from helpline_intake.validation import MAX_MESSAGE_BYTES, validate_report
 from helpline_shared.events import RejectionReason, ReportSubmittedV1
@@ -24,7 +24,7 @@ from helpline_shared.service import endpoint
 def build_routes(broker: KafkaBroker) -> list[tuple[str, ASGIApp]]:
     async def submit(request: Request) -> Response:
         if request.method != "POST":
-            return JSONResponse({"error": "use POST"}, status_code=405)
+            return method_not_allowed("POST")
         raw = await read_capped(request)
         if raw is None:
             message = f"the body is over the limit of {MAX_MESSAGE_BYTES} bytes"

@@ -9,12 +9,20 @@ from __future__ import annotations
 
 from faststream.kafka import KafkaBroker
 from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
 
 from helpline_intake.usecase import rejected_message, rejection
 from helpline_intake.validation import MAX_MESSAGE_BYTES
 from helpline_shared.events import RejectionReason, ReportRejectedV1, ReportSubmittedV1
 from helpline_shared.kafka import OutgoingMessage, publish_all
 from helpline_shared.topics import REPORTS_SUBMITTED
+
+
+def method_not_allowed(allowed: str) -> Response:
+    """405 for a method the route does not serve: nothing is read, published or counted."""
+    return PlainTextResponse(
+        f"method not allowed; use {allowed}", status_code=405, headers={"Allow": allowed}
+    )
 
 
 async def read_capped(request: Request) -> bytes | None:
