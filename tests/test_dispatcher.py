@@ -402,3 +402,28 @@ async def test_urgent_escalations_are_claimed_first(
         order = [r["urgency"] for r in rows]
     assert order == ["critical", "high", "normal"]
     assert len(ids) == 3
+
+
+async def test_a_pending_decision_is_chased_less_and_less_often(
+    db: Database, simulator: str, http: aiohttp.ClientSession
+) -> None:
+    """Hole 9: the gap between status checks doubles up to the configured cap."""
+    await db.pool.execute("TRUNCATE escalator.escalations, escalator.attempts, outbox")
+    settings = Settings(
+        escalation_status_interval_s=2,
+        escalation_status_max_interval_s=10,
+        escalation_claim_lease_s=30,
+    )
+    worker = PlatformWorker(
+        TikTokAdapter(http, simulator), db, Outbox(db, KafkaBroker(), "e"), settings
+    )
+    await http.post(f"{simulator}/_sim/config", json={"decision_delay_ms": 3_600_000})
+    eid = await add_escalation(db)
+    gaps = []
+    for _ in range(5):
+        await worker.step()
+        row = await escalation(db, eid)
+        assert row["state"] == "submitted"
+        gaps.append(round((row["next_action_at"] - utcnow()).total_seconds()))
+        await db.pool.execute("UPDATE escalator.escalations SET next_action_at = now()")
+    assert gaps == [2, 4, 8, 10, 10]

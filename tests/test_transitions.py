@@ -82,7 +82,7 @@ def test_needs_manual_from_any_call() -> None:
 def test_status_failures_keep_the_submission() -> None:
     t = fail("status", RetryableError("timeout", maybe_received=True), attempts=3)
     assert (t.state, t.reference, t.announce) == ("submitted", "ref-1", False)
-    assert t.delay_s == 6.0
+    assert t.delay_s == 5.0
     t = fail("status", PermanentError("404", http_status=404))
     assert (t.state, t.reference, t.announce) == ("needs_manual", "ref-1", True)
 
@@ -101,3 +101,33 @@ def test_failed_lookups_back_off_then_hand_over_to_a_person() -> None:
     assert (t.state, t.announce) == ("needs_manual", True)
     t = fail("lookup", PermanentError("refused", http_status=400))
     assert (t.state, t.announce) == ("needs_manual", True)
+
+
+def test_chasing_a_pending_decision_backs_off_to_the_cap() -> None:
+    """Hole 9: a pending decision was polled every 5 s forever."""
+    policy = Policy(
+        max_attempts=3, retry_base_s=1.0, retry_max_s=10.0, status_interval_s=5.0, status_max_s=30.0
+    )
+    pending = [
+        after_success("status", PlatformResult("r"), attempts=1, policy=policy, status_checks=n)
+        for n in range(1, 6)
+    ]
+    assert [t.delay_s for t in pending] == [10.0, 20.0, 30.0, 30.0, 30.0]
+
+
+def test_failed_status_checks_back_off_to_the_cap_and_honour_retry_after() -> None:
+    """Hole 9: retryable status failures repeated at a fixed interval with no cap."""
+    policy = Policy(
+        max_attempts=3, retry_base_s=1.0, retry_max_s=10.0, status_interval_s=5.0, status_max_s=30.0
+    )
+    error = RetryableError("503", http_status=503)
+    delays = [
+        after_failure(
+            "status", error, attempts=1, reference="r", policy=policy, status_checks=n
+        ).delay_s
+        for n in range(1, 6)
+    ]
+    assert delays == [10.0, 20.0, 30.0, 30.0, 30.0]
+    late = RetryableError("429", http_status=429, retry_after_s=120.0)
+    t = after_failure("status", late, attempts=1, reference="r", policy=policy, status_checks=1)
+    assert t.delay_s == 120.0

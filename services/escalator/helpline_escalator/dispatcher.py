@@ -92,6 +92,7 @@ class PlatformWorker:
             retry_base_s=settings.escalation_retry_base_s,
             retry_max_s=settings.escalation_retry_max_s,
             status_interval_s=settings.escalation_status_interval_s,
+            status_max_s=settings.escalation_status_max_interval_s,
         )
         self._loops: list[WorkLoop] = []
 
@@ -130,7 +131,13 @@ class PlatformWorker:
             else:
                 error = None
             if error is None:
-                t = after_success(claim.kind, result, attempts=attempts, policy=self._policy)
+                t = after_success(
+                    claim.kind,
+                    result,
+                    attempts=attempts,
+                    policy=self._policy,
+                    status_checks=row["status_checks"],
+                )
             else:
                 log.warning(
                     "platform call failed", kind=claim.kind, error=error.reason, attempts=attempts
@@ -140,6 +147,7 @@ class PlatformWorker:
                     error,
                     attempts=attempts,
                     lookups=row["lookups"],
+                    status_checks=row["status_checks"],
                     reference=row["platform_reference"],
                     policy=self._policy,
                 )

@@ -70,7 +70,8 @@ SET claimed_at = now(),
     updated_at = now(),
     state = CASE WHEN d.prior IN ('queued', 'retrying') THEN 'in_flight' ELSE e.state END,
     attempts = e.attempts + CASE WHEN d.prior IN ('queued', 'retrying') THEN 1 ELSE 0 END,
-    lookups = e.lookups + CASE WHEN d.prior = 'in_flight' THEN 1 ELSE 0 END
+    lookups = e.lookups + CASE WHEN d.prior = 'in_flight' THEN 1 ELSE 0 END,
+    status_checks = e.status_checks + CASE WHEN d.prior = 'submitted' THEN 1 ELSE 0 END
 FROM due d
 WHERE e.escalation_id = d.escalation_id
 RETURNING e.*, d.prior, d.prior_claim IS NOT NULL AS reclaimed

@@ -6,7 +6,8 @@ that keep a URL from being sent twice: a submit whose fate is unknown (timeout, 
 connection, a 5xx other than 503) is *looked up* next, never re-sent; only a lookup that
 finds nothing re-queues it. A lookup that fails keeps the escalation in flight; if the
 platform cannot tell (a refusal, or `max_attempts` failed lookups, backing off), a person
-decides (`needs_manual`).
+decides (`needs_manual`). A pending decision is chased at a doubling interval up to a cap
+(`status_max_s`), and so are failed status checks: chasing never repeats at a fixed rate.
 """
 
 from __future__ import annotations
@@ -29,10 +30,16 @@ class Policy:
     retry_base_s: float
     retry_max_s: float
     status_interval_s: float
+    status_max_s: float = 3600.0
 
     def backoff(self, attempts: int, retry_after_s: float | None) -> float:
         delay = min(self.retry_max_s, self.retry_base_s * 2 ** max(0, attempts - 1))
         return float(max(delay, retry_after_s or 0.0))
+
+    def status_delay(self, checks: int) -> float:
+        """When to ask again about a pending decision after `checks` status checks: the
+        interval doubles with each check, up to `status_max_s`."""
+        return float(min(self.status_max_s, self.status_interval_s * 2 ** min(checks, 60)))
 
 
 @dataclass(frozen=True)
@@ -49,7 +56,12 @@ class Transition:
 
 
 def after_success(
-    kind: str, result: PlatformResult | None, *, attempts: int, policy: Policy
+    kind: str,
+    result: PlatformResult | None,
+    *,
+    attempts: int,
+    policy: Policy,
+    status_checks: int = 0,
 ) -> Transition:
     if result is None:  # a lookup found nothing: the interrupted submit never arrived
         if attempts >= policy.max_attempts:
@@ -63,7 +75,7 @@ def after_success(
     return Transition(
         "submitted",
         "ok",
-        delay_s=policy.status_interval_s,
+        delay_s=policy.status_delay(status_checks),
         reference=result.reference,
         announce=kind != "status",  # announced once, when first known
     )
@@ -77,6 +89,7 @@ def after_failure(
     reference: str | None,
     policy: Policy,
     lookups: int = 0,
+    status_checks: int = 0,
 ) -> Transition:
     def fail(state: str, result: str, **kw: Any) -> Transition:
         return Transition(state, result, http_status=error.http_status, error=error.reason, **kw)
@@ -96,7 +109,8 @@ def after_failure(
             return fail(
                 "needs_manual", "permanent", reference=reference, reason=reason, announce=True
             )
-        delay = policy.backoff(1, retry_after) + policy.status_interval_s
+        # Failures back off like pending answers (to the cap), or later if asked to.
+        delay = max(policy.status_delay(status_checks), retry_after or 0.0)
         return fail("submitted", "retryable", delay_s=delay, reference=reference)
     if kind == "lookup":
         if isinstance(error, PermanentError) or lookups >= policy.max_attempts:
