@@ -16,7 +16,7 @@ from faststream.kafka import KafkaBroker
 
 from helpline_intake import repository
 from helpline_intake.usecase import Intake
-from helpline_shared.consumer import DeadLetters
+from helpline_shared.consumer import BatchRunner, DeadLetters
 from helpline_shared.db import Database
 from helpline_shared.settings import Settings
 from helpline_shared.topics import CASES_OPENED, DEAD_LETTERS
@@ -26,13 +26,17 @@ from tests.infra import Infra
 
 
 @pytest.fixture
-async def intake(infra: Infra, topics_settings: Settings) -> AsyncIterator[tuple[Intake, Database]]:
+async def intake(
+    infra: Infra, topics_settings: Settings
+) -> AsyncIterator[tuple[BatchRunner, Database]]:
+    """Intake's batch logic run by the runner every subscriber uses (dead-letter protocol)."""
     db = Database(await fresh_database(infra, "helpline_intake"))
     await db.open()
     broker = KafkaBroker(infra.bootstrap_servers)
     await broker.connect()
     try:
-        yield Intake(db, broker, DeadLetters("intake", max_ratio=0.9, window=10)), db
+        dead = DeadLetters("intake", max_ratio=0.9, window=10)
+        yield BatchRunner("intake", Intake(db, broker, dead).process, dead, broker), db
     finally:
         await broker.stop()
         await db.close()
@@ -62,14 +66,14 @@ async def messages(servers: str, topic: str, source: str) -> list[Any]:
 
 
 async def test_redelivery_republishes_the_stored_report_and_counts_duplicates_once(
-    intake: tuple[Intake, Database], infra: Infra
+    intake: tuple[BatchRunner, Database], infra: Infra
 ) -> None:
     service, db = intake
     source = f"src-{uuid.uuid4().hex[:6]}"
     first = record(1000, report("r1", "the original text", source))
     repeat = record(1001, report("r1", "a resubmission with other text", source))
-    await service.process([first, repeat])
-    await service.process([first, repeat])  # the whole batch redelivered
+    await service.run([first, repeat])
+    await service.run([first, repeat])  # the whole batch redelivered
     rows = await db.pool.fetch("SELECT * FROM intake.reports WHERE source = $1", source)
     assert len(rows) == 1
     assert rows[0]["description"] == "the original text"
@@ -81,7 +85,7 @@ async def test_redelivery_republishes_the_stored_report_and_counts_duplicates_on
 
 
 async def test_a_report_the_database_refuses_is_dead_lettered_alone(
-    intake: tuple[Intake, Database], infra: Infra, monkeypatch: pytest.MonkeyPatch
+    intake: tuple[BatchRunner, Database], infra: Infra, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     service, db = intake
     source = f"src-{uuid.uuid4().hex[:6]}"
@@ -97,7 +101,7 @@ async def test_a_report_the_database_refuses_is_dead_lettered_alone(
         record(2000 + i, report(rid, "bullying", source))
         for i, rid in enumerate(["a", "poison", "b"])
     ]
-    await service.process(batch)
+    await service.run(batch)
     stored = await db.pool.fetch("SELECT report_id FROM intake.reports WHERE source = $1", source)
     assert sorted(r["report_id"] for r in stored) == ["a", "b"]
     dead = await messages(infra.bootstrap_servers, DEAD_LETTERS["intake"].name, source)
@@ -109,12 +113,12 @@ async def test_a_report_the_database_refuses_is_dead_lettered_alone(
 
 
 async def test_a_key_with_nul_is_rejected_and_stored_not_stuck(
-    intake: tuple[Intake, Database], infra: Infra
+    intake: tuple[BatchRunner, Database], infra: Infra
 ) -> None:
     service, db = intake
     source = f"src-{uuid.uuid4().hex[:6]}"
     nul_key = b'{"schema_version": 1, "bad\\u0000key": "' + source.encode() + b'"}'
-    await service.process([record(3000, nul_key), record(3001, report("ok", "bullying", source))])
+    await service.run([record(3000, nul_key), record(3001, report("ok", "bullying", source))])
     assert (
         await db.pool.fetchval("SELECT count(*) FROM intake.reports WHERE source = $1", source) == 1
     )

@@ -1,32 +1,62 @@
-"""What every consuming service shares: raw batches, dead letters with a bound, backoff.
+"""What every consuming service shares: raw batches, the dead-letter protocol, retries that
+isolate a poison message, and readiness that means "has its partitions and is consuming".
 
-Contract of a batch handler built on :class:`BatchProcessor`: at least once. The batch's
-offsets are committed (FastStream `AckPolicy.NACK_ON_ERROR`) only after the handler
-returned, i.e. after its effects are durable. A transient failure sleeps with backoff and
-re-raises, so FastStream seeks back and the whole batch is redelivered; effects are
-idempotent so that is safe. A message that can never be processed is published to the
-service's dead-letter topic (original bytes, error, origin) as part of the batch.
+Contract of a batch handler run by :class:`BatchRunner`: at least once. The batch's offsets
+are committed (FastStream `AckPolicy.NACK_ON_ERROR`) only after the handler returned, i.e.
+after its effects are durable and its dead letters acknowledged. Failures are told apart:
+
+- an infrastructure failure (database or broker unreachable) sleeps with backoff and
+  re-raises, so FastStream seeks back and the batch is redelivered; nothing is
+  dead-lettered for it, however long it lasts;
+- the dead-letter bound (see :mod:`helpline_shared.deadletters`) holds the batch the same
+  way, without counting it as a failure of the batch;
+- any other error is retried `max_batch_failures` times; then the batch is split in halves,
+  in order, until the message that fails alone is found, and that message goes to the
+  dead-letter topic with its error while the rest of the batch is processed.
+
+Effects are idempotent, so processing part of a batch again is safe.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import deque
+import dataclasses
+import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeAlias
+from typing import Any
 
-from aiokafka import ConsumerRecord
+import asyncpg
+from aiokafka import ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
 from faststream import AckPolicy
-from faststream.kafka import KafkaRouter
+from faststream.kafka import KafkaBroker, KafkaRouter
 from faststream.message import StreamMessage
 from pydantic import ValidationError
 
-from helpline_shared.kafka import OutgoingMessage
+from helpline_shared.deadletters import (
+    DeadLetterLimitExceededError,
+    DeadLetters,
+    Record,
+    position,
+    record_headers,
+)
 from helpline_shared.logging import get_logger
 from helpline_shared.settings import Settings
-from helpline_shared.topics import DEAD_LETTERS
 
-Record: TypeAlias = "ConsumerRecord[bytes, bytes]"
+__all__ = [
+    "BatchRunner",
+    "ConsumerHealth",
+    "DeadLetterLimitExceededError",
+    "DeadLetters",
+    "Record",
+    "batch_subscriber",
+    "describe",
+    "is_infrastructure",
+    "position",
+    "record_headers",
+]
+
+Process = Callable[[Sequence[Record]], Awaitable[None]]
 
 
 async def raw_records(msg: StreamMessage[Any]) -> Any:
@@ -35,13 +65,22 @@ async def raw_records(msg: StreamMessage[Any]) -> Any:
     return list(raw) if isinstance(raw, tuple) else [raw]
 
 
-def position(record: Record) -> str:
-    """Where a record was read, unique even if a topic is recreated (offsets restart)."""
-    return f"{record.topic}:{record.partition}:{record.offset}:{record.timestamp}"
+def _readable(record: Record) -> Record:
+    headers = [(k, (v or b"").decode("utf-8", "replace").encode()) for k, v in record.headers]
+    return dataclasses.replace(record, headers=headers)
 
 
-def record_headers(record: Record) -> dict[str, str]:
-    return {k: v.decode("utf-8", "replace") for k, v in (record.headers or ())}
+async def tolerant_parser(msg: Any, original: Callable[[Any], Awaitable[Any]]) -> Any:
+    """FastStream's batch parser, except that a header value that is not UTF-8 cannot make
+    it raise (which would commit the whole batch unprocessed: faststream issue 2458).
+
+    It parses copies whose bad bytes are replaced, then hands on the untouched records,
+    so the dead-letter protocol can refuse that one message with the reason.
+    """
+    records = msg if isinstance(msg, tuple) else (msg,)
+    parsed = await original(tuple(_readable(r) for r in records))
+    parsed.raw_message = msg
+    return parsed
 
 
 def describe(exc: ValidationError) -> str:
@@ -52,81 +91,175 @@ def describe(exc: ValidationError) -> str:
     )[:1000]
 
 
-class DeadLetterLimitExceededError(RuntimeError):
-    """Too large a share of recent messages was dead-lettered: likely a bad deploy."""
+def is_infrastructure(exc: BaseException) -> bool:
+    """True for failures of the database or broker themselves, not of one message."""
+    if isinstance(exc, asyncpg.DataError):
+        return False
+    if isinstance(exc, KafkaError):
+        return bool(exc.retriable)
+    return isinstance(
+        exc,
+        OSError
+        | TimeoutError
+        | asyncpg.PostgresConnectionError
+        | asyncpg.InterfaceError
+        | asyncpg.exceptions.OperatorInterventionError
+        | asyncpg.exceptions.InsufficientResourcesError,
+    )
 
 
-class DeadLetters:
-    """Builds dead-letter messages and stops the consumer when too many are produced.
+class ConsumerHealth(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Whether the service's consumer has its partitions and is making progress.
 
-    Over the last `window` messages, if more than `max_ratio` went to the dead-letter topic,
-    :meth:`check` raises, the batch is not committed and the consumer stalls (visible in
-    readiness) instead of dead-lettering everything.
+    Ready once the group has handed it an assignment (possibly empty: an instance beyond
+    the topic's partitions is idle, not broken) and while no batch has been failing for
+    longer than `stuck_after_s`.
+    """
+
+    def __init__(self, stuck_after_s: float = 30.0) -> None:
+        self.assigned: set[TopicPartition] | None = None
+        self.failing_since: float | None = None
+        self.failures = 0
+        self._stuck_after_s = stuck_after_s
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        return None
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        self.assigned = set(assigned)
+
+    def failed(self) -> None:
+        self.failures += 1
+        if self.failing_since is None:
+            self.failing_since = time.monotonic()
+
+    def succeeded(self) -> None:
+        self.failures = 0
+        self.failing_since = None
+
+    @property
+    def stuck(self) -> bool:
+        return (
+            self.failing_since is not None
+            and time.monotonic() - self.failing_since > self._stuck_after_s
+        )
+
+    @property
+    def ready(self) -> bool:
+        return self.assigned is not None and not self.stuck
+
+    def detail(self) -> dict[str, Any]:
+        return {
+            "partitions": sorted(f"{tp.topic}:{tp.partition}" for tp in self.assigned or ()),
+            "assigned": self.assigned is not None,
+            "failing_for_s": (
+                round(time.monotonic() - self.failing_since, 1) if self.failing_since else 0
+            ),
+            "stuck": self.stuck,
+        }
+
+
+class BatchRunner:
+    """Runs a service's `process` on consumed batches under the dead-letter protocol.
+
+    :meth:`run` returns only when the batch's effects are durable and its dead letters
+    published; it raises (so the batch is redelivered) otherwise.
     """
 
     def __init__(
         self,
         service: str,
+        process: Process,
+        dead_letters: DeadLetters,
+        broker: KafkaBroker,
         *,
-        max_ratio: float,
-        window: int,
-        counter: Any | None = None,
+        health: ConsumerHealth | None = None,
+        max_batch_failures: int = 3,
+        backoff_base_s: float = 0.5,
+        backoff_max_s: float = 30.0,
     ) -> None:
         self.service = service
-        self._counter = counter
-        self.topic = DEAD_LETTERS[service].name
-        self._max_ratio = max_ratio
-        self._window: deque[bool] = deque(maxlen=window)
-        self.total = 0
-        self.tripped = False
-
-    def message(self, record: Record, error: str) -> OutgoingMessage:
-        headers = record_headers(record)
-        headers.update(
-            {
-                "dlq_service": self.service,
-                "dlq_error": error[:1000],
-                "dlq_source_topic": record.topic,
-                "dlq_source_partition": str(record.partition),
-                "dlq_source_offset": str(record.offset),
-            }
-        )
-        return OutgoingMessage(self.topic, record.value or b"", record.key, headers)
-
-    def check(self, processed: int, dead: int) -> None:
-        self._window.extend([False] * (processed - dead))
-        self._window.extend([True] * dead)
-        ratio = sum(self._window) / len(self._window) if self._window else 0.0
-        if dead and len(self._window) == self._window.maxlen and ratio > self._max_ratio:
-            self.tripped = True
-            raise DeadLetterLimitExceededError(
-                f"{self.service}: {ratio:.0%} of the last {len(self._window)} messages "
-                f"dead-lettered (limit {self._max_ratio:.0%})"
-            )
-        self.total += dead
-        if dead and self._counter is not None:
-            self._counter.inc(dead)
-
-
-class Backoff:
-    """Sleeps longer after each consecutive failure; resets on success."""
-
-    def __init__(self, service: str, *, base_s: float = 0.5, max_s: float = 30.0) -> None:
-        self._failures = 0
-        self._base_s = base_s
-        self._max_s = max_s
+        self._process = process
+        self._dead = dead_letters
+        self._broker = broker
+        self.health = health or ConsumerHealth()
+        self._max_failures = max_batch_failures
+        self._base_s = backoff_base_s
+        self._max_s = backoff_max_s
+        self._batch: str | None = None
+        self._batch_failures = 0
         self._log = get_logger(f"helpline.{service}.consumer")
 
-    def succeeded(self) -> None:
-        self._failures = 0
+    async def run(self, records: Sequence[Record]) -> None:
+        first = position(records[0]) if records else None
+        if first != self._batch:
+            self._batch, self._batch_failures = first, 0
+        try:
+            if self._batch_failures >= self._max_failures:
+                await self._isolate(records)
+            else:
+                await self._attempt(records)
+        except DeadLetterLimitExceededError as exc:
+            self.health.failed()
+            await self._sleep(exc, hold=True)
+            raise
+        except Exception as exc:
+            self.health.failed()
+            if not is_infrastructure(exc):
+                self._batch_failures += 1
+            await self._sleep(exc)
+            raise
+        self.health.succeeded()
+        self._batch, self._batch_failures = None, 0
 
-    async def failed(self, exc: BaseException) -> None:
-        self._failures += 1
-        delay = min(self._max_s, self._base_s * 2 ** (self._failures - 1))
+    async def _attempt(self, records: Sequence[Record]) -> None:
+        good = self._dead.screen(records)
+        try:
+            if good:
+                await self._process(good)
+            else:
+                self._dead.admit([], [])
+        except BaseException:
+            self._dead.discard()
+            raise
+        await self._dead.flush(self._broker)
+
+    async def _isolate(self, records: Sequence[Record]) -> None:
+        """Processes `records` in halves, in order, dead-lettering what fails alone."""
+        try:
+            await self._attempt(records)
+            return
+        except DeadLetterLimitExceededError:
+            raise
+        except Exception as exc:
+            if is_infrastructure(exc):
+                raise
+            if len(records) > 1:
+                middle = len(records) // 2
+                await self._isolate(records[:middle])
+                await self._isolate(records[middle:])
+                return
+            error = f"failed alone {self._max_failures + 1} times: {type(exc).__name__}"
+            detail = str(exc).replace("\n", " ")[:300]
+            self._log.error(
+                "message dead-lettered after failing alone",
+                position=position(records[0]),
+                error=type(exc).__name__,
+            )
+        self._dead.admit([records[0]], [records[0]])
+        self._dead.add(records[0], f"{error}: {detail}")
+        await self._dead.flush(self._broker)
+
+    async def _sleep(self, exc: BaseException, *, hold: bool = False) -> None:
+        delay = min(self._max_s, self._base_s * 2 ** max(0, self.health.failures - 1))
         self._log.error(
-            "batch failed; it will be redelivered",
-            error=repr(exc)[:500],
-            failures=self._failures,
+            "batch held by the dead-letter limit; it will be redelivered"
+            if hold
+            else "batch failed; it will be redelivered",
+            error=type(exc).__name__,
+            detail=str(exc)[:300],
+            failures=self.health.failures,
+            batch_failures=self._batch_failures,
             retry_in_s=delay,
         )
         await asyncio.sleep(delay)
@@ -137,32 +270,32 @@ def batch_subscriber(
     *topics: str,
     service: str,
     settings: Settings,
-    process: Callable[[Sequence[Record]], Awaitable[None]],
+    runner: BatchRunner,
     description: str,
 ) -> None:
-    """Subscribe `process` to `topics` in batches, committing only after it returns.
+    """Subscribe `runner` to `topics` in batches, committing only after it returns.
 
     Group `helpline-<service>`; a new group starts from the earliest offset, so nothing
-    published before the service first started is skipped.
+    published before the service first started is skipped. The runner's health object
+    hears every rebalance.
     """
-    backoff = Backoff(service)
 
     @router.subscriber(
         *topics,
         group_id=f"helpline-{service}",
+        group_instance_id=settings.kafka_group_instance_id,
+        session_timeout_ms=settings.kafka_session_timeout_ms,
+        heartbeat_interval_ms=max(100, settings.kafka_session_timeout_ms // 3),
         batch=True,
         max_records=settings.kafka_batch_max_records,
         batch_timeout_ms=settings.kafka_batch_timeout_ms,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
+        parser=tolerant_parser,
         decoder=raw_records,
+        listener=runner.health,
         title=f"{service}:{','.join(topics)}",
         description=description,
     )
     async def handle(records: Any) -> None:
-        try:
-            await process(records)
-        except Exception as exc:
-            await backoff.failed(exc)
-            raise
-        backoff.succeeded()
+        await runner.run(records)

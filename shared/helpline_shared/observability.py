@@ -7,9 +7,10 @@ errors and in-flight batches per topic; the service adds its own counters (dead 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
-from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp
@@ -29,6 +30,33 @@ class ServiceMetrics:
             ["service"],
             registry=self.registry,
         ).labels(service)
+
+    def watch(self, dead_letters: Any, health: Any) -> None:
+        """Gauges read at scrape time: the dead-letter bound's state and the consumer's."""
+        Gauge(
+            "helpline_dead_letter_limit_tripped",
+            "1 while the dead-letter bound holds the consumer's batch.",
+            ["service"],
+            registry=self.registry,
+        ).labels(self.service).set_function(lambda: float(dead_letters.tripped))
+        Gauge(
+            "helpline_dead_letter_limit_trips",
+            "Times the dead-letter bound tripped since the service started.",
+            ["service"],
+            registry=self.registry,
+        ).labels(self.service).set_function(lambda: float(dead_letters.trips))
+        Gauge(
+            "helpline_consumer_ready",
+            "1 when the consumer has its partitions and no batch is stuck.",
+            ["service"],
+            registry=self.registry,
+        ).labels(self.service).set_function(lambda: float(health.ready))
+        Gauge(
+            "helpline_consumer_batch_failures",
+            "Consecutive failures of the batch in hand.",
+            ["service"],
+            registry=self.registry,
+        ).labels(self.service).set_function(lambda: float(health.failures))
 
     def middleware(self) -> KafkaPrometheusMiddleware:
         return KafkaPrometheusMiddleware(

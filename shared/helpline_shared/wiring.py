@@ -13,7 +13,8 @@ from faststream.asgi import AsgiFastStream
 from faststream.kafka import KafkaBroker, KafkaRouter
 from starlette.types import ASGIApp
 
-from helpline_shared.consumer import DeadLetters, Record, batch_subscriber
+from helpline_shared.consumer import BatchRunner, ConsumerHealth, Record, batch_subscriber
+from helpline_shared.deadletters import DeadLetters
 from helpline_shared.kafka import build_broker, document_publishers
 from helpline_shared.observability import ServiceMetrics
 from helpline_shared.service import Hook, ReadinessCheck, build_app
@@ -22,7 +23,14 @@ from helpline_shared.topics import DEAD_LETTERS, Topic
 
 
 class ServiceWiring:
-    def __init__(self, settings: Settings, service: str, *, publishes: Sequence[Topic]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        service: str,
+        *,
+        publishes: Sequence[Topic],
+        redact: Callable[[bytes], bytes] | None = None,
+    ) -> None:
         self.settings = settings
         self.service = service
         self.observed = ServiceMetrics(service)
@@ -32,8 +40,12 @@ class ServiceWiring:
             service,
             max_ratio=settings.dlq_max_ratio,
             window=settings.dlq_window,
+            hold_s=settings.dlq_hold_s,
             counter=self.observed.dead_letters,
+            redact=redact,
         )
+        self.health = ConsumerHealth(settings.consumer_stuck_after_s)
+        self.observed.watch(self.dead_letters, self.health)
 
     def consume(
         self,
@@ -41,20 +53,33 @@ class ServiceWiring:
         process: Callable[[Sequence[Record]], Awaitable[None]],
         description: str,
     ) -> None:
-        """Subscribe `process` to `topics` in batches (see `batch_subscriber`)."""
+        """Subscribe `process` to `topics` in batches under the dead-letter protocol (see
+        :class:`~helpline_shared.consumer.BatchRunner`)."""
         router = KafkaRouter()
+        runner = BatchRunner(
+            self.service,
+            process,
+            self.dead_letters,
+            self.broker,
+            health=self.health,
+            max_batch_failures=self.settings.consumer_max_batch_failures,
+        )
         batch_subscriber(
             router,
             *topics,
             service=self.service,
             settings=self.settings,
-            process=process,
+            runner=runner,
             description=description,
         )
         self.broker.include_router(router)
 
     async def within_dead_letter_limit(self) -> bool:
         return not self.dead_letters.tripped
+
+    async def consuming(self) -> bool:
+        """Has its partitions (after a rebalance) and no batch failing for too long."""
+        return self.health.ready
 
     def app(
         self,
@@ -69,6 +94,10 @@ class ServiceWiring:
             self.broker,
             service=self.service,
             routes=[*routes, self.observed.route(metrics_extra)],
-            checks={**(checks or {}), "dead_letters": self.within_dead_letter_limit},
+            checks={
+                **(checks or {}),
+                "dead_letters": self.within_dead_letter_limit,
+                "consuming": self.consuming,
+            },
             **hooks,
         )

@@ -19,7 +19,7 @@ from helpline_escalator.repository import insert_escalations
 from helpline_shared.consumer import DeadLetters, Record, describe
 from helpline_shared.db import Database
 from helpline_shared.events import CaseTriagedV1, TriagedUrl
-from helpline_shared.kafka import OutgoingMessage, publish_all
+from helpline_shared.kafka import OutgoingMessage
 from helpline_shared.logging import bind_event, get_logger
 from helpline_shared.outbox import Outbox
 
@@ -51,16 +51,15 @@ class Escalator:
 
     async def process(self, records: Sequence[Record]) -> None:
         cases: list[CaseTriagedV1] = []
-        dead: list[OutgoingMessage] = []
+        refused: list[tuple[Record, str]] = []
         for record in records:
             try:
                 case = CaseTriagedV1.model_validate_json(record.value or b"")
             except ValidationError as exc:
-                dead.append(self._dead.message(record, f"invalid case.triaged: {describe(exc)}"))
+                refused.append((record, f"invalid case.triaged: {describe(exc)}"))
                 continue
             cases.append(case.model_copy(update={"urls": [self._routable(u) for u in case.urls]}))
-        self._dead.check(len(records), len(dead))
-        await publish_all(self._broker, dead)
+        self._dead.admit(records, [r for r, _ in refused])
 
         platforms: set[str] = set()
         async with self._db.pool.acquire() as conn, conn.transaction():
@@ -75,6 +74,8 @@ class Escalator:
                     outcome_message(row, state="needs_manual", attempts=0, reason=row["reason"])
                 )
             await self._outbox.add(conn, outcomes)
+        for record, error in refused:
+            self._dead.add(record, error)
         self._dispatcher.wake(platforms)
         if outcomes:
             self._outbox.wake()

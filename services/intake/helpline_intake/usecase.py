@@ -27,8 +27,8 @@ from helpline_intake import repository
 from helpline_intake.repository import StoredReport
 from helpline_intake.validation import validate_report
 from helpline_shared import cloudevents
-from helpline_shared.consumer import DeadLetters, Record, position
 from helpline_shared.db import Database
+from helpline_shared.deadletters import DeadLetters, Record, position
 from helpline_shared.events import (
     CaseOpenedV1,
     RejectionReason,
@@ -109,6 +109,13 @@ def rejection(
     )
 
 
+def refusal(exc: asyncpg.DataError) -> str:
+    """Why the database refused a value, without the value (it may be personal data)."""
+    text = str(exc)
+    reason = text[text.rfind("(") + 1 : text.rfind(")")] if "(" in text else ""
+    return f"{type(exc).__name__}: {reason[:200]}" if reason else type(exc).__name__
+
+
 class Intake:
     def __init__(self, db: Database, broker: KafkaBroker, dead_letters: DeadLetters) -> None:
         self._db = db
@@ -130,8 +137,9 @@ class Intake:
                 event = rejection(record.value or b"", result, via="kafka", record=record)
                 rejected.append((record, event))
 
+        self._dead.admit(records, [r for r, _ in rejected])
         out: list[OutgoingMessage] = []
-        dead: list[OutgoingMessage] = []
+        dead: list[tuple[Record, str]] = []
         try:
             out += await self._store(valid, rejected)
         except asyncpg.DataError:
@@ -140,19 +148,18 @@ class Intake:
                 try:
                     out += await self._store([one], [])
                 except asyncpg.DataError as exc:
-                    dead.append(self._dead.message(one[0], f"database refused it: {exc}"))
+                    dead.append((one[0], f"database refused it: {refusal(exc)}"))
             kept = []
             for record, event in rejected:
                 try:
                     await self._store([], [(record, event)])
                     kept.append((record, event))
                 except asyncpg.DataError as exc:
-                    dead.append(self._dead.message(record, f"database refused it: {exc}"))
+                    dead.append((record, f"database refused it: {refusal(exc)}"))
             rejected = kept
-        self._dead.check(len(records), len(dead))
-        await publish_all(
-            self._broker, out + [rejected_message(e, r.key) for r, e in rejected] + dead
-        )
+        await publish_all(self._broker, out + [rejected_message(e, r.key) for r, e in rejected])
+        for record, error in dead:
+            self._dead.add(record, error)
         for record, event in rejected:
             with bind_event(event_id=event.event_id):
                 log.info(

@@ -13,7 +13,6 @@ from pydantic import BaseModel, ValidationError
 from helpline_metrics import projection
 from helpline_shared.consumer import DeadLetters, Record, describe
 from helpline_shared.db import Database
-from helpline_shared.kafka import OutgoingMessage, publish_all
 from helpline_shared.topics import CASES_TRIAGED, ESCALATION_OUTCOMES, REPORTS_REJECTED
 
 MODELS: dict[str, type[BaseModel]] = {
@@ -29,16 +28,19 @@ class Metrics:
         self._dead = dead_letters
 
     async def process(self, records: Sequence[Record]) -> None:
+        """Folds every valid event into the totals in one transaction; marks the others dead
+        (published by the runner after the transaction committed)."""
         events: list[projection.Event] = []
-        dead: list[OutgoingMessage] = []
+        refused: list[tuple[Record, str]] = []
         for record in records:
             try:
                 event = MODELS[record.topic].model_validate_json(record.value or b"")
             except ValidationError as exc:
-                dead.append(self._dead.message(record, f"invalid {record.topic}: {describe(exc)}"))
+                refused.append((record, f"invalid {record.topic}: {describe(exc)}"))
                 continue
             events.append(event)  # type: ignore[arg-type]
-        self._dead.check(len(records), len(dead))
-        await publish_all(self._broker, dead)
+        self._dead.admit(records, [r for r, _ in refused])
         async with self._db.pool.acquire() as conn, conn.transaction():
             await projection.apply(conn, events)
+        for record, error in refused:
+            self._dead.add(record, error)
