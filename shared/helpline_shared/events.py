@@ -142,13 +142,16 @@ class RejectionReason(_Event):
     type: str = Field(description="Machine-readable reason code.")
 
 
+Channel = Literal["kafka", "http", "form"]
+
+
 class ReportRejectedV1(_Event):
     """A message intake refused, with every reason and the original bytes (base64)."""
 
     schema_version: Literal[1] = 1
     event_id: uuid.UUID
     rejected_at: datetime
-    via: Literal["kafka", "http"]
+    via: Channel = Field(description="Where it came from: the topic, the HTTP API, the web form.")
     source_topic: str | None = None
     source_partition: int | None = None
     source_offset: int | None = None

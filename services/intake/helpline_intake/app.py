@@ -24,7 +24,7 @@ def create_app(settings: Settings) -> AsgiFastStream:
         description="Validates, deduplicates and stores reports; opens cases or rejects them.",
     )
     return wiring.app(
-        routes=[*build_routes(wiring.broker), *build_form_routes(wiring.broker)],
+        routes=[*build_routes(wiring.broker, db), *build_form_routes(wiring.broker, db)],
         checks={"database": db.ready},
         on_startup=[db.open],
         after_shutdown=[db.close],

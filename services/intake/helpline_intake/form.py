@@ -17,9 +17,10 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.types import ASGIApp
 
-from helpline_intake.submission import hand_over, method_not_allowed, read_capped
+from helpline_intake.submission import Handover, Refused, method_not_allowed, read_capped
 from helpline_intake.usecase import case_id_for
-from helpline_intake.validation import validate_report
+from helpline_intake.validation import too_large_body, validate_report
+from helpline_shared.db import Database
 from helpline_shared.events import ReportSubmittedV1
 from helpline_shared.service import endpoint
 
@@ -76,7 +77,15 @@ def to_report(fields: dict[str, list[str]]) -> bytes:
     return json.dumps(report).encode()
 
 
-def build_form_routes(broker: KafkaBroker) -> list[tuple[str, ASGIApp]]:
+def _refused_page(refusal: Refused, report_id: str, top: str = "") -> Response:
+    errors = [f"{r.loc or 'report'}: {r.message}" for r in refusal.event.reasons]
+    reference = f"<p>Not sent: reference <code>{refusal.event.event_id}</code>.</p>{top}"
+    return HTMLResponse(PAGE.format(body=reference + _form(report_id, errors)), refusal.status)
+
+
+def build_form_routes(broker: KafkaBroker, db: Database) -> list[tuple[str, ASGIApp]]:
+    handover = Handover(broker, db)
+
     async def report(request: Request) -> Response:
         if request.method == "GET":
             return HTMLResponse(PAGE.format(body=_form(str(uuid.uuid4()), [])))
@@ -84,15 +93,14 @@ def build_form_routes(broker: KafkaBroker) -> list[tuple[str, ASGIApp]]:
             return method_not_allowed("GET, POST")
         body = await read_capped(request)
         if body is None:
-            return HTMLResponse(PAGE.format(body="<p>That report is too large.</p>"), 413)
+            too_large = await handover.refuse(None, too_large_body(), "form", 413)
+            return _refused_page(too_large, str(uuid.uuid4()), "<p>That report is too large.</p>")
         fields = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=False)
         raw = to_report(fields)
         result = validate_report(raw)
-        refused = await hand_over(broker, raw, result)
-        if refused is not None:
-            errors = [f"{r.loc or 'report'}: {r.message}" for r in refused.reasons]
-            report_id = (fields.get("report_id") or [str(uuid.uuid4())])[0]
-            return HTMLResponse(PAGE.format(body=_form(report_id, errors)), 422)
+        refusal = await handover.submit(raw, result, "form")
+        if refusal is not None:
+            return _refused_page(refusal, (fields.get("report_id") or [str(uuid.uuid4())])[0])
         assert isinstance(result, ReportSubmittedV1)
         case = html.escape(str(case_id_for(result)))
         return HTMLResponse(

@@ -11,7 +11,7 @@ from datetime import datetime
 import asyncpg
 
 from helpline_shared.db import Conn
-from helpline_shared.events import RejectionReason, ReportSubmittedV1
+from helpline_shared.events import ReportRejectedV1, ReportSubmittedV1
 
 
 @dataclass(frozen=True)
@@ -89,15 +89,15 @@ async def count_duplicates(conn: Conn, case_ids: Sequence[uuid.UUID]) -> None:
 
 
 async def insert_rejections(
-    conn: Conn,
-    rejections: Sequence[tuple[uuid.UUID, datetime, str, list[RejectionReason]]],
+    conn: Conn, rejections: Sequence[tuple[ReportRejectedV1, bytes | None]]
 ) -> None:
+    """Record refusals with their reasons and the refused bytes (kept here only)."""
     if rejections:
         await conn.executemany(
-            """INSERT INTO intake.rejections (rejection_id, rejected_at, via, reasons)
-               VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING""",
+            """INSERT INTO intake.rejections (rejection_id, rejected_at, via, reasons, original)
+               VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING""",
             [
-                (rid, at, via, [r.model_dump() for r in reasons])
-                for rid, at, via, reasons in rejections
+                (e.event_id, e.rejected_at, e.via, [r.model_dump() for r in e.reasons], raw)
+                for e, raw in rejections
             ],
         )

@@ -1,19 +1,26 @@
 """What the HTTP API and the web form share: a capped body, and handing a report over.
 
 A valid report is published onto `helpline.reports.submitted` (acknowledged by the broker)
-for the intake consumer to store, so every path shares one deduplication; a refused one
-is published onto `helpline.reports.rejected` with its reasons.
+for the intake consumer to store, so every path shares one deduplication. A refusal,
+whatever its cause (invalid, too large, wrong content type), is stored in
+`intake.rejections` with its reasons and the refused bytes, then published onto
+`helpline.reports.rejected`, so the database, the topic and the totals agree. If the
+broker cannot take it, the request fails (5xx) and the stored row says it was refused.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from faststream.kafka import KafkaBroker
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
+from helpline_intake import repository
 from helpline_intake.usecase import rejected_message, rejection
 from helpline_intake.validation import MAX_MESSAGE_BYTES
-from helpline_shared.events import RejectionReason, ReportRejectedV1, ReportSubmittedV1
+from helpline_shared.db import Database
+from helpline_shared.events import Channel, RejectionReason, ReportRejectedV1, ReportSubmittedV1
 from helpline_shared.kafka import OutgoingMessage, publish_all
 from helpline_shared.topics import REPORTS_SUBMITTED
 
@@ -35,15 +42,38 @@ async def read_capped(request: Request) -> bytes | None:
     return bytes(body)
 
 
-async def hand_over(
-    broker: KafkaBroker, raw: bytes, result: ReportSubmittedV1 | list[RejectionReason]
-) -> ReportRejectedV1 | None:
-    """Publish the report for intake, or its rejection; returns the rejection if refused."""
-    if isinstance(result, ReportSubmittedV1):
-        await publish_all(
-            broker, [OutgoingMessage(REPORTS_SUBMITTED.name, raw, result.report_id.encode())]
-        )
-        return None
-    event = rejection(raw, result, via="http")
-    await publish_all(broker, [rejected_message(event, None)])
-    return event
+@dataclass(frozen=True)
+class Refused:
+    """A refusal already stored and published, with the HTTP status that answers it."""
+
+    event: ReportRejectedV1
+    status: int
+
+
+class Handover:
+    """Hands a submission over to intake: publishes a valid report, records a refusal."""
+
+    def __init__(self, broker: KafkaBroker, db: Database) -> None:
+        self._broker = broker
+        self._db = db
+
+    async def submit(
+        self, raw: bytes, result: ReportSubmittedV1 | list[RejectionReason], via: Channel
+    ) -> Refused | None:
+        """Publish the report for intake, or refuse it; returns the refusal if refused."""
+        if isinstance(result, ReportSubmittedV1):
+            message = OutgoingMessage(REPORTS_SUBMITTED.name, raw, result.report_id.encode())
+            await publish_all(self._broker, [message])
+            return None
+        too_large = any(r.type == "too_large" for r in result)
+        return await self.refuse(raw, result, via, 413 if too_large else 422)
+
+    async def refuse(
+        self, raw: bytes | None, reasons: list[RejectionReason], via: Channel, status: int
+    ) -> Refused:
+        """Store the refusal (with the bytes, kept only here), then publish it."""
+        event = rejection(raw or b"", reasons, via=via)
+        async with self._db.pool.acquire() as conn:
+            await repository.insert_rejections(conn, [(event, raw)])
+        await publish_all(self._broker, [rejected_message(event, None)])
+        return Refused(event, status)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import base64
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any
 
 import asyncpg
 from faststream.kafka import KafkaBroker
@@ -31,6 +31,7 @@ from helpline_shared.db import Database
 from helpline_shared.deadletters import DeadLetters, Record, position
 from helpline_shared.events import (
     CaseOpenedV1,
+    Channel,
     RejectionReason,
     ReportRejectedV1,
     ReportSubmittedV1,
@@ -91,7 +92,7 @@ def rejection(
     raw: bytes,
     reasons: list[RejectionReason],
     *,
-    via: Literal["kafka", "http"],
+    via: Channel,
     record: Record | None = None,
 ) -> ReportRejectedV1:
     rid = derive_id("rejected", position(record)) if record is not None else uuid.uuid4()
@@ -194,9 +195,7 @@ class Intake:
                     # have published, so publish the stored report again (same event id).
                     republish.append(cid)
             await repository.count_duplicates(conn, duplicates)
-            await repository.insert_rejections(
-                conn, [(e.event_id, e.rejected_at, "kafka", e.reasons) for _, e in rejected]
-            )
+            await repository.insert_rejections(conn, [(e, r.value) for r, e in rejected])
             rows = [*inserted.values(), *await repository.stored_reports(conn, republish)]
         for row in rows:
             with bind_event(

@@ -41,3 +41,9 @@ def _reason(err: Any) -> RejectionReason:
         # The email library quotes parts of the address in its messages.
         message = "value is not a valid email address"
     return RejectionReason(loc=loc, message=message, type=err["type"])
+
+
+def too_large_body() -> list[RejectionReason]:
+    """Why a body that passed the limit while being read was refused (it was not kept)."""
+    message = f"the body is over the limit of {MAX_MESSAGE_BYTES} bytes"
+    return [RejectionReason(loc="", message=message, type="too_large")]
