@@ -8,11 +8,14 @@ The size is `--fault-reports N` (when tests/faults is given on the command line)
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from tests.faults.progress import SUMMARIES
+
+LOG_DIRS: list[Path] = []
 
 DEFAULT_REPORTS = 300
 
@@ -36,8 +39,12 @@ def fault_reports(request: pytest.FixtureRequest) -> int:
 
 
 @pytest.fixture(scope="session")
-def fault_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("faults")
+def fault_dir() -> Path:
+    """Logs and data of every run, kept after the session (pytest's own temporary
+    directories are rotated away by concurrent sessions); printed in the summary."""
+    path = Path(tempfile.mkdtemp(prefix="helpline-faults-"))
+    LOG_DIRS.append(path)
+    return path
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
@@ -47,3 +54,5 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     for summary in SUMMARIES:
         for line in summary.lines():
             terminalreporter.write_line(line)
+    for path in LOG_DIRS:
+        terminalreporter.write_line(f"logs: {path}")

@@ -33,6 +33,7 @@ from helpline_cli.stack import Stack
 from helpline_shared.settings import Settings
 from helpline_shared.topics import REPORTS_SUBMITTED
 from tests.conftest import fresh_database
+from tests.faults.platform_proxy import PlatformFaults, PlatformProxy
 from tests.faults.progress import Progress
 from tests.faults.proxy import ProxyThread
 from tests.infra import Infra
@@ -120,6 +121,7 @@ class Run:
     source: str
     proxy: ProxyThread | None = None
     postgres: OwnPostgres | None = None
+    platforms: PlatformProxy | None = None
     reports: list[dict[str, Any]] = field(default_factory=list)
     duplicates: int = 0  # byte-identical repeats published on purpose
     resent: int = 0  # sends the load retried after an error (may have been stored twice)
@@ -128,6 +130,7 @@ class Run:
     timeline: list[tuple[float, str]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # faults that did not go as planned
     stopped: set[str] = field(default_factory=set)  # processes stopped on purpose, for good
+    generation: dict[str, int] = field(default_factory=dict)  # deliberate stops per process
     started: float = field(default_factory=time.monotonic)
     progress: Progress = field(default_factory=Progress)
 
@@ -245,6 +248,7 @@ async def stop_process(run: Run, name: str, sig: int, *, restart: bool = True) -
     """Signal one service process, wait for its exit, and start it again unless asked not
     to; returns the exit code. Readiness after a restart is awaited in the background and a
     process that never gets ready is recorded as a problem."""
+    run.generation[name] = run.generation.get(name, 0) + 1
     code = await asyncio.to_thread(run.stack.signal_service, name, sig, 60.0)
     what = signal.Signals(sig).name
     run.note(f"{what} {name}: exit {code}")
@@ -257,10 +261,14 @@ async def stop_process(run: Run, name: str, sig: int, *, restart: bool = True) -
 
 
 async def wait_ready(run: Run, name: str, timeout_s: float = 120.0) -> None:
+    generation = run.generation.get(name, 0)
     try:
         await run.stack.wait_ready((name,), timeout_s)
         run.note(f"{name} ready")
     except (TimeoutError, RuntimeError) as exc:
+        if run.generation.get(name, 0) != generation:
+            return  # stopped again on purpose before it got ready
+
         run.problems.append(f"{name}: {exc}")
         run.note(f"{name} NOT ready: {exc}")
 
@@ -374,6 +382,7 @@ async def open_run(
     own_postgres: bool = False,
     env: dict[str, str] | None = None,
     replicas: dict[str, int] | None = None,
+    platform_faults: PlatformFaults | None = None,
 ) -> AsyncIterator[Run]:
     """The whole system for one scenario; stopped (and its logs kept in `tmp`) afterwards."""
     log_dir = tmp / f"{name}-logs"
@@ -381,6 +390,7 @@ async def open_run(
     broker, servers, proxy = start_broker(log_dir / "broker.log", proxied=proxied)
     postgres = None
     stack: Stack | None = None
+    platforms: PlatformProxy | None = None
     try:
         if own_postgres:
             postgres = await asyncio.to_thread(OwnPostgres, tmp / f"{name}-postgres")
@@ -400,6 +410,12 @@ async def open_run(
             "HELPLINE_DATABASE_URL": database_url,
             "HELPLINE_PLATFORM_BASE_URL": f"http://127.0.0.1:{ports['HELPLINE_SIMULATOR_PORT']}",
         }
+        if platform_faults is not None:
+            platforms = PlatformProxy(
+                full_env["HELPLINE_PLATFORM_BASE_URL"], free_port(), platform_faults
+            )
+            platforms.start()
+            full_env["HELPLINE_PLATFORM_BASE_URL"] = platforms.url
         settings = Settings.model_validate(
             {
                 k.removeprefix("HELPLINE_").lower(): v
@@ -416,6 +432,7 @@ async def open_run(
             source=f"faults-{name}-{uuid.uuid4().hex[:6]}",
             proxy=proxy,
             postgres=postgres,
+            platforms=platforms,
         )
         await stack.start_services(replicas=replicas)
         run.started = time.monotonic()
@@ -430,6 +447,8 @@ async def open_run(
         await asyncio.to_thread(broker.wait, 10)
         if proxy is not None:
             proxy.stop()
+        if platforms is not None:
+            platforms.stop()
         if postgres is not None:
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(postgres.stop)

@@ -192,8 +192,11 @@ async def malformed_check(run: Run) -> Check:
     return Check("malformed messages on their topic once", not missing and not repeated, evidence)
 
 
-async def assert_invariants(run: Run, *, settled: bool | None = None) -> Summary:
-    """Run every check, show the summary, and fail listing each failed check's evidence."""
+async def assert_invariants(
+    run: Run, *, settled: bool | None = None, extra: list[Check] | None = None
+) -> Summary:
+    """Run every check (and a scenario's own `extra` ones), show the summary, and fail
+    listing each failed check's evidence."""
     if settled is None:
         settled = await settle(run)
     checks: list[Check] = [Check("pipeline settled", settled, str(run.timeline[-1][1])[:300])]
@@ -203,6 +206,7 @@ async def assert_invariants(run: Run, *, settled: bool | None = None) -> Summary
         checks.append(await malformed_check(run))
     finally:
         await db.close()
+    checks += extra or []
     dead = [n for n in run.stack.dead() if n not in run.stopped]
     checks.append(
         Check(
