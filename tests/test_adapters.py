@@ -32,7 +32,14 @@ from tests.helpers import serve_simulator
 
 DECISIONS: frozenset[str] = frozenset(typing.get_args(Decision))
 SLUGS = sorted(ADAPTERS)
-QUIET = {"latency_ms": 0, "error_rate": 0, "rate_limit_rate": 0, "decision_delay_ms": 0}
+QUIET = {
+    "latency_ms": 0,
+    "error_rate": 0,
+    "rate_limit_rate": 0,
+    "decision_delay_ms": 0,
+    "lost_reply_rate": 0,
+    "store_delay_ms": 0,
+}
 
 
 @pytest.fixture(scope="module")
@@ -289,3 +296,38 @@ async def test_closed_port_is_retryable(slug: str, session: aiohttp.ClientSessio
 
     assert caught.value.http_status is None
     assert slug in caught.value.reason
+
+
+async def test_lookup_on_a_missing_route_is_an_error_not_not_found(
+    slug: str, sim: str, session: aiohttp.ClientSession
+) -> None:
+    """Hole 6: a 404 from a route that does not exist read as "never received", which
+    re-sends the notice. Only the platform's own not-found answer means that."""
+    misrouted = ADAPTERS[slug](session, f"{sim}/wrong-prefix")
+    with pytest.raises(RetryableError) as caught:
+        await misrouted.lookup(uuid.uuid4())
+    assert caught.value.http_status == 404
+    assert caught.value.maybe_received
+
+
+async def test_a_lost_reply_is_a_maybe_received_error_and_the_notice_is_stored(
+    adapter: NoticeApiAdapter, sim: str
+) -> None:
+    """The simulator's "stored, but the reply was lost" fault, as the adapter sees it."""
+    await configure(sim, lost_reply_rate=1.0)
+    n = notice()
+    with pytest.raises(RetryableError) as caught:
+        await adapter.submit(n)
+    assert caught.value.maybe_received
+    await configure(sim, lost_reply_rate=0.0)
+    assert await adapter.lookup(n.client_reference) is not None
+
+
+async def test_a_late_store_is_found_only_later(adapter: NoticeApiAdapter, sim: str) -> None:
+    """The simulator's "stored late" fault: received at once, found by lookup later."""
+    await configure(sim, store_delay_ms=300.0)
+    n = notice()
+    await adapter.submit(n)
+    assert await adapter.lookup(n.client_reference) is None
+    await asyncio.sleep(0.4)
+    assert await adapter.lookup(n.client_reference) is not None

@@ -52,6 +52,8 @@ async def http(simulator: str) -> AsyncIterator[aiohttp.ClientSession]:
                 "rate_limit_rate": 0,
                 "decision_delay_ms": 0,
                 "status_override": "",
+                "lost_reply_rate": 0,
+                "store_delay_ms": 0,
             },
         )
         yield session
@@ -427,3 +429,70 @@ async def test_a_pending_decision_is_chased_less_and_less_often(
         gaps.append(round((row["next_action_at"] - utcnow()).total_seconds()))
         await db.pool.execute("UPDATE escalator.escalations SET next_action_at = now()")
     assert gaps == [2, 4, 8, 10, 10]
+
+
+async def run_until_final(worker: PlatformWorker, db: Database, eid: uuid.UUID) -> Any:
+    """Step the worker as its loop would until the escalation is final (or 10 s pass)."""
+    for _ in range(200):
+        await worker.step()
+        row = await escalation(db, eid)
+        if row["state"] in ("decided", "failed", "needs_manual"):
+            return row
+        await asyncio.sleep(0.05)
+    return row
+
+
+@pytest.mark.parametrize("lost_reply", [True, False])
+async def test_a_notice_stored_late_is_found_not_sent_again(
+    db: Database, simulator: str, http: aiohttp.ClientSession, lost_reply: bool
+) -> None:
+    """Hole 6: after an unclear submit the lookup ran about a second later and read
+    "not found" as "never received", so a notice the platform stored late went twice.
+    A lookup that finds nothing re-sends only after the platform's settle period."""
+    await db.pool.execute("TRUNCATE escalator.escalations, escalator.attempts, outbox")
+    settings = Settings(
+        escalation_retry_base_s=0.05,
+        escalation_claim_lease_s=30,
+        platform_settle_s=1.5,
+        platform_timeout_s=0.5 if not lost_reply else 10,
+    )
+    worker = PlatformWorker(
+        TikTokAdapter(http, simulator), db, Outbox(db, KafkaBroker(), "e"), settings
+    )
+    if lost_reply:  # stored, the reply lost, and stored late
+        faults = {"lost_reply_rate": 1.0, "store_delay_ms": 700}
+    else:  # the platform is slower than our timeout and stores late
+        faults = {"latency_ms": 1500, "store_delay_ms": 700}
+    await http.post(f"{simulator}/_sim/config", json=faults)
+    eid = await add_escalation(db)
+    await worker.step()
+    assert (await escalation(db, eid))["state"] == "in_flight"  # unclear: look it up
+    await http.post(f"{simulator}/_sim/config", json={"lost_reply_rate": 0, "latency_ms": 0})
+    row = await run_until_final(worker, db, eid)
+    stats = await sim_stats(http, simulator)
+    assert stats["per_client_reference"] == {str(eid): 1}
+    assert row["state"] == "decided"
+    rows = await db.pool.fetch("SELECT kind FROM escalator.attempts ORDER BY started_at")
+    kinds = [r["kind"] for r in rows]
+    assert kinds[0] == "submit"
+    assert "lookup" in kinds
+
+
+async def test_a_notice_that_never_arrived_is_sent_again_after_the_settle_period(
+    db: Database, simulator: str, http: aiohttp.ClientSession
+) -> None:
+    await db.pool.execute("TRUNCATE escalator.escalations, escalator.attempts, outbox")
+    settings = Settings(
+        escalation_retry_base_s=0.05, escalation_claim_lease_s=30, platform_settle_s=0.5
+    )
+    worker = PlatformWorker(
+        TikTokAdapter(http, simulator), db, Outbox(db, KafkaBroker(), "e"), settings
+    )
+    eid = await add_escalation(db)
+    worker.adapter = BrokenPlatform()  # the submit fails unclearly, never reaching the platform
+    await worker.step()
+    worker.adapter = TikTokAdapter(http, simulator)
+    row = await run_until_final(worker, db, eid)
+    assert row["state"] == "decided"
+    assert row["attempts"] == 2
+    assert (await sim_stats(http, simulator))["per_client_reference"] == {str(eid): 1}

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -100,11 +100,26 @@ class PlatformWorker:
         for loop in self._loops:
             loop.wake()
 
-    async def _call(self, claim: Claim) -> PlatformResult | None:
-        """One platform call, once a concurrency slot and the rate limit allow it."""
+    def settle_s(self) -> float:
+        """The platform's settle period, unless the settings override every platform's."""
+        override = self._settings.platform_settle_s
+        return float(self.adapter.settle_s if override is None else override)
+
+    def _unsettled_s(self, row: asyncpg.Record) -> float:
+        """How much of the settle period is left since the notice was last sent."""
+        last_sent: datetime | None = row["last_sent_at"]
+        if last_sent is None:
+            return 0.0
+        elapsed = (utcnow() - last_sent).total_seconds()
+        return max(0.0, self.settle_s() - elapsed)
+
+    async def _call(self, claim: Claim, sent: list[datetime]) -> PlatformResult | None:
+        """One platform call, once a concurrency slot and the rate limit allow it; appends
+        to `sent` the time the request goes out."""
         row = claim.row
         call: Coroutine[Any, Any, PlatformResult | None]
         async with self._in_flight, self._limiter:
+            sent.append(utcnow())
             if claim.kind == "submit":
                 call = self.adapter.submit(notice_for(row, self._settings))
             elif claim.kind == "status":
@@ -124,8 +139,9 @@ class PlatformWorker:
         with bind_event(case_id=row["case_id"], event_id=row["escalation_id"]):
             # Only the adapter's typed errors are platform answers; anything else is a bug
             # and propagates (see `step`), never read as "maybe received".
+            sent: list[datetime] = []
             try:
-                result = await self._call(claim)
+                result = await self._call(claim, sent)
             except AdapterError as exc:
                 error: AdapterError | None = exc
             else:
@@ -137,6 +153,7 @@ class PlatformWorker:
                     attempts=attempts,
                     policy=self._policy,
                     status_checks=row["status_checks"],
+                    unsettled_s=self._unsettled_s(row) if claim.kind == "lookup" else 0.0,
                 )
             else:
                 log.warning(
@@ -163,6 +180,7 @@ class PlatformWorker:
             result=t.attempt_result,
             http_status=t.http_status,
             error=t.error,
+            sent_at=sent[0] if sent and claim.kind == "submit" else None,
         )
         outcome = (
             outcome_message(

@@ -71,7 +71,10 @@ SET claimed_at = now(),
     state = CASE WHEN d.prior IN ('queued', 'retrying') THEN 'in_flight' ELSE e.state END,
     attempts = e.attempts + CASE WHEN d.prior IN ('queued', 'retrying') THEN 1 ELSE 0 END,
     lookups = e.lookups + CASE WHEN d.prior = 'in_flight' THEN 1 ELSE 0 END,
-    status_checks = e.status_checks + CASE WHEN d.prior = 'submitted' THEN 1 ELSE 0 END
+    status_checks = e.status_checks + CASE WHEN d.prior = 'submitted' THEN 1 ELSE 0 END,
+    -- A submit goes out before its lease ends; the worker records when it really went out.
+    last_sent_at = CASE WHEN d.prior IN ('queued', 'retrying')
+                        THEN now() + make_interval(secs => $3) ELSE e.last_sent_at END
 FROM due d
 WHERE e.escalation_id = d.escalation_id
 RETURNING e.*, d.prior, d.prior_claim IS NOT NULL AS reclaimed
@@ -142,6 +145,7 @@ class Update:
     result: str
     http_status: int | None
     error: str | None
+    sent_at: datetime | None = None  # when a submit's request went out
 
 
 async def apply_updates(conn: Conn, updates: Sequence[Update]) -> set[uuid.UUID]:
@@ -160,10 +164,11 @@ async def apply_updates(conn: Conn, updates: Sequence[Update]) -> set[uuid.UUID]
             decision = COALESCE(u.decision, e.decision),
             platform_reference = COALESCE(u.ref, e.platform_reference),
             reason = u.reason,
-            decided_at = CASE WHEN u.state = 'decided' THEN now() ELSE e.decided_at END
+            decided_at = CASE WHEN u.state = 'decided' THEN now() ELSE e.decided_at END,
+            last_sent_at = COALESCE(u.sent_at, e.last_sent_at)
         FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::text[],
-                    $6::text[], $7::timestamptz[])
-            AS u(id, state, next_at, decision, ref, reason, claimed_at)
+                    $6::text[], $7::timestamptz[], $8::timestamptz[])
+            AS u(id, state, next_at, decision, ref, reason, claimed_at, sent_at)
         WHERE e.escalation_id = u.id AND e.claimed_at = u.claimed_at
         RETURNING e.escalation_id
         """,
@@ -174,6 +179,7 @@ async def apply_updates(conn: Conn, updates: Sequence[Update]) -> set[uuid.UUID]
         [u.platform_reference for u in updates],
         [u.reason for u in updates],
         [u.claimed_at for u in updates],
+        [u.sent_at for u in updates],
     )
     await conn.execute(
         """

@@ -4,10 +4,12 @@ again, and which outcome (if any) to announce.
 Pure functions, so every branch of the state machine is tested without I/O. The rules
 that keep a URL from being sent twice: a submit whose fate is unknown (timeout, dropped
 connection, a 5xx other than 503) is *looked up* next, never re-sent; only a lookup that
-finds nothing re-queues it. A lookup that fails keeps the escalation in flight; if the
-platform cannot tell (a refusal, or `max_attempts` failed lookups, backing off), a person
-decides (`needs_manual`). A pending decision is chased at a doubling interval up to a cap
-(`status_max_s`), and so are failed status checks: chasing never repeats at a fixed rate.
+finds nothing once the platform's settle period has passed since the notice was sent
+re-queues it (a platform that timed out may store the notice later). A lookup that fails
+keeps the escalation in flight; if the platform cannot tell (a refusal, or `max_attempts`
+failed lookups, backing off), a person decides (`needs_manual`). A pending decision is
+chased at a doubling interval up to a cap (`status_max_s`), and so are failed status
+checks: chasing never repeats at a fixed rate.
 """
 
 from __future__ import annotations
@@ -62,8 +64,14 @@ def after_success(
     attempts: int,
     policy: Policy,
     status_checks: int = 0,
+    unsettled_s: float = 0.0,
 ) -> Transition:
-    if result is None:  # a lookup found nothing: the interrupted submit never arrived
+    """`unsettled_s`: for a lookup, how much of the platform's settle period is left since
+    the notice was last sent (0 once it has passed)."""
+    if result is None and unsettled_s > 0:
+        # Nothing yet, but the platform may still store what it received: ask again later.
+        return Transition("in_flight", "ok", delay_s=unsettled_s)
+    if result is None:  # a lookup found nothing after the settle period: it never arrived
         if attempts >= policy.max_attempts:
             reason = f"gave up after {attempts} attempts: the platform never received it"
             return Transition("failed", "ok", reason=reason, announce=True)

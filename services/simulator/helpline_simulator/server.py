@@ -6,7 +6,12 @@ Per platform `<slug>`:
 - `GET /<slug>/v1/notices/<reference>` answers its status (a decision once due);
 - `GET /<slug>/v1/notices?client_reference=...` finds a notice by the sender's reference.
 Decisions are seeded: the same seed and client reference always get the same decision.
-Latency, 503s and 429s (with `Retry-After`) are injected as configured.
+Latency, 503s and 429s (with `Retry-After`) are injected as configured, and so are the
+two fates of a notice whose sender cannot tell whether it arrived: "stored, but the reply
+was lost" (`lost_reply_rate`: the connection drops mid-reply after the notice is received)
+and "stored late" (`store_delay_ms`: a received notice is found by lookup only later).
+Every notice received is counted per client reference at once, whatever its fate, so
+`/_sim/stats` shows any reference sent twice.
 Control: `GET /_sim/stats` (submissions counted per platform and per client reference),
 `POST /_sim/config` (change the behaviour at run time), `POST /_sim/reset`.
 """
@@ -22,8 +27,9 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from helpline_shared.settings import Settings
 from helpline_simulator.platforms import PLATFORMS, PlatformSpec
@@ -38,6 +44,8 @@ class SimConfig:
     decision_delay_ms: float = 0.0
     takedown_rate: float = 0.942
     status_override: str = ""  # answer this status word for every notice (a new vocabulary)
+    lost_reply_rate: float = 0.0  # share of received notices whose reply is dropped
+    store_delay_ms: float = 0.0  # time before a received notice is stored (found by lookup)
 
     @classmethod
     def from_settings(cls, s: Settings) -> SimConfig:
@@ -48,6 +56,8 @@ class SimConfig:
             rate_limit_rate=s.simulator_rate_limit_rate,
             decision_delay_ms=s.simulator_decision_delay_ms,
             takedown_rate=s.simulator_takedown_rate,
+            lost_reply_rate=s.simulator_lost_reply_rate,
+            store_delay_ms=s.simulator_store_delay_ms,
         )
 
 
@@ -71,6 +81,56 @@ class SimState:
     submissions: dict[str, int] = field(default_factory=dict)
     per_client_reference: dict[str, int] = field(default_factory=dict)
     rng: random.Random = field(default_factory=random.Random)
+    received: int = 0
+    lost_replies: int = 0
+
+    def receive(self, slug: str, client_reference: str, url: str, body: Any) -> Notice:
+        """Count a received notice at once; store it (visible to lookups) now, or after
+        `store_delay_ms`."""
+        self.submissions[slug] = self.submissions.get(slug, 0) + 1
+        self.per_client_reference[client_reference] = (
+            self.per_client_reference.get(client_reference, 0) + 1
+        )
+        self.received += 1
+        notice = Notice(
+            f"{slug}-{self.received:08d}",
+            slug,
+            client_reference,
+            url,
+            time.monotonic() + self.config.decision_delay_ms / 1000,
+            _decide(PLATFORMS[slug], self.config, client_reference),
+            str(body.get("category", "")),
+            str(body.get("dsa_category", "")),
+        )
+
+        def store() -> None:
+            self.notices[notice.reference] = notice
+            self.by_client_reference[(slug, client_reference)] = notice.reference
+
+        if self.config.store_delay_ms:
+            asyncio.get_running_loop().call_later(self.config.store_delay_ms / 1000, store)
+        else:
+            store()
+        return notice
+
+
+class LostReply(Response):
+    """A reply that starts (201, a body promised) and is cut off: the client sees the
+    connection drop after the platform received the notice."""
+
+    def __init__(self) -> None:
+        super().__init__(status_code=201)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 201,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", b"64")],
+            }
+        )
+        await send({"type": "http.response.body", "body": b'{"ref', "more_body": True})
+        # Returning without the rest makes the server close the connection.
 
 
 def _decide(spec: PlatformSpec, config: SimConfig, client_reference: str) -> str:
@@ -112,7 +172,7 @@ def create_simulator(config: SimConfig) -> Starlette:
             "dsa_category": n.dsa_category,
         }
 
-    async def notices(request: Request) -> JSONResponse:
+    async def notices(request: Request) -> Response:
         slug = request.path_params["platform"]
         if slug not in PLATFORMS:
             return JSONResponse({"error": f"unknown platform {slug}"}, status_code=404)
@@ -132,23 +192,10 @@ def create_simulator(config: SimConfig) -> Starlette:
             return JSONResponse(
                 {"error": "a notice needs client_reference and url"}, status_code=400
             )
-        state.submissions[slug] = state.submissions.get(slug, 0) + 1
-        state.per_client_reference[client_reference] = (
-            state.per_client_reference.get(client_reference, 0) + 1
-        )
-        ref = f"{slug}-{len(state.notices) + 1:08d}"
-        notice = Notice(
-            ref,
-            slug,
-            client_reference,
-            url,
-            time.monotonic() + state.config.decision_delay_ms / 1000,
-            _decide(PLATFORMS[slug], state.config, client_reference),
-            str(body.get("category", "")),
-            str(body.get("dsa_category", "")),
-        )
-        state.notices[ref] = notice
-        state.by_client_reference[(slug, client_reference)] = ref
+        notice = state.receive(slug, client_reference, url, body)
+        if state.rng.random() < state.config.lost_reply_rate:
+            state.lost_replies += 1
+            return LostReply()
         return JSONResponse(view(notice), status_code=201)
 
     async def notice(request: Request) -> JSONResponse:
@@ -168,6 +215,8 @@ def create_simulator(config: SimConfig) -> Starlette:
                 "by_platform": state.submissions,
                 "distinct_client_references": len(state.per_client_reference),
                 "repeated_client_references": repeats,
+                "per_client_reference": state.per_client_reference,
+                "lost_replies": state.lost_replies,
                 "config": asdict(state.config),
             }
         )
@@ -185,6 +234,7 @@ def create_simulator(config: SimConfig) -> Starlette:
         state.by_client_reference.clear()
         state.submissions.clear()
         state.per_client_reference.clear()
+        state.received = state.lost_replies = 0
         return JSONResponse({"status": "reset"})
 
     async def health(_: Request) -> JSONResponse:

@@ -105,9 +105,15 @@ class NeedsManualError(AdapterError):
 
 
 class PlatformAdapter(abc.ABC):
-    """One platform's reporting channel."""
+    """One platform's reporting channel.
+
+    `settle_s` is how long after sending a notice the platform may still store it (a
+    request that timed out can be processed later): a lookup that finds nothing proves the
+    notice never arrived only once this long has passed since it was sent.
+    """
 
     slug: str
+    settle_s: float = 60.0
 
     @abc.abstractmethod
     async def submit(self, notice: Notice) -> PlatformResult:
@@ -119,4 +125,5 @@ class PlatformAdapter(abc.ABC):
 
     @abc.abstractmethod
     async def lookup(self, client_reference: uuid.UUID) -> PlatformResult | None:
-        """Find a notice by our reference (after a crash mid-submit); None if never received."""
+        """Find a notice by our reference (after an unclear submit); None only when the
+        platform itself says it holds none (not for an answer from a missing route)."""

@@ -61,6 +61,9 @@ class NoticeApiAdapter(PlatformAdapter):
     categories: ClassVar[dict[str, str]]
     default_category: ClassVar[str]
     decisions: ClassVar[dict[str, Decision | None]]
+    # The body of the platform's own "no such notice" answer; a 404 with any other body
+    # (a proxy's, a missing route's) is not an answer about the notice.
+    not_found: ClassVar[dict[str, str]] = {"error": "not found"}
 
     def __init__(self, client: aiohttp.ClientSession, base_url: str) -> None:
         self._client = client
@@ -98,6 +101,12 @@ class NoticeApiAdapter(PlatformAdapter):
                 reference=reference,
             )
         return PlatformResult(reference=reference, decision=self.decisions[status])
+
+    def _is_not_found(self, response: Reply) -> bool:
+        try:
+            return bool(response.json() == self.not_found)
+        except ValueError:
+            return False
 
     async def _call(self, method: str, url: str, **kwargs: Any) -> Reply:
         try:
@@ -158,7 +167,13 @@ class NoticeApiAdapter(PlatformAdapter):
             "GET", self._url, params={"client_reference": str(client_reference)}
         )
         if response.status_code == 404:
-            return None
+            if self._is_not_found(response):
+                return None
+            raise RetryableError(
+                f"{self.slug}: 404 without the platform's not-found answer (a missing route?)",
+                http_status=404,
+                maybe_received=True,
+            )
         if response.status_code != 200:
             raise self._refuse(self.slug, response)
         return self._result(response)
