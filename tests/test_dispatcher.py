@@ -496,3 +496,34 @@ async def test_a_notice_that_never_arrived_is_sent_again_after_the_settle_period
     assert row["state"] == "decided"
     assert row["attempts"] == 2
     assert (await sim_stats(http, simulator))["per_client_reference"] == {str(eid): 1}
+
+
+async def test_a_claim_stalled_past_its_lease_is_released_not_sent(
+    db: Database, simulator: str, http: aiohttp.ClientSession
+) -> None:
+    """Hole 14: lease sizing ignored waits for the rate limiter (and the slots and a
+    database connection). A claim stalled until its lease expired still made its call,
+    while another worker could reclaim and look it up. Now it goes back unsent."""
+    await db.pool.execute("TRUNCATE escalator.escalations, escalator.attempts, outbox")
+    # One call per 5 s; a 4 s lease; calls of at most 1.5 s must start within 1.5 s.
+    settings = Settings(
+        platform_rate_per_s=0.2,
+        platform_timeout_s=0.5,
+        escalation_claim_lease_s=4,
+        escalation_claim_batch=1,
+    )
+    worker = PlatformWorker(
+        TikTokAdapter(http, simulator), db, Outbox(db, KafkaBroker(), "e"), settings
+    )
+    first = await add_escalation(db, next_action_at=utcnow() - timedelta(seconds=1))
+    stalled = await add_escalation(db)
+    await worker.step()  # takes the rate limit's only token
+    assert (await escalation(db, first))["state"] == "decided"
+    await worker.step()  # waits for the limiter past the point where its call could end in time
+    row = await escalation(db, stalled)
+    assert (row["state"], row["attempts"], row["claimed_at"]) == ("queued", 0, None)
+    attempt = await db.pool.fetchrow(
+        "SELECT * FROM escalator.attempts WHERE escalation_id = $1", stalled
+    )
+    assert attempt["result"] == "not_sent"
+    assert (await sim_stats(http, simulator))["per_client_reference"] == {str(first): 1}

@@ -6,13 +6,16 @@ attempt for each in one transaction *before* calling the platform; it then write
 states, finishes the attempts and queues the outcome events in one transaction (the
 outbox), so an outcome is published if and only if its state is stored. An escalation
 whose claim outlived the lease (the process died mid-call) is looked up on the platform by
-our reference and never blindly re-sent.
+our reference and never blindly re-sent. No call starts once it could still be running
+when its claim's lease expires (waits for a slot, the rate limit or a database connection
+included): such a claim is released unsent, so a claim never outlives its lease in hand.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine, Mapping
+import contextlib
+from collections.abc import AsyncIterator, Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,7 +31,14 @@ from helpline_escalator.adapters.base import (
     RetryableError,
 )
 from helpline_escalator.outcomes import outcome_message
-from helpline_escalator.repository import Claim, Update, apply_updates, claim_due
+from helpline_escalator.repository import (
+    Claim,
+    Release,
+    Update,
+    apply_updates,
+    claim_due,
+    release_claims,
+)
 from helpline_escalator.severity import most_severe_first, orders
 from helpline_escalator.transitions import Policy, after_failure, after_success
 from helpline_shared.db import Database
@@ -40,6 +50,10 @@ from helpline_shared.outbox import Outbox
 from helpline_shared.settings import Settings
 
 log = get_logger("helpline.escalator.dispatch")
+
+
+class LeaseDeadlineError(Exception):
+    """A claim's call could no longer start in time to finish within the claim's lease."""
 
 
 @dataclass(frozen=True)
@@ -113,12 +127,33 @@ class PlatformWorker:
         elapsed = (utcnow() - last_sent).total_seconds()
         return max(0.0, self.settle_s() - elapsed)
 
-    async def _call(self, claim: Claim, sent: list[datetime]) -> PlatformResult | None:
-        """One platform call, once a concurrency slot and the rate limit allow it; appends
-        to `sent` the time the request goes out."""
+    @contextlib.asynccontextmanager
+    async def _turn(self, deadline: float) -> AsyncIterator[None]:
+        """A concurrency slot and a rate-limit token, or `LeaseDeadlineError` once the loop's clock
+        passes `deadline` (the last moment a call can start and still end in its lease)."""
+        slot = False
+        try:
+            async with asyncio.timeout_at(deadline):
+                await self._in_flight.acquire()
+                slot = True
+                await self._limiter.acquire()
+        except TimeoutError:
+            if slot:
+                self._in_flight.release()
+            raise LeaseDeadlineError from None
+        try:
+            yield
+        finally:
+            self._in_flight.release()
+
+    async def _call(
+        self, claim: Claim, deadline: float, sent: list[datetime]
+    ) -> PlatformResult | None:
+        """One platform call, once a concurrency slot and the rate limit allow it before
+        `deadline`; appends to `sent` the time the request goes out."""
         row = claim.row
         call: Coroutine[Any, Any, PlatformResult | None]
-        async with self._in_flight, self._limiter:
+        async with self._turn(deadline):
             sent.append(utcnow())
             if claim.kind == "submit":
                 call = self.adapter.submit(notice_for(row, self._settings))
@@ -133,41 +168,51 @@ class PlatformWorker:
                     f"{self.adapter.slug}: no answer within the call budget", maybe_received=True
                 ) from exc
 
-    async def _act(self, claim: Claim) -> Step:
+    async def _act(self, claim: Claim, deadline: float) -> Step | Release:
+        row = claim.row
+        with bind_event(case_id=row["case_id"], event_id=row["escalation_id"]):
+            try:
+                return await self._answer(claim, deadline)
+            except LeaseDeadlineError:
+                log.warning("claim released before its call: it would outlive its lease")
+                return Release(
+                    row["escalation_id"], row["claimed_at"], claim.attempt_id, claim.kind
+                )
+
+    async def _answer(self, claim: Claim, deadline: float) -> Step:
         row = claim.row
         attempts: int = row["attempts"]
-        with bind_event(case_id=row["case_id"], event_id=row["escalation_id"]):
-            # Only the adapter's typed errors are platform answers; anything else is a bug
-            # and propagates (see `step`), never read as "maybe received".
-            sent: list[datetime] = []
-            try:
-                result = await self._call(claim, sent)
-            except AdapterError as exc:
-                error: AdapterError | None = exc
-            else:
-                error = None
-            if error is None:
-                t = after_success(
-                    claim.kind,
-                    result,
-                    attempts=attempts,
-                    policy=self._policy,
-                    status_checks=row["status_checks"],
-                    unsettled_s=self._unsettled_s(row) if claim.kind == "lookup" else 0.0,
-                )
-            else:
-                log.warning(
-                    "platform call failed", kind=claim.kind, error=error.reason, attempts=attempts
-                )
-                t = after_failure(
-                    claim.kind,
-                    error,
-                    attempts=attempts,
-                    lookups=row["lookups"],
-                    status_checks=row["status_checks"],
-                    reference=row["platform_reference"],
-                    policy=self._policy,
-                )
+        # Only the adapter's typed errors are platform answers; anything else is a bug
+        # and propagates (see `step`), never read as "maybe received".
+        sent: list[datetime] = []
+        try:
+            result = await self._call(claim, deadline, sent)
+        except AdapterError as exc:
+            error: AdapterError | None = exc
+        else:
+            error = None
+        if error is None:
+            t = after_success(
+                claim.kind,
+                result,
+                attempts=attempts,
+                policy=self._policy,
+                status_checks=row["status_checks"],
+                unsettled_s=self._unsettled_s(row) if claim.kind == "lookup" else 0.0,
+            )
+        else:
+            log.warning(
+                "platform call failed", kind=claim.kind, error=error.reason, attempts=attempts
+            )
+            t = after_failure(
+                claim.kind,
+                error,
+                attempts=attempts,
+                lookups=row["lookups"],
+                status_checks=row["status_checks"],
+                reference=row["platform_reference"],
+                policy=self._policy,
+            )
         update = Update(
             escalation_id=row["escalation_id"],
             claimed_at=row["claimed_at"],
@@ -223,6 +268,10 @@ class PlatformWorker:
         then reconciled by lookup, since whether its call went out is unknown.
         """
         s = self._settings
+        # Measured from before the claim (and before waiting for a connection): no call
+        # starts so late that it could still be running when the lease expires.
+        deadline = asyncio.get_running_loop().time() + s.escalation_claim_lease_s
+        deadline -= self.call_budget_s() + 1.0
         async with self._db.pool.acquire() as conn, conn.transaction():
             claims = await claim_due(
                 conn,
@@ -233,19 +282,24 @@ class PlatformWorker:
             )
         if not claims:
             return 0
-        acted = await asyncio.gather(*(self._act(c) for c in claims), return_exceptions=True)
+        acted = await asyncio.gather(
+            *(self._act(c, deadline) for c in claims), return_exceptions=True
+        )
         steps = [a for a in acted if isinstance(a, Step)]
-        errors = [a for a in acted if not isinstance(a, Step)]
-        await self._store(steps)
+        releases = [a for a in acted if isinstance(a, Release)]
+        errors = [a for a in acted if isinstance(a, BaseException)]
+        await self._store(steps, releases)
         if errors:
             raise errors[0]
         return len(claims)
 
-    async def _store(self, steps: list[Step]) -> None:
-        """New states, finished attempts and outcome events, in one transaction."""
-        if not steps:
+    async def _store(self, steps: list[Step], releases: list[Release]) -> None:
+        """New states, finished attempts and outcome events, in one transaction; claims
+        released before their call go back as they were."""
+        if not steps and not releases:
             return
         async with self._db.pool.acquire() as conn, conn.transaction():
+            await release_claims(conn, releases)
             applied = await apply_updates(conn, [st.update for st in steps])
             await self._outbox.add(
                 conn,

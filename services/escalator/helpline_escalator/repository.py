@@ -194,3 +194,44 @@ async def apply_updates(conn: Conn, updates: Sequence[Update]) -> set[uuid.UUID]
         [u.error for u in updates],
     )
     return {r["escalation_id"] for r in rows}
+
+
+@dataclass(frozen=True)
+class Release:
+    """A claim given back before its call went out."""
+
+    escalation_id: uuid.UUID
+    claimed_at: datetime
+    attempt_id: uuid.UUID
+    kind: str  # submit | status | lookup
+
+
+async def release_claims(conn: Conn, releases: Sequence[Release]) -> None:
+    """Undo claims whose call never started: the escalation is due again as it was before
+    the claim (a submit back to its queue, its attempt count restored), and the attempt
+    ends `not_sent`. A claim already taken over elsewhere is left to its new holder."""
+    if not releases:
+        return
+    await conn.execute(
+        """
+        UPDATE escalator.escalations e
+        SET claimed_at = NULL, updated_at = now(), next_action_at = now(),
+            state = CASE WHEN u.kind = 'submit' THEN
+                        CASE WHEN e.attempts > 1 THEN 'retrying' ELSE 'queued' END
+                    ELSE e.state END,
+            attempts = e.attempts - CASE WHEN u.kind = 'submit' THEN 1 ELSE 0 END,
+            lookups = e.lookups - CASE WHEN u.kind = 'lookup' THEN 1 ELSE 0 END,
+            status_checks = e.status_checks - CASE WHEN u.kind = 'status' THEN 1 ELSE 0 END
+        FROM unnest($1::uuid[], $2::timestamptz[], $3::text[]) AS u(id, claimed_at, kind)
+        WHERE e.escalation_id = u.id AND e.claimed_at = u.claimed_at
+        """,
+        [r.escalation_id for r in releases],
+        [r.claimed_at for r in releases],
+        [r.kind for r in releases],
+    )
+    await conn.execute(
+        """UPDATE escalator.attempts SET finished_at = now(), result = 'not_sent',
+               error = 'released before the call: it would have outlived its lease'
+           WHERE attempt_id = ANY($1::uuid[])""",
+        [r.attempt_id for r in releases],
+    )
