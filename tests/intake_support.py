@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import inspect
 import json
 from collections.abc import AsyncIterator
@@ -38,6 +39,14 @@ def record(offset: int, value: bytes, key: bytes = b"k") -> ConsumerRecord[bytes
     )
 
 
+def original(r: Any) -> bytes:
+    """The refused bytes a `helpline.reports.rejected` record carries, else nothing."""
+    try:
+        return base64.b64decode(json.loads(r.value).get("original_base64") or "")
+    except (ValueError, AttributeError):
+        return b""
+
+
 def _build(builder: Any, broker: KafkaBroker, db: Database) -> list[tuple[str, ASGIApp]]:
     # Routes take the database once intake stores HTTP refusals itself.
     takes_db = len(inspect.signature(builder).parameters) > 1
@@ -64,10 +73,10 @@ class IntakeUnderTest:
     servers: str
 
     async def topic(self, name: str, marker: str) -> list[Any]:
-        """Records of topic `name` whose value or key contains `marker`."""
+        """Records of topic `name` whose value, key or refused original holds `marker`."""
 
         def keep(r: Any) -> bool:
-            return marker.encode() in (r.value or b"") + (r.key or b"")
+            return marker.encode() in (r.value or b"") + (r.key or b"") + original(r)
 
         return await read_topic(self.servers, name, keep=keep)
 

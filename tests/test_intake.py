@@ -71,7 +71,8 @@ async def test_redelivery_republishes_the_stored_report_and_counts_duplicates_on
     service, db = intake
     source = f"src-{uuid.uuid4().hex[:6]}"
     first = record(1000, report("r1", "the original text", source))
-    repeat = record(1001, report("r1", "a resubmission with other text", source))
+    # The same report again (other content would be a conflict: test_intake_conflicts.py).
+    repeat = record(1001, report("r1", "the original text", source))
     await service.run([first, repeat])
     await service.run([first, repeat])  # the whole batch redelivered
     rows = await db.pool.fetch("SELECT * FROM intake.reports WHERE source = $1", source)

@@ -4,7 +4,8 @@ A valid report is published onto `helpline.reports.submitted` (acknowledged by t
 and answered 202 with its case id; the intake consumer then stores it exactly as it does
 reports from other systems, so both paths share one deduplication. A refusal is stored and
 published on `helpline.reports.rejected` (see `submission`) and answered 422 with every
-reason, or 413 for a body over the size limit (not read further).
+reason, 413 for a body over the size limit (not read further), or 409 with RFC 9457
+problem details when other content is already stored under its `(source, report_id)`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ WRONG_TYPE = RejectionReason(
 
 def refused(refusal: Refused) -> Response:
     event = refusal.event
+    if refusal.status == 409:
+        return conflict_problem(refusal)
     return JSONResponse(
         {
             "status": "rejected",
@@ -35,6 +38,23 @@ def refused(refusal: Refused) -> Response:
             "errors": [r.model_dump() for r in event.reasons],
         },
         status_code=refusal.status,
+    )
+
+
+def conflict_problem(refusal: Refused) -> Response:
+    """RFC 9457 problem details for a conflicting resubmission."""
+    event = refusal.event
+    return JSONResponse(
+        {
+            "type": "https://helpline.example/problems/conflict",
+            "title": "Another report is stored under this source and report_id",
+            "status": 409,
+            "detail": event.reasons[0].message,
+            "rejection_id": str(event.event_id),
+            "errors": [r.model_dump() for r in event.reasons],
+        },
+        status_code=409,
+        media_type="application/problem+json",
     )
 
 

@@ -10,6 +10,7 @@ from datetime import datetime
 
 import asyncpg
 
+from helpline_intake.validation import content_hash
 from helpline_shared.db import Conn
 from helpline_shared.events import ReportRejectedV1, ReportSubmittedV1
 
@@ -32,6 +33,18 @@ async def claim_positions(conn: Conn, positions: Sequence[str]) -> set[str]:
     return {r["position"] for r in rows}
 
 
+async def stored_hashes(conn: Conn, case_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str | None]:
+    """The content hash of each stored report among `case_ids` (None if stored before
+    hashes were kept)."""
+    if not case_ids:
+        return {}
+    rows = await conn.fetch(
+        "SELECT case_id, content_hash FROM intake.reports WHERE case_id = ANY($1::uuid[])",
+        list(set(case_ids)),
+    )
+    return {r["case_id"]: r["content_hash"] for r in rows}
+
+
 async def insert_reports(conn: Conn, reports: Sequence[StoredReport]) -> list[asyncpg.Record]:
     """Insert reports not stored yet; returns the rows inserted."""
     if not reports:
@@ -40,16 +53,17 @@ async def insert_reports(conn: Conn, reports: Sequence[StoredReport]) -> list[as
         """
         INSERT INTO intake.reports (case_id, source, report_id, via, received_at, submitted_at,
             reporter_name, reporter_email, reporter_role, organisation, description, urls,
-            issue_types)
+            issue_types, content_hash)
         SELECT u.case_id, u.source, u.report_id, u.via, u.received_at, u.submitted_at,
             u.reporter_name, u.reporter_email, u.reporter_role, u.organisation, u.description,
             ARRAY(SELECT jsonb_array_elements_text(u.urls::jsonb)),
-            ARRAY(SELECT jsonb_array_elements_text(u.issue_types::jsonb))
+            ARRAY(SELECT jsonb_array_elements_text(u.issue_types::jsonb)), u.content_hash
         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],
             $6::timestamptz[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],
-            $12::text[], $13::text[])
+            $12::text[], $13::text[], $14::text[])
           AS u(case_id, source, report_id, via, received_at, submitted_at, reporter_name,
-            reporter_email, reporter_role, organisation, description, urls, issue_types)
+            reporter_email, reporter_role, organisation, description, urls, issue_types,
+            content_hash)
         ON CONFLICT DO NOTHING
         RETURNING *
         """,
@@ -66,6 +80,7 @@ async def insert_reports(conn: Conn, reports: Sequence[StoredReport]) -> list[as
         [s.report.description for s in reports],
         [json.dumps(s.report.urls) for s in reports],
         [json.dumps(s.report.issue_types) for s in reports],
+        [content_hash(s.report) for s in reports],
     )
 
 

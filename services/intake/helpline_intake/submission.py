@@ -17,8 +17,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from helpline_intake import repository
-from helpline_intake.usecase import rejected_message, rejection
-from helpline_intake.validation import MAX_MESSAGE_BYTES
+from helpline_intake.usecase import case_id_for, rejected_message, rejection
+from helpline_intake.validation import MAX_MESSAGE_BYTES, conflict, content_hash
 from helpline_shared.db import Database
 from helpline_shared.events import Channel, RejectionReason, ReportRejectedV1, ReportSubmittedV1
 from helpline_shared.kafka import OutgoingMessage, publish_all
@@ -62,11 +62,20 @@ class Handover:
     ) -> Refused | None:
         """Publish the report for intake, or refuse it; returns the refusal if refused."""
         if isinstance(result, ReportSubmittedV1):
+            if await self._conflicts(result):
+                return await self.refuse(raw, conflict(), via, 409)
             message = OutgoingMessage(REPORTS_SUBMITTED.name, raw, result.report_id.encode())
             await publish_all(self._broker, [message])
             return None
         too_large = any(r.type == "too_large" for r in result)
         return await self.refuse(raw, result, via, 413 if too_large else 422)
+
+    async def _conflicts(self, report: ReportSubmittedV1) -> bool:
+        """Whether other content is stored under this report's id. Two different reports
+        sent at once may both pass here: the consumer then refuses the later one."""
+        async with self._db.pool.acquire() as conn:
+            stored = await repository.stored_hashes(conn, [case_id_for(report)])
+        return stored.get(case_id_for(report)) not in (None, content_hash(report))
 
     async def refuse(
         self, raw: bytes | None, reasons: list[RejectionReason], via: Channel, status: int

@@ -4,10 +4,11 @@ Promises, per message, at least once and idempotently:
 - a valid report is stored once per `(source, report_id)` under a deterministic case id,
   and `helpline.cases.opened` carries it, built from the stored row (event id derived from
   the case id), so a redelivery republishes exactly what was stored;
-- a repeat of a stored report opens nothing and is counted as a duplicate, once per Kafka
-  position even when the batch is redelivered;
+- a repeat of a stored report (the same canonical content) opens nothing and is counted
+  as a duplicate, once per Kafka position even when the batch is redelivered; other content
+  under a stored `(source, report_id)` is refused as a `conflict`;
 - an invalid message is published to `helpline.reports.rejected` with every reason and its
-  original bytes; the rejection is recorded (reasons only) in `intake.rejections`;
+  original bytes; the rejection is recorded (reasons and bytes) in `intake.rejections`;
 - a valid message the database still refuses (a data error) is retried on its own and, if
   it fails alone, goes to `helpline.intake.dlq` instead of blocking its partition.
 Offsets are committed by the caller only after this returns.
@@ -25,7 +26,7 @@ from faststream.kafka import KafkaBroker
 
 from helpline_intake import repository
 from helpline_intake.repository import StoredReport
-from helpline_intake.validation import validate_report
+from helpline_intake.validation import conflict, content_hash, validate_report
 from helpline_shared import cloudevents
 from helpline_shared.db import Database
 from helpline_shared.deadletters import DeadLetters, Record, position
@@ -174,20 +175,27 @@ class Intake:
         valid: Sequence[tuple[Record, StoredReport]],
         rejected: Sequence[tuple[Record, ReportRejectedV1]],
     ) -> list[OutgoingMessage]:
-        """Store one batch in one transaction; returns the `case.opened` events to publish."""
+        """Store one batch in one transaction; returns the `case.opened` events, and the
+        rejections of conflicting resubmissions, to publish."""
         async with self._db.pool.acquire() as conn, conn.transaction():
             fresh = await repository.claim_positions(conn, [position(r) for r, _ in valid])
             inserted = {
                 r["case_id"]: r
                 for r in await repository.insert_reports(conn, [s for _, s in valid])
             }
+            hashes = await repository.stored_hashes(conn, [s.case_id for _, s in valid])
             duplicates: list[uuid.UUID] = []
             republish: list[uuid.UUID] = []
+            conflicts: list[tuple[Record, ReportRejectedV1]] = []
             opened: set[uuid.UUID] = set()
             for record, stored in valid:
                 cid = stored.case_id
                 if cid in inserted and cid not in opened:
                     opened.add(cid)
+                elif hashes.get(cid) not in (None, content_hash(stored.report)):
+                    # Other content under a stored id: refused, never merged or discarded.
+                    refused = rejection(record.value, conflict(), via="kafka", record=record)
+                    conflicts.append((record, refused))
                 elif position(record) in fresh:
                     duplicates.append(cid)
                 elif cid not in inserted:
@@ -195,11 +203,20 @@ class Intake:
                     # have published, so publish the stored report again (same event id).
                     republish.append(cid)
             await repository.count_duplicates(conn, duplicates)
-            await repository.insert_rejections(conn, [(e, r.value) for r, e in rejected])
+            await repository.insert_rejections(
+                conn, [(e, r.value) for r, e in [*rejected, *conflicts]]
+            )
             rows = [*inserted.values(), *await repository.stored_reports(conn, republish)]
         for row in rows:
             with bind_event(
                 case_id=row["case_id"], event_id=derive_id("case.opened", row["case_id"])
             ):
                 log.debug("case opened")
-        return [opened_message(row) for row in rows]
+        for record, event in conflicts:
+            with bind_event(event_id=event.event_id):
+                log.info(
+                    "report rejected", position=position(record), reasons=["report_id: conflict"]
+                )
+        return [opened_message(row) for row in rows] + [
+            rejected_message(e, r.key) for r, e in conflicts
+        ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from pydantic import ValidationError
@@ -47,3 +48,18 @@ def too_large_body() -> list[RejectionReason]:
     """Why a body that passed the limit while being read was refused (it was not kept)."""
     message = f"the body is over the limit of {MAX_MESSAGE_BYTES} bytes"
     return [RejectionReason(loc="", message=message, type="too_large")]
+
+
+def conflict() -> list[RejectionReason]:
+    """Why a report is refused whose `(source, report_id)` holds other content already."""
+    message = (
+        "a different report was already accepted under this source and report_id; "
+        "send a new report under a new report_id"
+    )
+    return [RejectionReason(loc="report_id", message=message, type="conflict")]
+
+
+def content_hash(report: ReportSubmittedV1) -> str:
+    """A stable hash of the canonical report: equal for the same content however it was
+    written (key order, whitespace between tokens, whitespace that validation strips)."""
+    return hashlib.sha256(report.model_dump_json().encode()).hexdigest()

@@ -125,6 +125,8 @@ async def apply(conn: Conn, events: Sequence[Event]) -> int:
                 counts["decision_seconds", e.platform] += max(0, round(waited))
         else:
             counts["reports_rejected_total", ""] += 1
+            for kind in {r.type for r in e.reasons}:  # e.g. "conflict"
+                counts["reports_rejected_by_type", kind] += 1
 
     if changed:
         ordered = sorted(changed)
