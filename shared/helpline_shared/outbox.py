@@ -2,9 +2,17 @@
 
 Delivery: at least once. A row is deleted only after the broker acknowledged it, so a crash
 between publish and delete republishes it; events carry deterministic ids and consumers
-deduplicate. Order: rows are published in `seq` order within a service by one relay at a time (an
-advisory lock across replicas), so one case's events (same key, same partition) keep
-their order.
+deduplicate.
+
+Order, per key (the escalator keys by case id, so per case, and so per escalation): the
+events of one key are published in the order their transactions committed. `add` takes a
+transaction-scoped lock per key before inserting, so a second transaction writing the same
+key waits until the first commits or rolls back; one key's rows therefore get their `seq`
+in commit order, and no row of a key becomes visible while an earlier one of that key is
+still uncommitted. The relay publishes in `seq` order, one relay per service at a time (an
+advisory lock across replicas). Events of different keys have no order between them.
+
+Shutdown: `stop` publishes everything committed by then (bounded by its timeout).
 """
 
 from __future__ import annotations
@@ -24,6 +32,14 @@ _INSERT = """
 INSERT INTO outbox (service, topic, key, value, headers)
 SELECT $1, t, k, v, h::jsonb
 FROM unnest($2::text[], $3::bytea[], $4::bytea[], $5::text[]) AS u(t, k, v, h)
+"""
+# Locks taken in one order (by hash) in one statement, so two writers cannot deadlock here.
+_LOCK_KEYS = """
+SELECT pg_advisory_xact_lock(h) FROM (
+    SELECT DISTINCT hashtextextended('outbox:' || $1 || ':' || encode(k, 'hex'), 0) AS h
+    FROM unnest($2::bytea[]) AS k WHERE k IS NOT NULL
+    ORDER BY h
+) AS keys
 """
 _CLAIM = """
 SELECT seq, topic, key, value, headers FROM outbox
@@ -51,9 +67,11 @@ class Outbox:
         self._log = get_logger(f"helpline.{service}.outbox")
 
     async def add(self, conn: Conn, messages: Sequence[OutgoingMessage]) -> None:
-        """Insert messages using `conn`; they are relayed once its transaction commits."""
+        """Insert messages using `conn`; they are relayed once its transaction commits, after
+        every event of the same key committed before it. Holds a lock per key until then."""
         if not messages:
             return
+        await conn.execute(_LOCK_KEYS, self._service, list({m.key for m in messages}))
         await conn.execute(
             _INSERT,
             self._service,
@@ -93,10 +111,16 @@ class Outbox:
     def start(self) -> None:
         self._loop.start()
 
+    async def drain(self) -> None:
+        """Publish every row committed so far (batch after batch until none is left)."""
+        while await self.relay_once():
+            pass
+
     async def stop(self, timeout_s: float = 5.0) -> None:
-        """Stop the relay after one last attempt to publish what is pending."""
-        await self._loop.stop(2.0)
+        """Stop the relay, then publish everything already committed, within `timeout_s`.
+        Call it after the writers stopped, so that nothing is committed after the drain."""
+        await self._loop.stop(min(2.0, timeout_s))
         try:
-            await asyncio.wait_for(self.relay_once(), timeout_s)
+            await asyncio.wait_for(self.drain(), timeout_s)
         except Exception:
-            self._log.warning("outbox not fully relayed at shutdown; relayed at next start")
+            self._log.exception("outbox not fully relayed at shutdown; relayed at next start")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 from faststream.asgi import AsgiFastStream
 
@@ -51,10 +53,15 @@ def create_app(settings: Settings) -> AsgiFastStream:
         dispatcher.start()
 
     async def stop_workers() -> None:
-        # Budget: workers 5 s, the outbox 2 + 3 s, then the subscriber drains within the
-        # graceful timeout (15 s): inside Kubernetes' 30 s termination grace period.
-        await dispatcher.stop(min(5.0, settings.graceful_timeout_s / 3))
-        await outbox.stop(3.0)
+        """A graceful stop publishes every outcome already committed: first everything that
+        writes outcomes stops (the subscriber finishes its batch in hand, the workers their
+        steps), then the outbox is drained. Budget: the subscriber's graceful timeout (15 s)
+        alongside the workers' 5 s, then the outbox 5 s: inside Kubernetes' 30 s grace."""
+        await asyncio.gather(
+            *(subscriber.stop() for subscriber in wiring.broker.subscribers),
+            dispatcher.stop(min(5.0, settings.graceful_timeout_s / 3)),
+        )
+        await outbox.stop(5.0)
 
     async def close() -> None:
         for client in clients.values():
