@@ -71,6 +71,7 @@ class IntakeUnderTest:
     broker: KafkaBroker
     http: httpx.AsyncClient
     servers: str
+    database_url: str
 
     async def topic(self, name: str, marker: str) -> list[Any]:
         """Records of topic `name` whose value, key or refused original holds `marker`."""
@@ -82,7 +83,8 @@ class IntakeUnderTest:
 
 
 async def intake_under_test(infra: Infra) -> AsyncIterator[IntakeUnderTest]:
-    db = Database(await fresh_database(infra, "helpline_intake"))
+    url = await fresh_database(infra, "helpline_intake")
+    db = Database(url)
     await db.open()
     broker = KafkaBroker(infra.bootstrap_servers)
     await broker.connect()
@@ -95,6 +97,7 @@ async def intake_under_test(infra: Infra) -> AsyncIterator[IntakeUnderTest]:
                 broker,
                 http,
                 infra.bootstrap_servers,
+                url,
             )
     finally:
         await broker.stop()

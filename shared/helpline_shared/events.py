@@ -158,8 +158,15 @@ class ReportRejectedV1(_Event):
     key: str | None = None
     reasons: list[RejectionReason] = Field(min_length=1)
     original_base64: str = Field(
-        description="The refused message, byte for byte, base64; empty when it was too large "
-        "to carry, in which case it stays at source_topic/source_partition/source_offset."
+        description="The refused message, base64, as JSON with the value of every reporter "
+        'field replaced by "[redacted]" (re-serialised: not byte for byte); empty when '
+        "withheld (see original_withheld). The full bytes stay in intake's own table for its "
+        "retention period."
+    )
+    original_withheld: Literal["too_large", "not_json"] | None = Field(
+        None,
+        description="Why original_base64 is empty: too large to carry (it stays at "
+        "source_topic/partition/offset), or not JSON, so personal data cannot be told apart.",
     )
 
 

@@ -131,6 +131,12 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool | None = Field(None, description="JSON logs; default: JSON unless on a TTY.")
     data_dir: Path = Field(Path(".helpline"), description="Where `helpline dev` keeps state.")
+    intake_original_retention_days: int = Field(
+        30,
+        ge=0,
+        description="Days intake keeps the full bytes of a refused message "
+        "(`helpline intake purge` clears older ones; reasons and counts stay).",
+    )
 
     @model_validator(mode="after")
     def _escalation_settings_are_consistent(self) -> Settings:

@@ -33,6 +33,17 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("-n", "--reports", type=int, default=3000)
     bench.add_argument("--urls-per-report", type=int, default=2)
     bench.add_argument("--escalators", type=int, default=1, help="escalator processes")
+    intake = sub.add_parser("intake", help="intake's data")
+    intake_sub = intake.add_subparsers(dest="action", required=True)
+    purge = intake_sub.add_parser(
+        "purge", help="clear refused messages' bytes kept past the retention period"
+    )
+    purge.add_argument(
+        "--older-than-days",
+        type=int,
+        default=None,
+        help="retention in days (default: HELPLINE_INTAKE_ORIGINAL_RETENTION_DAYS)",
+    )
     contracts = sub.add_parser(
         "contracts", help="write (or --check) the JSON Schemas and AsyncAPI documents"
     )
@@ -95,6 +106,10 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             urls_per_report=args.urls_per_report,
             escalators=args.escalators,
         )
+    if args.command == "intake":
+        from helpline_cli.purge import purge_originals
+
+        return await purge_originals(settings, args.older_than_days)
     if args.command == "contracts":
         from pathlib import Path
 

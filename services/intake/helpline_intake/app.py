@@ -6,6 +6,7 @@ from faststream.asgi import AsgiFastStream
 
 from helpline_intake.form import build_form_routes
 from helpline_intake.http import build_routes
+from helpline_intake.redaction import redact_dead_letter
 from helpline_intake.usecase import Intake
 from helpline_shared.db import Database
 from helpline_shared.settings import Settings
@@ -16,7 +17,12 @@ from helpline_shared.wiring import ServiceWiring
 def create_app(settings: Settings) -> AsgiFastStream:
     if not settings.database_url:
         raise ValueError("HELPLINE_DATABASE_URL is required to run intake")
-    wiring = ServiceWiring(settings, "intake", publishes=[REPORTS_REJECTED, CASES_OPENED])
+    wiring = ServiceWiring(
+        settings,
+        "intake",
+        publishes=[REPORTS_REJECTED, CASES_OPENED],
+        redact=redact_dead_letter,  # reporters' personal data stays off the dead-letter topic
+    )
     db = Database(settings.database_url, max_size=settings.database_pool_max)
     wiring.consume(
         REPORTS_SUBMITTED.name,

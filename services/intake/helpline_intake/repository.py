@@ -116,3 +116,15 @@ async def insert_rejections(
                 for e, raw in rejections
             ],
         )
+
+
+async def purge_originals(conn: Conn, older_than_days: int) -> int:
+    """Clear the refused bytes of rejections older than `older_than_days`; returns how
+    many. The rejection, its reasons and its count stay."""
+    status = await conn.execute(
+        """UPDATE intake.rejections SET original = NULL
+           WHERE original IS NOT NULL
+             AND rejected_at < now() - make_interval(days => $1)""",
+        older_than_days,
+    )
+    return int(status.split()[-1])

@@ -19,14 +19,20 @@ from __future__ import annotations
 import base64
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 from faststream.kafka import KafkaBroker
 
 from helpline_intake import repository
+from helpline_intake.redaction import redact
 from helpline_intake.repository import StoredReport
-from helpline_intake.validation import conflict, content_hash, validate_report
+from helpline_intake.validation import (
+    MAX_MESSAGE_BYTES,
+    conflict,
+    content_hash,
+    validate_report,
+)
 from helpline_shared import cloudevents
 from helpline_shared.db import Database
 from helpline_shared.deadletters import DeadLetters, Record, position
@@ -96,8 +102,15 @@ def rejection(
     via: Channel,
     record: Record | None = None,
 ) -> ReportRejectedV1:
+    """The rejection event; what it carries of `raw` is redacted (see `redaction`)."""
     rid = derive_id("rejected", position(record)) if record is not None else uuid.uuid4()
+    withheld: Literal["too_large", "not_json"] | None = None
     too_large = any(r.type == "too_large" for r in reasons)
+    shown = None if too_large else redact(raw)
+    if shown is None:
+        withheld, shown = ("too_large" if too_large else "not_json"), b""
+    elif len(shown) > MAX_MESSAGE_BYTES:
+        withheld, shown = "too_large", b""
     return ReportRejectedV1(
         event_id=rid,
         rejected_at=utcnow(),
@@ -107,7 +120,8 @@ def rejection(
         source_offset=record.offset if record else None,
         key=record.key.decode("utf-8", "replace") if record and record.key else None,
         reasons=reasons,
-        original_base64="" if too_large else base64.b64encode(raw).decode(),
+        original_base64=base64.b64encode(shown).decode(),
+        original_withheld=withheld,
     )
 
 
