@@ -278,3 +278,41 @@ async def test_a_poison_message_too_large_to_reject_cannot_block_its_partition(
         assert len(again) == 1
     finally:
         intake.stop()
+
+
+async def test_after_a_sigkill_ready_means_it_has_its_partitions_and_consumes(
+    broker: str, service_env: tuple[dict[str, str], str], tmp_path: Path
+) -> None:
+    env, _ = service_env
+    triage = Service("triage", env, tmp_path / "triage.log")
+    await triage.wait_ready()
+    triage.proc.kill()
+    triage.proc.wait(10)
+    triage = Service("triage", env, tmp_path / "triage.log")
+    try:
+        seen: list[tuple[int, bool]] = []
+        for _ in range(600):
+            try:
+                code, body = await triage.ready()
+            except httpx.HTTPError:
+                await asyncio.sleep(0.05)
+                continue
+            seen.append((code, body["checks"]["consuming"]))
+            if code == 200:
+                break
+            await asyncio.sleep(0.05)
+        # The HTTP server answers before the group hands back the partitions: not ready.
+        assert seen[0] == (503, False), seen[:3]
+        assert seen[-1] == (200, True)
+        case_id = uuid.uuid4()
+        await send(broker, CASES_OPENED.name, [(str(case_id).encode(), opened(case_id, "r"), [])])
+        triaged = await read_topic(
+            broker,
+            CASES_TRIAGED.name,
+            keep=lambda r: r.key == str(case_id).encode(),
+            expected=1,
+            timeout_s=30,
+        )
+        assert len(triaged) == 1
+    finally:
+        triage.stop()
