@@ -89,7 +89,7 @@ class DeadLetters:
         *,
         max_ratio: float,
         window: int,
-        hold_s: float = 60.0,
+        hold_s: float = 30.0,
         counter: Any | None = None,
         redact: Callable[[bytes], bytes] | None = None,
         clock: Callable[[], float] = time.monotonic,

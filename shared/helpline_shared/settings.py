@@ -118,7 +118,7 @@ class Settings(BaseSettings):
     dlq_max_ratio: float = Field(0.5, gt=0, le=1)
     dlq_window: int = Field(200, ge=1)
     dlq_hold_s: float = Field(
-        60.0, ge=0, description="How long a tripped bound holds its batch before releasing it."
+        30.0, ge=0, description="How long a tripped bound holds its batch before releasing it."
     )
     consumer_max_batch_failures: int = Field(
         3, ge=1, description="Failures of one batch before it is split to find a poison message."
