@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaProducer
 
 from helpline_cli.infra import free_port
 from helpline_cli.stack import Stack
+from helpline_intake.redaction import redact
 from helpline_shared.events import ReportRejectedV1, derive_id
 from helpline_shared.settings import Settings
 from helpline_shared.topics import REPORTS_REJECTED, REPORTS_SUBMITTED
@@ -33,6 +34,7 @@ pytestmark = pytest.mark.e2e
 
 VALID = 1000
 DUPLICATES = 120
+CONFLICTS = 7
 HOSTS = [
     ("https://www.tiktok.com/@acct{i}/video/{n}", 76),
     ("https://www.instagram.com/p/{n}/", 8),
@@ -172,8 +174,10 @@ async def test_reports_reach_outcomes_and_exact_totals(stack: Stack) -> None:
     messages: list[tuple[bytes | None, bytes]] = [
         (r["report_id"].encode(), json.dumps(r).encode()) for r in reports
     ]
-    for r in rng.sample(reports, DUPLICATES):
-        again = dict(r, description=r["description"] + " (sent again)")
+    for r in rng.sample(reports, DUPLICATES):  # the same report again, written differently
+        messages.append((r["report_id"].encode(), json.dumps(r, indent=1).encode()))
+    for r in rng.sample(reports, CONFLICTS):  # other content under a stored id: refused
+        again = dict(r, description=r["description"] + " (changed)")
         messages.append((r["report_id"].encode(), json.dumps(again).encode()))
     for n, raw in enumerate(MALFORMED):
         messages.append((f"malformed-{n}".encode(), raw))
@@ -210,7 +214,7 @@ async def test_reports_reach_outcomes_and_exact_totals(stack: Stack) -> None:
                 and total > 0
                 and t["cases"] == VALID
                 and terminal == total
-                and t["reports_rejected"] == len(MALFORMED)
+                and t["reports_rejected"] == len(MALFORMED) + CONFLICTS
             )
             return done, {"cases": cases, "open": open_, "total": total, "metrics": t}
 
@@ -249,7 +253,9 @@ async def test_reports_reach_outcomes_and_exact_totals(stack: Stack) -> None:
         assert sim["distinct_client_references"] == len(submitted)
 
         # Every malformed message is on helpline.reports.rejected with a reason.
-        rejected = await read_topic(servers, REPORTS_REJECTED.name, expected=len(MALFORMED))
+        rejected = await read_topic(
+            servers, REPORTS_REJECTED.name, expected=len(MALFORMED) + CONFLICTS
+        )
         by_key = {}
         for record in rejected:
             event = ReportRejectedV1.model_validate_json(record.value)
@@ -258,7 +264,10 @@ async def test_reports_reach_outcomes_and_exact_totals(stack: Stack) -> None:
             event = by_key[f"malformed-{n}"]
             assert event.reasons
             assert all(r.message and r.type for r in event.reasons)
-            assert base64.b64decode(event.original_base64) == raw
+            # Published with the reporter's fields redacted; not JSON: withheld.
+            assert base64.b64decode(event.original_base64) == (redact(raw) or b"")
+        conflicts = [e for e in by_key.values() if e.reasons[0].type == "conflict"]
+        assert len(conflicts) == CONFLICTS
 
         # The metrics totals equal counts taken directly from the database.
         async with httpx.AsyncClient() as client:
