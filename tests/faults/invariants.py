@@ -69,7 +69,7 @@ def _done(run: Run, s: dict[str, Any]) -> bool:
     )
 
 
-async def settle(run: Run, timeout_s: float | None = None, stall_s: float = 90.0) -> bool:
+async def settle(run: Run, timeout_s: float | None = None, stall_s: float = 60.0) -> bool:
     """Wait until every report is stored, escalated to a final state and counted, or until
     nothing has moved for `stall_s`. Returns whether it settled."""
     await background_done()
@@ -220,7 +220,11 @@ async def assert_invariants(
         len(run.reports),
         run.expected_bad,
         time.monotonic() - run.started,
-        [w for _, w in run.timeline if w.startswith(("SIG", "cut", "postgres", "join", "sim"))],
+        [
+            w
+            for _, w in run.timeline
+            if w.startswith(("SIG", "cut", "postgres", "join", "sim", "flood", "faulty"))
+        ],
         checks,
     )
     summary.show()

@@ -56,10 +56,26 @@ class PlatformProxy:
                 log_config=None,
                 lifespan="off",
                 access_log=False,
+                loop="asyncio",
             )
         )
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._thread = threading.Thread(target=self._run, daemon=True)
         self._client: httpx.AsyncClient | None = None
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(self._serve())
+        finally:
+            loop.close()
+
+    async def _serve(self) -> None:
+        async with httpx.AsyncClient(base_url=self.upstream, timeout=30.0) as client:
+            self._client = client
+            await self._server.serve()
+            for task in list(self._late):
+                task.cancel()
+            await asyncio.gather(*self._late, return_exceptions=True)
 
     @property
     def url(self) -> str:
@@ -78,8 +94,7 @@ class PlatformProxy:
         self._thread.join(15)
 
     async def _forward(self, request: Request, body: bytes) -> Response:
-        if self._client is None:
-            self._client = httpx.AsyncClient(base_url=self.upstream, timeout=30.0)
+        assert self._client is not None
         r = await self._client.request(
             request.method,
             request.url.path,

@@ -52,7 +52,7 @@ async def test_one_faulty_platform_does_not_hold_up_the_others(
         )
         await load.reached(0.1)
         run.platforms.enabled = True
-        run.note(f"{FAULTY} faulty: {faults}")
+        run.note(f"faulty platform {FAULTY}: {faults}")
         await task
         db = await asyncpg.connect(run.stack.settings.database_url)
         try:

@@ -126,6 +126,7 @@ async def test_mixed_flood_valid_reports_keep_flowing(
     async with open_run("poison-mixed", fault_reports, infra, fault_dir) as run:
         messages = valid_messages(run, fault_reports) + malformed(run, fault_reports)
         random.Random(3).shuffle(messages)
+        run.note(f"flood: {run.size} malformed among {len(messages) - run.size} valid messages")
         _, task = start_load(run, messages, load_duration(fault_reports))
         await task
         await assert_invariants(run)
@@ -161,7 +162,7 @@ async def test_pure_flood_trips_the_bound_and_recovers(
         ]
         _, task = start_load(run, bad, 3.0)
         await task
-        run.note(f"flood of {flood} bad messages on {CASES_OPENED.name} published")
+        run.note(f"flood: {flood} bad messages on {CASES_OPENED.name} published")
         statuses: list[int | None] = []
         for _ in range(300):  # up to a minute for the bound to show
             statuses.append(await readiness(run, "triage"))
