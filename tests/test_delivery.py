@@ -316,3 +316,48 @@ async def test_after_a_sigkill_ready_means_it_has_its_partitions_and_consumes(
         assert len(triaged) == 1
     finally:
         triage.stop()
+
+
+async def test_a_flood_of_bad_messages_trips_the_bound_visibly_then_it_recovers(
+    broker: str, service_env: tuple[dict[str, str], str], tmp_path: Path
+) -> None:
+    env, url = service_env
+    env = {**env, "HELPLINE_DLQ_WINDOW": "20", "HELPLINE_DLQ_HOLD_S": "4"}
+    source = f"flood-{uuid.uuid4().hex[:6]}"
+    intake = Service("intake", env, tmp_path / "intake.log")
+    try:
+        await intake.wait_ready()
+        flood = [
+            (f"{source}-bad-{i}".encode(), json.dumps({"source": source, "n": i}).encode(), [])
+            for i in range(60)
+        ]
+        await send(broker, REPORTS_SUBMITTED.name, flood)
+        states: list[tuple[int, bool, str]] = []
+        async with httpx.AsyncClient() as client:
+            for _ in range(600):
+                code, body = await intake.ready()
+                text = (await client.get(f"http://127.0.0.1:{intake.port}/metrics")).text
+                tripped = [
+                    line
+                    for line in text.splitlines()
+                    if line.startswith("helpline_dead_letter_limit_tripped")
+                ]
+                states.append((code, body["checks"]["dead_letters"], tripped[0].split()[-1]))
+                if states[-1][0] == 503 or (len(states) > 100 and states[-1][0] == 200):
+                    break
+                await asyncio.sleep(0.1)
+        assert (503, False, "1.0") in states, states[-5:]
+        await send(broker, REPORTS_SUBMITTED.name, [(b"ok", report(source, "ok"), [])])
+        await wait_for_cases(url, source, {"ok"}, timeout_s=90)
+        await intake.wait_ready()
+        prefix = f"{source}-bad-".encode()
+        rejected = await read_topic(
+            broker, REPORTS_REJECTED.name, keep=lambda r: (r.key or b"").startswith(prefix)
+        )
+        dead = await read_topic(
+            broker, DEAD_LETTERS["intake"].name, keep=lambda r: (r.key or b"").startswith(prefix)
+        )
+        # Every bad message on a topic exactly once, after the hold released them.
+        assert sorted(r.key for r in rejected + dead) == sorted(k for k, _, _ in flood)
+    finally:
+        intake.stop()

@@ -214,8 +214,7 @@ class DeadLetters:
             window.clear()
         elif self.tripped_at is not None:
             log.info("dead-letter ratio back under the limit", service=self.service)
-        if not over:
-            self.tripped_at = None
+        self.tripped_at = None
         self._window = window
         for record in fresh:
             key = (record.topic, record.partition)
