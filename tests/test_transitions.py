@@ -131,3 +131,12 @@ def test_failed_status_checks_back_off_to_the_cap_and_honour_retry_after() -> No
     late = RetryableError("429", http_status=429, retry_after_s=120.0)
     t = after_failure("status", late, attempts=1, reference="r", policy=policy, status_checks=1)
     assert t.delay_s == 120.0
+
+
+def test_a_lookup_that_finds_nothing_before_the_settle_period_looks_again() -> None:
+    """Hole 6: "not found" soon after an unclear submit is not proof it never arrived."""
+    t = after_success("lookup", None, attempts=1, policy=POLICY, unsettled_s=42.0)
+    assert (t.state, t.delay_s, t.announce) == ("in_flight", 42.0, False)
+    assert after_success("lookup", None, attempts=1, policy=POLICY, unsettled_s=0).state == (
+        "queued"
+    )
