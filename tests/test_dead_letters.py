@@ -225,3 +225,15 @@ async def test_an_outage_is_retried_without_dead_lettering_anything(broker: Kafk
     assert done == [200, 201, 202]
     assert dead.total == 0
     assert runner.health.ready
+
+
+async def test_a_deploy_that_fails_every_message_trips_the_bound(broker: KafkaBroker) -> None:
+    records = [record(300 + i, b"{}") for i in range(40)]
+    runner, _, dead = await flaky_runner(broker, lambda r: RuntimeError("bad deploy"))
+    for _ in range(3):
+        with pytest.raises(RuntimeError):
+            await runner.run(records)
+    with pytest.raises(DeadLetterLimitExceededError):
+        await runner.run(records)
+    assert dead.tripped
+    assert dead.total < 10  # stopped before dead-lettering everything

@@ -246,7 +246,7 @@ class BatchRunner:
                 position=position(records[0]),
                 error=type(exc).__name__,
             )
-        self._dead.admit([records[0]], [records[0]])
+        self._dead.refuse(records[0])
         self._dead.add(records[0], f"{error}: {detail}")
         await self._dead.flush(self._broker)
 

@@ -220,6 +220,28 @@ class DeadLetters:
             key = (record.topic, record.partition)
             self._admitted[key] = max(self._admitted.get(key, -1), record.offset)
 
+    def refuse(self, record: Record) -> None:
+        """Counts `record`, already admitted as good, as refused after all (it failed alone):
+        a deploy that makes every message fail trips the bound instead of dead-lettering
+        everything. Raises like :meth:`admit`."""
+        window = deque(self._window, maxlen=self._window.maxlen)
+        window.append(True)
+        over = len(window) == window.maxlen and sum(window) / len(window) > self._max_ratio
+        now = self._clock()
+        if over and not self._released(now):
+            if self.tripped_at is None:
+                self.tripped_at = now
+                self.trips += 1
+                log.error("dead-letter limit exceeded by failing messages", service=self.service)
+            raise DeadLetterLimitExceededError(
+                f"{self.service}: more than {self._max_ratio:.0%} of the last "
+                f"{window.maxlen} messages failed"
+            )
+        if over:
+            window.clear()
+        self.tripped_at = None
+        self._window = window
+
     def _released(self, now: float) -> bool:
         return self.tripped_at is not None and now - self.tripped_at >= self._hold_s
 
