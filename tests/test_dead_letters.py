@@ -3,6 +3,7 @@ the error (without the input's values) and its origin; a flood trips the limit."
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
@@ -237,3 +238,33 @@ async def test_a_deploy_that_fails_every_message_trips_the_bound(broker: KafkaBr
         await runner.run(records)
     assert dead.tripped
     assert dead.total < 10  # stopped before dead-lettering everything
+
+
+async def test_after_an_outage_the_consumer_resumes_when_the_dependency_answers(
+    broker: KafkaBroker,
+) -> None:
+    records = [record(400, b"{}")]
+    down = [True]
+    dead = DeadLetters("triage", max_ratio=0.9, window=10)
+    done: list[int] = []
+
+    async def process(batch: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
+        if down[0]:
+            raise ConnectionRefusedError("database down")
+        done.extend(r.offset for r in batch)
+
+    async def database_answers() -> bool:
+        return not down[0]
+
+    # A backoff of ten minutes: only probing the dependency can end the wait in time.
+    runner = BatchRunner(
+        "triage", process, dead, broker, probes=[database_answers], backoff_base_s=600
+    )
+    attempt = asyncio.create_task(runner.run(records))
+    await asyncio.sleep(0.5)
+    assert not attempt.done()
+    down[0] = False
+    with pytest.raises(ConnectionRefusedError):
+        await asyncio.wait_for(attempt, 10)  # the failed batch returns for redelivery
+    await runner.run(records)
+    assert done == [400]

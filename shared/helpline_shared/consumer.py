@@ -57,6 +57,7 @@ __all__ = [
 ]
 
 Process = Callable[[Sequence[Record]], Awaitable[None]]
+PROBE_INTERVAL_S = 0.25
 
 
 async def raw_records(msg: StreamMessage[Any]) -> Any:
@@ -174,6 +175,7 @@ class BatchRunner:
         broker: KafkaBroker,
         *,
         health: ConsumerHealth | None = None,
+        probes: Sequence[Callable[[], Awaitable[bool]]] = (),
         max_batch_failures: int = 3,
         backoff_base_s: float = 0.5,
         backoff_max_s: float = 30.0,
@@ -183,6 +185,7 @@ class BatchRunner:
         self._dead = dead_letters
         self._broker = broker
         self.health = health or ConsumerHealth()
+        self._probes = tuple(probes)
         self._max_failures = max_batch_failures
         self._base_s = backoff_base_s
         self._max_s = backoff_max_s
@@ -207,7 +210,9 @@ class BatchRunner:
             self.health.failed()
             if not is_infrastructure(exc):
                 self._batch_failures += 1
-            await self._sleep(exc)
+                await self._sleep(exc)
+            else:
+                await self._sleep(exc, until_reachable=True)
             raise
         self.health.succeeded()
         self._batch, self._batch_failures = None, 0
@@ -250,7 +255,20 @@ class BatchRunner:
         self._dead.add(records[0], f"{error}: {detail}")
         await self._dead.flush(self._broker)
 
-    async def _sleep(self, exc: BaseException, *, hold: bool = False) -> None:
+    async def _reachable(self) -> bool:
+        for probe in self._probes:
+            try:
+                if not await asyncio.wait_for(probe(), 1.0):
+                    return False
+            except Exception:
+                return False
+        return True
+
+    async def _sleep(
+        self, exc: BaseException, *, hold: bool = False, until_reachable: bool = False
+    ) -> None:
+        """Backs off; after an outage, stops waiting as soon as every dependency answers
+        again (probed every `PROBE_INTERVAL_S`) instead of sleeping the backoff out."""
         delay = min(self._max_s, self._base_s * 2 ** max(0, self.health.failures - 1))
         self._log.error(
             "batch held by the dead-letter limit; it will be redelivered"
@@ -262,7 +280,14 @@ class BatchRunner:
             batch_failures=self._batch_failures,
             retry_in_s=delay,
         )
-        await asyncio.sleep(delay)
+        if not (until_reachable and self._probes):
+            await asyncio.sleep(delay)
+            return
+        deadline = asyncio.get_running_loop().time() + delay
+        while asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(min(PROBE_INTERVAL_S, delay))
+            if await self._reachable():
+                return
 
 
 def batch_subscriber(

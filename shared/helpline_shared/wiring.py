@@ -17,7 +17,7 @@ from helpline_shared.consumer import BatchRunner, ConsumerHealth, Record, batch_
 from helpline_shared.deadletters import DeadLetters
 from helpline_shared.kafka import build_broker, document_publishers
 from helpline_shared.observability import ServiceMetrics
-from helpline_shared.service import Hook, ReadinessCheck, build_app
+from helpline_shared.service import Hook, ReadinessCheck, broker_check, build_app
 from helpline_shared.settings import Settings
 from helpline_shared.topics import DEAD_LETTERS, Topic
 
@@ -52,9 +52,11 @@ class ServiceWiring:
         *topics: str,
         process: Callable[[Sequence[Record]], Awaitable[None]],
         description: str,
+        depends_on: Sequence[Callable[[], Awaitable[bool]]] = (),
     ) -> None:
         """Subscribe `process` to `topics` in batches under the dead-letter protocol (see
-        :class:`~helpline_shared.consumer.BatchRunner`)."""
+        :class:`~helpline_shared.consumer.BatchRunner`). After an outage the consumer resumes
+        as soon as the broker and every check in `depends_on` answer again."""
         router = KafkaRouter()
         runner = BatchRunner(
             self.service,
@@ -62,6 +64,7 @@ class ServiceWiring:
             self.dead_letters,
             self.broker,
             health=self.health,
+            probes=[broker_check(self.broker), *depends_on],
             max_batch_failures=self.settings.consumer_max_batch_failures,
         )
         batch_subscriber(

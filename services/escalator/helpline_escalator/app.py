@@ -31,6 +31,7 @@ def create_app(settings: Settings) -> AsgiFastStream:
         CASES_TRIAGED.name,
         process=escalator.process,
         description="Opens one escalation per triaged URL and hands it to its platform worker.",
+        depends_on=[db.ready],
     )
     # One HTTP connection pool per platform, so a slow platform cannot exhaust another's.
     # aiohttp sessions must be created inside the running loop: in the startup hook.

@@ -28,6 +28,7 @@ def create_app(settings: Settings) -> AsgiFastStream:
         REPORTS_SUBMITTED.name,
         process=Intake(db, wiring.broker, wiring.dead_letters).process,
         description="Validates, deduplicates and stores reports; opens cases or rejects them.",
+        depends_on=[db.ready],
     )
     return wiring.app(
         routes=[*build_routes(wiring.broker, db), *build_form_routes(wiring.broker, db)],

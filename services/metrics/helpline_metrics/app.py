@@ -20,6 +20,7 @@ def create_app(settings: Settings) -> AsgiFastStream:
         *TOPICS,
         process=Metrics(db, wiring.broker, wiring.dead_letters).process,
         description="Folds triaged cases, escalation outcomes and rejections into totals.",
+        depends_on=[db.ready],
     )
     return wiring.app(
         routes=build_routes(db),
