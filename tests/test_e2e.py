@@ -25,7 +25,7 @@ from helpline_cli.stack import Stack
 from helpline_intake.redaction import redact
 from helpline_shared.events import ReportRejectedV1, derive_id
 from helpline_shared.settings import Settings
-from helpline_shared.topics import REPORTS_REJECTED, REPORTS_SUBMITTED
+from helpline_shared.topics import ALL_TOPICS, REPORTS_REJECTED, REPORTS_SUBMITTED
 from tests.conftest import fresh_database
 from tests.helpers import read_topic
 from tests.infra import Infra, dedicated_broker
@@ -404,6 +404,28 @@ async def test_publish_command_and_the_confluent_example_reach_cases(
     for i in range(3):
         await case_stored(stack, str(derive_id("case", "cli", f"e2e-{99_100 + i:05d}")))
     await case_stored(stack, str(derive_id("case", example["source"], "confluent-e2e-1")))
+
+
+async def test_no_reporter_data_on_other_topics_or_in_any_log(stack: Stack) -> None:
+    """After every run above (valid, repeated, conflicting, malformed; Kafka, HTTP, form):
+    reporters' names and emails are on no topic but the submitted one, in no log line."""
+    personal = [b"@school.example", b"Reporter ", b"A. Teacher", b"A Teacher", b"a@b.example"]
+    servers = stack.settings.kafka_bootstrap_servers
+    for topic in ALL_TOPICS:
+        if topic.name == REPORTS_SUBMITTED.name:
+            continue
+        for r in await read_topic(servers, topic.name):
+            carried = [r.key or b"", r.value or b""]
+            if topic.name == REPORTS_REJECTED.name:
+                carried.append(base64.b64decode(json.loads(r.value)["original_base64"]))
+            for secret in personal:
+                assert all(secret not in part for part in carried), (topic.name, secret)
+    logs = sorted(stack.log_dir.glob("*.log"))
+    assert logs
+    for path in logs:
+        text = path.read_bytes()
+        for secret in personal:
+            assert secret not in text, (path.name, secret)
 
 
 async def test_every_service_stops_cleanly_on_sigterm(stack: Stack) -> None:
