@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import inspect
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -47,16 +46,9 @@ def original(r: Any) -> bytes:
         return b""
 
 
-def _build(builder: Any, broker: KafkaBroker, db: Database) -> list[tuple[str, ASGIApp]]:
-    # Routes take the database once intake stores HTTP refusals itself.
-    takes_db = len(inspect.signature(builder).parameters) > 1
-    routes: list[tuple[str, ASGIApp]] = builder(broker, db) if takes_db else builder(broker)
-    return routes
-
-
 def routes_app(broker: KafkaBroker, db: Database) -> ASGIApp:
     """Intake's HTTP routes (API and form) as one ASGI app, as AsgiFastStream mounts them."""
-    table = dict(_build(build_routes, broker, db) + _build(build_form_routes, broker, db))
+    table = dict(build_routes(broker, db) + build_form_routes(broker, db))
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await table[scope["path"]](scope, receive, send)
