@@ -11,6 +11,7 @@ since then nothing can tell the personal data from the rest.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 REDACTED = "[redacted]"
@@ -33,15 +34,26 @@ PERSONAL_KEYS = frozenset(
 )
 
 
+# Key names that suggest personal data, whatever their spelling (reporterEmail, tel_no, ...).
+PERSONAL_KEY_PARTS = ("email", "mail", "phone", "mobile", "tel", "name", "address", "reporter")
+# Values that look like an email address or a phone number, wherever they are.
+EMAIL = re.compile(r"[^\s@/:\\\"'<>(),;]+@[^\s@/\\\"'<>(),;]+\.[A-Za-z]{2,}")
+PHONE = re.compile(r"\+?\d[\d\s().-]{7,}\d")
+
+
 def redact(raw: bytes | None) -> bytes | None:
-    """The bytes to publish about a refused message: redacted JSON, or None (withheld)."""
+    """The bytes to publish about a refused message: redacted JSON, or None (withheld).
+
+    Never raises: anything it cannot read or write back safely (not JSON, nested too deep,
+    lone surrogates) is withheld.
+    """
     if not raw:
         return raw
     try:
         data = json.loads(raw)
-    except (ValueError, RecursionError):  # not UTF-8, not JSON, nested too deep
+        return json.dumps(_scrub(data), ensure_ascii=False, separators=(",", ":")).encode()
+    except (ValueError, RecursionError, UnicodeError, TypeError):
         return None
-    return json.dumps(_scrub(data), ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def redact_dead_letter(raw: bytes) -> bytes:
@@ -49,11 +61,19 @@ def redact_dead_letter(raw: bytes) -> bytes:
     return redact(raw) or b""
 
 
+def _personal(key: str) -> bool:
+    folded = "".join(c for c in key.lower() if c.isalnum())
+    return key.lower() in PERSONAL_KEYS or any(part in folded for part in PERSONAL_KEY_PARTS)
+
+
 def _scrub(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: _hide(v) if k.lower() in PERSONAL_KEYS else _scrub(v) for k, v in value.items()}
+        return {_scrub(k): _hide(v) if _personal(k) else _scrub(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_scrub(v) for v in value]
+    if isinstance(value, str):
+        value = EMAIL.sub(REDACTED, value)
+        return value if value.startswith(("http://", "https://")) else PHONE.sub(REDACTED, value)
     return value
 
 
