@@ -155,8 +155,16 @@ class ReportRejectedV1(_Event):
     source_topic: str | None = None
     source_partition: int | None = None
     source_offset: int | None = None
-    key: str | None = None
-    reasons: list[RejectionReason] = Field(min_length=1)
+    key: str | None = Field(
+        None, description="The refused message's key, cut to 1,024 characters (see key_size)."
+    )
+    key_size: int | None = Field(
+        None, description="The original key's size in bytes, when it was cut; else absent."
+    )
+    reasons: list[RejectionReason] = Field(
+        min_length=1,
+        description="One per problem, at most 100 (the last then says how many more).",
+    )
     original_base64: str = Field(
         description="The refused message, base64, as JSON with the value of every reporter "
         'field replaced by "[redacted]" (re-serialised: not byte for byte); empty when '

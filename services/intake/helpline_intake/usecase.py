@@ -83,12 +83,18 @@ def opened_message(row: asyncpg.Record | Mapping[str, Any]) -> OutgoingMessage:
     )
 
 
+MAX_KEY_BYTES = 1024
+MAX_REASONS = 100
+
+
 def rejected_message(event: ReportRejectedV1, key: bytes | None) -> OutgoingMessage:
+    """The rejection on `helpline.reports.rejected`, bounded in size: keyed by the refused
+    message's own key, cut to 1 KiB (the event's `key_size` says when)."""
     return cloudevents.event_message(
         REPORTS_REJECTED.name,
         event,
         event_id=event.event_id,
-        key=key,  # the refused message's own key, as sent
+        key=key[:MAX_KEY_BYTES] if key else key,
         type_="helpline.report.rejected.v1",
         source=SOURCE,
         time=event.rejected_at,
@@ -111,6 +117,13 @@ def rejection(
         withheld, shown = ("too_large" if too_large else "not_json"), b""
     elif len(shown) > MAX_MESSAGE_BYTES:
         withheld, shown = "too_large", b""
+    if len(reasons) > MAX_REASONS:
+        more = len(reasons) - (MAX_REASONS - 1)
+        reasons = [
+            *reasons[: MAX_REASONS - 1],
+            RejectionReason(loc="", message=f"{more} more problems not listed", type="too_many"),
+        ]
+    key = record.key if record is not None else None
     return ReportRejectedV1(
         event_id=rid,
         rejected_at=utcnow(),
@@ -118,7 +131,8 @@ def rejection(
         source_topic=record.topic if record else None,
         source_partition=record.partition if record else None,
         source_offset=record.offset if record else None,
-        key=record.key.decode("utf-8", "replace") if record and record.key else None,
+        key=key[:MAX_KEY_BYTES].decode("utf-8", "replace") if key else None,
+        key_size=len(key) if key and len(key) > MAX_KEY_BYTES else None,
         reasons=reasons,
         original_base64=base64.b64encode(shown).decode(),
         original_withheld=withheld,
