@@ -28,3 +28,16 @@ def test_a_status_cap_below_its_interval_is_refused() -> None:
 
 def test_a_rate_below_one_per_second_is_valid() -> None:
     assert load_settings(platform_rate_per_s=0.2).platform_rate_per_s == 0.2
+
+
+@pytest.mark.parametrize(
+    "variable", ["HELPLINE_ESCALATION_CLAIM_LEASE_S", "HELPLINE_GRACEFUL_TIMEOUT_S"]
+)
+@pytest.mark.parametrize("value", ["inf", "nan"])
+def test_a_duration_that_is_not_finite_is_refused_with_its_name(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    field = variable.removeprefix("HELPLINE_").lower()
+    with pytest.raises(ValidationError, match=f"(?i){field}"):
+        load_settings()

@@ -189,14 +189,12 @@ class BatchRunner:
         self._max_failures = max_batch_failures
         self._base_s = backoff_base_s
         self._max_s = backoff_max_s
-        self._batch: str | None = None
         self._batch_failures = 0
         self._log = get_logger(f"helpline.{service}.consumer")
 
     async def run(self, records: Sequence[Record]) -> None:
-        first = position(records[0]) if records else None
-        if first != self._batch:
-            self._batch, self._batch_failures = first, 0
+        # Failures count until a batch succeeds, whatever its first position: a poisoned
+        # batch redelivered with other partitions' records in front is still the same trouble.
         try:
             if self._batch_failures >= self._max_failures:
                 await self._isolate(records)
@@ -215,7 +213,7 @@ class BatchRunner:
                 await self._sleep(exc, until_reachable=True)
             raise
         self.health.succeeded()
-        self._batch, self._batch_failures = None, 0
+        self._batch_failures = 0
 
     async def _attempt(self, records: Sequence[Record]) -> None:
         good = self._dead.screen(records)

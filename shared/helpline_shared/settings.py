@@ -6,6 +6,7 @@ Nothing reads the environment at import time: call :func:`load_settings` once at
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Literal
 
@@ -137,6 +138,14 @@ class Settings(BaseSettings):
         description="Days intake keeps the full bytes of a refused message "
         "(`helpline intake purge` clears older ones; reasons and counts stay).",
     )
+
+    @model_validator(mode="after")
+    def _numbers_are_finite(self) -> Settings:
+        """`inf` and `nan` are not durations, rates or ratios: refuse them at start-up."""
+        for name, value in self:
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"HELPLINE_{name.upper()} must be a finite number, not {value}")
+        return self
 
     @model_validator(mode="after")
     def _escalation_settings_are_consistent(self) -> Settings:
