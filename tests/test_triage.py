@@ -395,3 +395,16 @@ def test_declared_issue_types_reach_the_triaged_case(triage: Triage) -> None:
     assert triaged.harm_types == ["privacy_images_doxxing"]
     assert triaged.urgency == "high"
     assert f"{RULES.version}:declared.privacy_images_doxxing" in triaged.rules_fired
+
+
+def test_a_url_too_long_once_normalised_waits_for_a_person_and_stays_indexable(
+    triage: Triage,
+) -> None:
+    long_url = "https://www.tiktok.com/" + "学校" * 1000  # 2,023 characters, ~18 KB encoded
+    ok = "https://www.instagram.com/ok_account/"
+    out = triage.triage(case(urls=[long_url, ok]))
+    by_url = {u.url: u for u in out.urls}
+    assert by_url[long_url].route == "manual"
+    assert "normalised" in (by_url[long_url].reason or "")
+    assert len(by_url[long_url].normalized_url.encode()) < 2704
+    assert by_url[ok].route == "platform"

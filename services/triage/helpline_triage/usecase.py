@@ -9,6 +9,7 @@ published by the runner after the triaged events, once per source position).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
 from faststream.kafka import KafkaBroker
@@ -31,6 +32,7 @@ from helpline_triage.rules import RuleSet
 from helpline_triage.urls import UrlRules
 
 SOURCE = "urn:helpline:triage"
+MAX_NORMALIZED_BYTES = 2000  # PostgreSQL's btree rows hold at most 2,704 bytes
 log = get_logger("helpline.triage")
 
 
@@ -51,6 +53,15 @@ class Triage:
             except ValueError as exc:
                 # Never dropped: it waits for a person, with the reason (which echoes nothing).
                 normalized, reason = url.strip(), f"the URL cannot be read: it {exc}"
+            if reason is None and len(normalized.encode()) > MAX_NORMALIZED_BYTES:
+                # Percent-encoding can make a URL within intake's limit too long to index:
+                # a person looks at it; the key keeps a digest of the whole.
+                digest = hashlib.sha256(normalized.encode()).hexdigest()
+                cut = normalized.encode()[:1800].decode("utf-8", "ignore")
+                normalized, reason = (
+                    f"{cut}#sha256={digest}",
+                    f"the URL is over {MAX_NORMALIZED_BYTES} bytes once normalised",
+                )
             if normalized in urls:
                 continue
             platform = "unknown" if reason else self._urls.platform(normalized)
