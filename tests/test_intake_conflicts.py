@@ -107,6 +107,17 @@ async def test_other_content_over_http_is_409_with_problem_details(
     assert [(e["event_id"], e["via"]) for e in found] == [(problem["rejection_id"], "http")]
 
 
+async def test_other_content_right_after_an_accepted_one_is_409_before_it_is_stored(
+    intake: IntakeUnderTest,
+) -> None:
+    source = f"src-{uuid.uuid4().hex[:6]}"  # nothing consumed: the first is not stored yet
+    first = await intake.http.post("/v1/reports", json=report(source))
+    again = await intake.http.post("/v1/reports", json=report(source))
+    other = await intake.http.post("/v1/reports", json=report(source, description="Other"))
+    assert (first.status_code, again.status_code, other.status_code) == (202, 202, 409)
+    assert other.json()["errors"][0]["type"] == "conflict"
+
+
 async def test_a_conflicting_form_is_refused_409(intake: IntakeUnderTest) -> None:
     source_id = f"form-{uuid.uuid4().hex[:6]}"
     fields = {

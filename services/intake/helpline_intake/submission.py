@@ -65,17 +65,45 @@ class Handover:
             if await self._conflicts(result):
                 return await self.refuse(raw, conflict(), via, 409)
             message = OutgoingMessage(REPORTS_SUBMITTED.name, raw, result.report_id.encode())
-            await publish_all(self._broker, [message])
+            try:
+                await publish_all(self._broker, [message])
+            except BaseException:
+                await self._forget(result)  # not accepted: a retry may bring other content
+                raise
             return None
         too_large = any(r.type == "too_large" for r in result)
         return await self.refuse(raw, result, via, 413 if too_large else 422)
 
     async def _conflicts(self, report: ReportSubmittedV1) -> bool:
-        """Whether other content is stored under this report's id. Two different reports
-        sent at once may both pass here: the consumer then refuses the later one."""
+        """Whether other content is stored, or was accepted, under this report's id.
+
+        The first content accepted for an id claims it (`intake.accepted_hashes`; concurrent
+        claims are serialised by the primary key), so of two different reports sent at once
+        or one after the other, the later gets 409.
+        """
+        case_id, digest = case_id_for(report), content_hash(report)
         async with self._db.pool.acquire() as conn:
-            stored = await repository.stored_hashes(conn, [case_id_for(report)])
-        return stored.get(case_id_for(report)) not in (None, content_hash(report))
+            stored = await repository.stored_hashes(conn, [case_id])
+            if stored.get(case_id) not in (None, digest):
+                return True
+            await conn.execute(
+                "INSERT INTO intake.accepted_hashes (case_id, content_hash) VALUES ($1, $2)"
+                " ON CONFLICT (case_id) DO NOTHING",
+                case_id,
+                digest,
+            )
+            accepted = await conn.fetchval(
+                "SELECT content_hash FROM intake.accepted_hashes WHERE case_id = $1", case_id
+            )
+        return bool(accepted != digest and case_id not in stored)
+
+    async def _forget(self, report: ReportSubmittedV1) -> None:
+        async with self._db.pool.acquire() as conn:
+            await conn.execute(
+                "DELETE FROM intake.accepted_hashes WHERE case_id = $1 AND content_hash = $2",
+                case_id_for(report),
+                content_hash(report),
+            )
 
     async def refuse(
         self, raw: bytes | None, reasons: list[RejectionReason], via: Channel, status: int
