@@ -13,6 +13,7 @@ import asyncpg
 import pytest
 
 from helpline_metrics import projection
+from helpline_metrics.totals import totals
 from helpline_shared.events import ReportRejectedV1
 from helpline_shared.topics import CASES_OPENED, REPORTS_REJECTED
 from tests.conftest import fresh_database
@@ -161,7 +162,10 @@ async def test_conflicts_are_counted_by_type_in_the_totals(infra: Infra) -> None
                 "SELECT label, value FROM metrics.counters WHERE name = 'reports_rejected_by_type'"
             )
         }
+        figures = await totals(conn)
     finally:
         await conn.close()
     assert counters == {}
     assert by_type == {"conflict": 1}
+    assert figures["reports_rejected"] == 1
+    assert figures["reports_rejected_by_type"] == {"conflict": 1}

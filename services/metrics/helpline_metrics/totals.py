@@ -51,6 +51,7 @@ async def totals(conn: Conn) -> dict[str, Any]:
         "cases": cases,
         "urls": _one(c, "urls_total"),
         "reports_rejected": _one(c, "reports_rejected_total"),
+        "reports_rejected_by_type": dict(sorted(c.get("reports_rejected_by_type", {}).items())),
         "escalations": {
             "total": _one(c, "escalations_total"),
             "by_state": dict(sorted(c.get("escalations_by_state", {}).items())),
