@@ -34,6 +34,7 @@ from collections.abc import Callable, Collection, Sequence
 from typing import Any, TypeAlias
 
 from aiokafka import ConsumerRecord
+from aiokafka.errors import KafkaError
 from faststream.kafka import KafkaBroker
 
 from helpline_shared.kafka import OutgoingMessage, publish_all
@@ -187,11 +188,25 @@ class DeadLetters:
         )
         if not fresh:
             return
+        self._count([position(r) in refused_positions for r in fresh])
+        for record in fresh:
+            key = (record.topic, record.partition)
+            self._admitted[key] = max(self._admitted.get(key, -1), record.offset)
+
+    def refuse(self, record: Record) -> None:
+        """Counts `record`, already admitted as good, as refused after all (it failed alone):
+        a deploy that makes every message fail trips the bound instead of dead-lettering
+        everything. Raises like :meth:`admit`."""
+        self._count([True])
+
+    def _count(self, refused: Sequence[bool]) -> None:
+        """Slides `refused` (in order) into the window, or raises without changing it while
+        a tripped bound holds; once the hold has passed the window starts afresh."""
         window = deque(self._window, maxlen=self._window.maxlen)
         over = False
-        for record in fresh:
-            window.append(position(record) in refused_positions)
-            if window[-1] and len(window) == window.maxlen:
+        for flag in refused:
+            window.append(flag)
+            if flag and len(window) == window.maxlen:
                 over = over or sum(window) / len(window) > self._max_ratio
         now = self._clock()
         if over and not self._released(now):
@@ -214,31 +229,6 @@ class DeadLetters:
             window.clear()
         elif self.tripped_at is not None:
             log.info("dead-letter ratio back under the limit", service=self.service)
-        self.tripped_at = None
-        self._window = window
-        for record in fresh:
-            key = (record.topic, record.partition)
-            self._admitted[key] = max(self._admitted.get(key, -1), record.offset)
-
-    def refuse(self, record: Record) -> None:
-        """Counts `record`, already admitted as good, as refused after all (it failed alone):
-        a deploy that makes every message fail trips the bound instead of dead-lettering
-        everything. Raises like :meth:`admit`."""
-        window = deque(self._window, maxlen=self._window.maxlen)
-        window.append(True)
-        over = len(window) == window.maxlen and sum(window) / len(window) > self._max_ratio
-        now = self._clock()
-        if over and not self._released(now):
-            if self.tripped_at is None:
-                self.tripped_at = now
-                self.trips += 1
-                log.error("dead-letter limit exceeded by failing messages", service=self.service)
-            raise DeadLetterLimitExceededError(
-                f"{self.service}: more than {self._max_ratio:.0%} of the last "
-                f"{window.maxlen} messages failed"
-            )
-        if over:
-            window.clear()
         self.tripped_at = None
         self._window = window
 
@@ -280,6 +270,4 @@ class DeadLetters:
 
 
 def _refused_by_broker(exc: BaseException) -> bool:
-    from aiokafka.errors import KafkaError
-
     return isinstance(exc, KafkaError) and not exc.retriable
