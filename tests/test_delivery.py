@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +31,7 @@ from helpline_shared.topics import (
 from tests.conftest import fresh_database
 from tests.helpers import read_topic
 from tests.infra import Infra, dedicated_broker
+from tests.test_shutdown import start
 
 pytestmark = pytest.mark.e2e
 
@@ -48,13 +47,7 @@ class Service:
         self.name = name
         self.port = int(env[f"HELPLINE_{name.upper()}_PORT"])
         self.log = log
-        with log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "helpline_cli.main", "run", name],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
+        self.proc = start(name, env, log)
 
     async def ready(self) -> tuple[int, dict[str, Any]]:
         async with httpx.AsyncClient() as client:
