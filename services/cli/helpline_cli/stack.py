@@ -184,17 +184,11 @@ class Stack:
         return [name for name, p in self.procs.items() if p.poll() is not None]
 
     def stop_service(self, service: str, timeout_s: float = 30.0) -> int | None:
-        proc = self.procs.pop(service, None)
-        if proc is None:
+        if service not in self.procs:
             return None
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        return proc.returncode
+        code = self.signal_service(service, signal.SIGTERM, timeout_s)
+        del self.procs[service]
+        return code
 
     def stop(self, timeout_s: float = 30.0) -> None:
         for proc in self.procs.values():
