@@ -58,8 +58,25 @@ HarmType = Literal[
     "privacy_images_doxxing",
     "child_sexual_imagery",
     "threats_risk_to_life",
+    "self_harm",
+    "hate",
+    "scams",
+    "other",
 ]
 Urgency = Literal["critical", "high", "normal"]
+UrlKind = Literal[
+    "account",
+    "video",
+    "post",
+    "comment",
+    "story",
+    "channel",
+    "group",
+    "live",
+    "game",
+    "unknown",
+]
+UrlOrigin = Literal["urls", "description"]
 Route = Literal["platform", "hotline", "manual"]
 NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 
@@ -195,13 +212,40 @@ class CaseOpenedV1(_Event):
 
 
 class TriagedUrl(_Event):
-    url_id: uuid.UUID = Field(description="Stable id of this URL in this case; escalation id.")
-    url: str
-    normalized_url: str
-    platform: str = Field(description="Platform slug from the host, or 'unknown'.")
+    url_id: uuid.UUID = Field(description="Stable id of this URL in this case.")
+    url: str = Field(description="The URL as reported.")
+    normalized_url: str = Field(
+        description="Canonical form: the same content compares equal across hosts, short "
+        "links, mobile hosts, tracking parameters, letter case, trailing slashes, fragments."
+    )
+    platform: str = Field(description="Platform slug, or 'unknown'.")
     route: Route
     reason: str | None = Field(
         None, description="Why this URL waits for a person (route 'manual'), when triage knows."
+    )
+    kind: UrlKind = Field("unknown", description="What the URL points at on its platform.")
+    origin: UrlOrigin = Field(
+        "urls", description="Where it was reported: the report's URL list or its description."
+    )
+    short_link: bool = Field(
+        False,
+        description="A short link triage cannot expand without fetching it (it never fetches "
+        "a reported URL): kept as given, so it compares equal only to itself.",
+    )
+    dsa_category: str | None = Field(
+        None, description="DSA statement-of-reasons category of the harm the notice leads with."
+    )
+    reason_code: str | None = Field(
+        None, description="The platform's own reason code for that harm, from the rules data."
+    )
+
+
+class RuleMatch(_Event):
+    rule_id: str
+    evidence: list[str] = Field(
+        default_factory=list,
+        description="What fired it: matched text, or a fact such as "
+        "'declared: hate' or '3 cases reported the same content'.",
     )
 
 
@@ -218,6 +262,17 @@ class CaseTriagedV1(_Event):
     route: Route
     rules_fired: list[str] = Field(description="Ids of the triage rules that matched.")
     urls: list[TriagedUrl]
+    rules_version: str | None = Field(None, description="Version of the rules data applied.")
+    lead_harm_type: HarmType | None = Field(
+        None, description="The most severe harm type: the one a notice leads with."
+    )
+    decision_due_at: datetime | None = Field(
+        None, description="When a platform decision is due, from the urgency's deadline."
+    )
+    matches: list[RuleMatch] = Field(
+        default_factory=list,
+        description="Each rule that fired and what made it fire (text fragments or facts).",
+    )
     rejected_urls: list[str] = Field(
         default_factory=list,
         description="Deprecated, always empty: a URL triage cannot read is in `urls` with "
