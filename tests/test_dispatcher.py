@@ -61,7 +61,7 @@ async def http(simulator: str) -> AsyncIterator[aiohttp.ClientSession]:
 
 @pytest.fixture
 async def worker(db: Database, simulator: str, http: aiohttp.ClientSession) -> PlatformWorker:
-    await db.pool.execute("TRUNCATE escalator.escalations, escalator.attempts, outbox")
+    await db.pool.execute("TRUNCATE escalator.escalations, escalator.attempts, outbox CASCADE")
     settings = Settings(
         escalation_retry_base_s=0.05, escalation_max_attempts=3, escalation_claim_lease_s=30
     )
@@ -90,6 +90,17 @@ async def add_escalation(db: Database, **overrides: Any) -> uuid.UUID:
     params = ", ".join(f"${i}" for i in range(1, len(row) + 1))
     await db.pool.execute(
         f"INSERT INTO escalator.escalations ({cols}) VALUES ({params})", *row.values()
+    )
+    await db.pool.execute(
+        """INSERT INTO escalator.escalation_cases
+               (escalation_id, case_id, url_id, url, harm_types, urgency, received_at)
+           VALUES ($1, $2, $1, $3, $4, $5, $6)""",
+        eid,
+        row["case_id"],
+        row["url"],
+        row["harm_types"],
+        row["urgency"],
+        row["received_at"],
     )
     return eid
 
@@ -281,7 +292,7 @@ async def test_a_rate_below_one_call_per_second_still_calls(
 ) -> None:
     """Hole 7: aiolimiter refused a capacity below one call; every escalation then ended
     `needs_manual` with no call made."""
-    await db.pool.execute("TRUNCATE escalator.escalations, escalator.attempts, outbox")
+    await db.pool.execute("TRUNCATE escalator.escalations, escalator.attempts, outbox CASCADE")
     slow = Settings(platform_rate_per_s=0.5, escalation_claim_lease_s=30)
     worker = PlatformWorker(
         TikTokAdapter(http, simulator), db, Outbox(db, KafkaBroker(), "e"), slow
@@ -383,7 +394,7 @@ async def test_urgent_escalations_are_claimed_first(
 ) -> None:
     """Hole 16: claims went by due time only; an older normal escalation went before a
     critical one."""
-    await db.pool.execute("TRUNCATE escalator.escalations, escalator.attempts, outbox")
+    await db.pool.execute("TRUNCATE escalator.escalations, escalator.attempts, outbox CASCADE")
     one_at_a_time = Settings(escalation_claim_batch=1, escalation_claim_lease_s=30)
     worker = PlatformWorker(
         TikTokAdapter(http, simulator), db, Outbox(db, KafkaBroker(), "e"), one_at_a_time
@@ -410,7 +421,7 @@ async def test_a_pending_decision_is_chased_less_and_less_often(
     db: Database, simulator: str, http: aiohttp.ClientSession
 ) -> None:
     """Hole 9: the gap between status checks doubles up to the configured cap."""
-    await db.pool.execute("TRUNCATE escalator.escalations, escalator.attempts, outbox")
+    await db.pool.execute("TRUNCATE escalator.escalations, escalator.attempts, outbox CASCADE")
     settings = Settings(
         escalation_status_interval_s=2,
         escalation_status_max_interval_s=10,
@@ -449,7 +460,7 @@ async def test_a_notice_stored_late_is_found_not_sent_again(
     """Hole 6: after an unclear submit the lookup ran about a second later and read
     "not found" as "never received", so a notice the platform stored late went twice.
     A lookup that finds nothing re-sends only after the platform's settle period."""
-    await db.pool.execute("TRUNCATE escalator.escalations, escalator.attempts, outbox")
+    await db.pool.execute("TRUNCATE escalator.escalations, escalator.attempts, outbox CASCADE")
     settings = Settings(
         escalation_retry_base_s=0.05,
         escalation_claim_lease_s=30,
@@ -481,7 +492,7 @@ async def test_a_notice_stored_late_is_found_not_sent_again(
 async def test_a_notice_that_never_arrived_is_sent_again_after_the_settle_period(
     db: Database, simulator: str, http: aiohttp.ClientSession
 ) -> None:
-    await db.pool.execute("TRUNCATE escalator.escalations, escalator.attempts, outbox")
+    await db.pool.execute("TRUNCATE escalator.escalations, escalator.attempts, outbox CASCADE")
     settings = Settings(
         escalation_retry_base_s=0.05, escalation_claim_lease_s=30, platform_settle_s=0.5
     )
@@ -504,7 +515,7 @@ async def test_a_claim_stalled_past_its_lease_is_released_not_sent(
     """Hole 14: lease sizing ignored waits for the rate limiter (and the slots and a
     database connection). A claim stalled until its lease expired still made its call,
     while another worker could reclaim and look it up. Now it goes back unsent."""
-    await db.pool.execute("TRUNCATE escalator.escalations, escalator.attempts, outbox")
+    await db.pool.execute("TRUNCATE escalator.escalations, escalator.attempts, outbox CASCADE")
     # One call per 5 s; a 4 s lease; calls of at most 1.5 s must start within 1.5 s.
     settings = Settings(
         platform_rate_per_s=0.2,

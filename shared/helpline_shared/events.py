@@ -296,8 +296,11 @@ TAKEDOWN_DECISIONS: frozenset[str] = frozenset({"removed", "disabled", "already_
 class EscalationOutcomeV1(_Event):
     """A URL's escalation reached a state, on `helpline.escalations.outcomes`.
 
-    One event per state per escalation (`event_id` = uuid5 of escalation id and state), keyed
-    by case id so one case's outcomes stay in order.
+    An escalation stands for one content (route, platform, canonical URL) and is shared by
+    every case that reported it: one notice to the platform, and one event per state per
+    linked case (`event_id` = uuid5 of the case's `url_id` and state), keyed by case id so
+    one case's outcomes stay in order. A case linked after a state was reached gets that
+    state's event at once, with the same facts and `occurred_at`.
     """
 
     schema_version: Literal[1] = 1
@@ -312,4 +315,20 @@ class EscalationOutcomeV1(_Event):
     attempts: int = Field(ge=0)
     reason: str | None = Field(None, description="Why it failed or needs manual handling.")
     received_at: datetime = Field(description="When intake received the report.")
-    occurred_at: datetime
+    occurred_at: datetime = Field(description="When the escalation reached this state.")
+    url_id: uuid.UUID | None = Field(
+        None,
+        description="This case's URL (its TriagedUrl.url_id). Absent on events from before "
+        "shared escalations, where it equals escalation_id.",
+    )
+    linked_at: datetime | None = Field(
+        None, description="When this case was linked to the escalation."
+    )
+    linked_cases: int | None = Field(
+        None, ge=1, description="How many cases shared the escalation when this was sent."
+    )
+    first_received_at: datetime | None = Field(
+        None,
+        description="When intake received the report of the case that opened the "
+        "escalation: time to decision for the content is measured from it.",
+    )

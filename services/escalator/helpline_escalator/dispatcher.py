@@ -4,7 +4,8 @@ One worker per platform, each with its own concurrency bound and rate limit, so 
 failing platform never holds up another. A worker claims due escalations and records an
 attempt for each in one transaction *before* calling the platform; it then writes the new
 states, finishes the attempts and queues the outcome events in one transaction (the
-outbox), so an outcome is published if and only if its state is stored. An escalation
+outbox), so an outcome is published if and only if its state is stored; each state goes
+to every case linked to the escalation (one notice per content, one outcome per case). An escalation
 whose claim outlived the lease (the process died mid-call) is looked up on the platform by
 our reference and never blindly re-sent. No call starts once it could still be running
 when its claim's lease expires (waits for a slot, the rate limit or a database connection
@@ -30,7 +31,7 @@ from helpline_escalator.adapters.base import (
     PlatformResult,
     RetryableError,
 )
-from helpline_escalator.outcomes import outcome_message
+from helpline_escalator.outcomes import Reached, announce
 from helpline_escalator.repository import (
     Claim,
     Release,
@@ -43,7 +44,6 @@ from helpline_escalator.severity import most_severe_first, orders
 from helpline_escalator.transitions import Policy, after_failure, after_success
 from helpline_shared.db import Database
 from helpline_shared.events import utcnow
-from helpline_shared.kafka import OutgoingMessage
 from helpline_shared.logging import bind_event, get_logger
 from helpline_shared.loop import WorkLoop
 from helpline_shared.outbox import Outbox
@@ -59,13 +59,14 @@ class LeaseDeadlineError(Exception):
 @dataclass(frozen=True)
 class Step:
     update: Update
-    outcome: OutgoingMessage | None
+    reached: Reached | None  # the state to announce to every linked case, if any
 
 
 def notice_for(row: asyncpg.Record | Mapping[str, Any], settings: Settings) -> Notice:
     """The DSA notice for an escalation row: why, which URL, who notifies, in good faith.
     Nothing about the reporter: the helpline is the notifier. Harm types are listed most
-    severe first (`severity.json`), so the most severe decides the notice's category."""
+    severe first (`severity.json`), so the most severe decides the notice's category, unless
+    triage's rules gave the DSA category and the platform's reason code (they win)."""
     harm = most_severe_first(row["harm_types"])
     return Notice(
         client_reference=row["escalation_id"],
@@ -80,6 +81,8 @@ def notice_for(row: asyncpg.Record | Mapping[str, Any], settings: Settings) -> N
         ),
         notifier_name=settings.notifier_name,
         notifier_email=settings.notifier_email,
+        category=row.get("dsa_category"),
+        reason_code=row.get("reason_code"),
     )
 
 
@@ -227,11 +230,12 @@ class PlatformWorker:
             error=t.error,
             sent_at=sent[0] if sent and claim.kind == "submit" else None,
         )
-        outcome = (
-            outcome_message(
-                row,
-                state=t.state,
-                attempts=attempts,
+        reached = (
+            Reached(
+                row["escalation_id"],
+                t.state,
+                attempts,
+                utcnow(),
                 decision=t.decision,
                 reference=t.reference,
                 reason=t.reason,
@@ -239,7 +243,7 @@ class PlatformWorker:
             if t.announce
             else None
         )
-        return Step(update, outcome)
+        return Step(update, reached)
 
     def call_budget_s(self) -> float:
         """The longest one call may take: the HTTP client's own timeout plus a margin."""
@@ -294,21 +298,24 @@ class PlatformWorker:
         return len(claims)
 
     async def _store(self, steps: list[Step], releases: list[Release]) -> None:
-        """New states, finished attempts and outcome events, in one transaction; claims
-        released before their call go back as they were."""
+        """New states, finished attempts and outcome events (one per linked case), in one
+        transaction; claims released before their call go back as they were. The links
+        are read after the update has locked the escalations' rows, so a case linking at
+        the same moment hears the new state either here or from its own catch-up."""
         if not steps and not releases:
             return
         async with self._db.pool.acquire() as conn, conn.transaction():
             await release_claims(conn, releases)
             applied = await apply_updates(conn, [st.update for st in steps])
-            await self._outbox.add(
+            outcomes = await announce(
                 conn,
                 [
-                    st.outcome
+                    st.reached
                     for st in steps
-                    if st.outcome is not None and st.update.escalation_id in applied
+                    if st.reached is not None and st.update.escalation_id in applied
                 ],
             )
+            await self._outbox.add(conn, outcomes)
         self._outbox.wake()
 
     async def _step(self) -> bool:

@@ -1,44 +1,82 @@
-"""Outcome events for `helpline.escalations.outcomes`, built from an escalation row.
+"""Outcome events for `helpline.escalations.outcomes`: one per state per linked case.
 
-Event id = uuid5(escalation id, state): each state is announced once per escalation, and a
-re-announcement (outbox replay) carries the same id.
+An escalation stands for one content and may be linked to several cases. Each state it
+reaches is recorded once (`escalator.escalation_states`, with what was announced) and
+announced to every case linked to it, keyed by that case's id, so each case shows its
+outcome and one case's outcomes stay in order. A case linked later is told the states
+already reached, with the same facts, at once (see :mod:`helpline_escalator.links`).
+
+Event id = uuid5(the case's URL id, state): each state is announced once per case, and a
+re-announcement (outbox replay) carries the same id. Escalations made before shared
+escalations have URL id = escalation id, so their event ids are unchanged.
+
+Race-free by locking: a state is recorded and announced after its escalation's row is
+locked (the update that moves it), and a link to an existing escalation reads the states
+while holding the same row lock, so every linked case hears each state exactly once.
 """
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from helpline_shared import cloudevents
-from helpline_shared.events import EscalationOutcomeV1, derive_id, utcnow
+from helpline_shared.db import Conn
+from helpline_shared.events import EscalationOutcomeV1, derive_id
 from helpline_shared.kafka import OutgoingMessage
 from helpline_shared.topics import ESCALATION_OUTCOMES
 
 SOURCE = "urn:helpline:escalator"
 
 
-def outcome_message(
-    row: Any,
-    *,
-    state: str,
-    attempts: int,
-    decision: str | None = None,
-    reference: str | None = None,
-    reason: str | None = None,
-) -> OutgoingMessage:
+@dataclass(frozen=True)
+class Reached:
+    """A state an escalation reached, as announced to each of its cases."""
+
+    escalation_id: uuid.UUID
+    state: str
+    attempts: int
+    occurred_at: datetime
+    decision: str | None = None
+    reference: str | None = None
+    reason: str | None = None
+
+    @classmethod
+    def of(cls, row: Any) -> Reached:
+        return cls(
+            row["escalation_id"],
+            row["state"],
+            row["attempts"],
+            row["occurred_at"],
+            row["decision"],
+            row["platform_reference"],
+            row["reason"],
+        )
+
+
+def outcome_message(escalation: Any, link: Any, reached: Reached) -> OutgoingMessage:
+    """The event telling the case of `link` that `escalation` reached a state."""
     event = EscalationOutcomeV1.model_validate(
         {
-            "event_id": derive_id("escalation.outcome", row["escalation_id"], state),
-            "case_id": row["case_id"],
-            "escalation_id": row["escalation_id"],
-            "platform": row["platform"],
-            "url": row["url"],
-            "state": state,
-            "decision": decision,
-            "platform_reference": reference,
-            "attempts": attempts,
-            "reason": reason,
-            "received_at": row["received_at"],
-            "occurred_at": utcnow(),
+            "event_id": derive_id("escalation.outcome", link["url_id"], reached.state),
+            "case_id": link["case_id"],
+            "escalation_id": reached.escalation_id,
+            "platform": escalation["platform"],
+            "url": link["url"],
+            "state": reached.state,
+            "decision": reached.decision,
+            "platform_reference": reached.reference,
+            "attempts": reached.attempts,
+            "reason": reached.reason,
+            "received_at": link["received_at"],
+            "occurred_at": reached.occurred_at,
+            "url_id": link["url_id"],
+            "linked_at": link["linked_at"],
+            "linked_cases": escalation["linked_cases"],
+            "first_received_at": escalation["received_at"],
         }
     )
     return cloudevents.event_message(
@@ -46,8 +84,82 @@ def outcome_message(
         event,
         event_id=event.event_id,
         key=event.case_id,
-        type_=f"helpline.escalation.{state}.v1",
+        type_=f"helpline.escalation.{reached.state}.v1",
         source=SOURCE,
         time=event.occurred_at,
         subject=event.case_id,
     )
+
+
+async def _escalations(conn: Conn, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Any]:
+    rows = await conn.fetch(
+        """SELECT escalation_id, platform, linked_cases, received_at
+           FROM escalator.escalations WHERE escalation_id = ANY($1::uuid[])""",
+        list(ids),
+    )
+    return {r["escalation_id"]: r for r in rows}
+
+
+async def announce(conn: Conn, reached: Sequence[Reached]) -> list[OutgoingMessage]:
+    """Record each state reached and build its event for every case linked to it.
+
+    Call with the escalations' rows locked (after the update that moved them), in the
+    transaction that queues the events. A state already recorded is not announced again.
+    """
+    if not reached:
+        return []
+    rows = await conn.fetch(
+        """
+        INSERT INTO escalator.escalation_states
+            (escalation_id, state, attempts, decision, platform_reference, reason, occurred_at)
+        SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[], $5::text[],
+                             $6::text[], $7::timestamptz[])
+        ON CONFLICT DO NOTHING
+        RETURNING *
+        """,
+        [r.escalation_id for r in reached],
+        [r.state for r in reached],
+        [r.attempts for r in reached],
+        [r.decision for r in reached],
+        [r.reference for r in reached],
+        [r.reason for r in reached],
+        [r.occurred_at for r in reached],
+    )
+    fresh = [Reached.of(r) for r in rows]
+    ids = sorted({r.escalation_id for r in fresh})
+    escalations = await _escalations(conn, ids)
+    links: dict[uuid.UUID, list[Any]] = {}
+    for link in await conn.fetch(
+        """SELECT * FROM escalator.escalation_cases WHERE escalation_id = ANY($1::uuid[])
+           ORDER BY linked_at, case_id""",
+        ids,
+    ):
+        links.setdefault(link["escalation_id"], []).append(link)
+    return [
+        outcome_message(escalations[r.escalation_id], link, r)
+        for r in fresh
+        for link in links.get(r.escalation_id, [])
+    ]
+
+
+async def catch_up(conn: Conn, links: Sequence[Any]) -> list[OutgoingMessage]:
+    """The events of every state already reached by the escalations of new `links`, for
+    those links' cases only, oldest state first. Call holding the escalations' row locks."""
+    if not links:
+        return []
+    ids = sorted({link["escalation_id"] for link in links})
+    states: dict[uuid.UUID, list[Reached]] = {}
+    for row in await conn.fetch(
+        """SELECT * FROM escalator.escalation_states WHERE escalation_id = ANY($1::uuid[])
+           ORDER BY occurred_at, state""",
+        ids,
+    ):
+        states.setdefault(row["escalation_id"], []).append(Reached.of(row))
+    if not states:
+        return []
+    escalations = await _escalations(conn, list(states))
+    return [
+        outcome_message(escalations[link["escalation_id"]], link, r)
+        for link in links
+        for r in states.get(link["escalation_id"], [])
+    ]

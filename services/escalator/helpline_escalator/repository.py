@@ -1,7 +1,6 @@
-"""Escalator's tables: escalations (one per URL per case) and attempts (one per call).
+"""Escalator's tables: escalations (one per content, shared by the cases linked to it, see
+:mod:`helpline_escalator.links`) and attempts (one per platform call).
 
-Idempotency: an escalation's id is the triaged URL id (uuid5 of case and normalised URL)
-and `(case_id, platform, normalized_url)` is unique, so a redelivered case inserts nothing.
 An attempt row is written, with the escalation claimed, in the same transaction before the
 platform is called; a claim whose lease expired means the process died mid-call.
 """
@@ -16,43 +15,6 @@ from datetime import datetime
 import asyncpg
 
 from helpline_shared.db import Conn
-from helpline_shared.events import CaseTriagedV1
-
-
-async def insert_escalations(conn: Conn, cases: Sequence[CaseTriagedV1]) -> list[asyncpg.Record]:
-    """Insert every URL's escalation in one statement; returns the rows that are new."""
-    rows = [(case, u) for case in cases for u in case.urls]
-    if not rows:
-        return []
-    return await conn.fetch(
-        """
-        INSERT INTO escalator.escalations (escalation_id, case_id, url, normalized_url,
-            platform, route, harm_types, urgency, received_at, state, reason)
-        SELECT u.id, u.case_id, u.url, u.norm, u.platform, u.route,
-               string_to_array(u.harm, ','), u.urgency, u.received_at,
-               CASE WHEN u.route = 'platform' THEN 'queued' ELSE 'needs_manual' END,
-               COALESCE(u.reason,
-                   CASE u.route WHEN 'hotline' THEN 'special route: refer to the national hotline'
-                                WHEN 'manual' THEN 'no automated channel for this host'
-                   END)
-        FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[],
-                    $7::text[], $8::text[], $9::timestamptz[], $10::text[])
-            AS u(id, case_id, url, norm, platform, route, harm, urgency, received_at, reason)
-        ON CONFLICT DO NOTHING
-        RETURNING *
-        """,
-        [u.url_id for _, u in rows],
-        [c.case_id for c, _ in rows],
-        [u.url for _, u in rows],
-        [u.normalized_url for _, u in rows],
-        [u.platform for _, u in rows],
-        [u.route for _, u in rows],
-        [",".join(c.harm_types) for c, _ in rows],
-        [c.urgency for c, _ in rows],
-        [c.received_at for c, _ in rows],
-        [u.reason for _, u in rows],
-    )
-
 
 _CLAIM = """
 WITH due AS (

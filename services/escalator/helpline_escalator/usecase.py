@@ -1,9 +1,11 @@
 """Escalator's work on a batch of triaged cases.
 
-Promises: each triaged URL gets exactly one escalation row (idempotent on its id), queued
-for its platform's worker, or marked `needs_manual` (hotline route, unknown host, no
-adapter) with an outcome event queued in the same transaction. Offsets are committed by
-the caller after that transaction commits: at least once, no duplicate escalation.
+Promises: each triaged URL is linked once to the escalation of its content (see
+:mod:`helpline_escalator.links`): a new escalation is queued for its platform's worker or
+marked `needs_manual` (hotline route, unknown host, no adapter), and every outcome event
+this causes (a new manual escalation, states already reached by a shared one) is queued
+in the same transaction. Offsets are committed by the caller after that transaction
+commits: at least once, no duplicate escalation, no notice sent twice for one content.
 """
 
 from __future__ import annotations
@@ -14,12 +16,10 @@ from faststream.kafka import KafkaBroker
 from pydantic import ValidationError
 
 from helpline_escalator.dispatcher import Dispatcher
-from helpline_escalator.outcomes import outcome_message
-from helpline_escalator.repository import insert_escalations
+from helpline_escalator.links import link_cases
 from helpline_shared.consumer import DeadLetters, Record, describe
 from helpline_shared.db import Database
 from helpline_shared.events import CaseTriagedV1, TriagedUrl
-from helpline_shared.kafka import OutgoingMessage
 from helpline_shared.logging import bind_event, get_logger
 from helpline_shared.outbox import Outbox
 
@@ -61,21 +61,15 @@ class Escalator:
             cases.append(case.model_copy(update={"urls": [self._routable(u) for u in case.urls]}))
         self._dead.admit(records, [r for r, _ in refused])
 
-        platforms: set[str] = set()
         async with self._db.pool.acquire() as conn, conn.transaction():
-            outcomes: list[OutgoingMessage] = []
-            for row in await insert_escalations(conn, cases):
-                if row["state"] != "needs_manual":
-                    platforms.add(row["platform"])
-                    continue
+            linked = await link_cases(conn, cases)
+            await self._outbox.add(conn, linked.outcomes)
+        for row in linked.opened:
+            if row["state"] == "needs_manual":
                 with bind_event(case_id=row["case_id"], event_id=row["escalation_id"]):
                     log.info("escalation needs manual handling", reason=row["reason"])
-                outcomes.append(
-                    outcome_message(row, state="needs_manual", attempts=0, reason=row["reason"])
-                )
-            await self._outbox.add(conn, outcomes)
         for record, error in refused:
             self._dead.add(record, error)
-        self._dispatcher.wake(platforms)
-        if outcomes:
+        self._dispatcher.wake(linked.platforms)
+        if linked.outcomes:
             self._outbox.wake()

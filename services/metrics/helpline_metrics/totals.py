@@ -24,10 +24,15 @@ def _one(c: dict[str, dict[str, int]], name: str) -> int:
 async def totals(conn: Conn) -> dict[str, Any]:
     """Every total, with the takedown rate and per-platform case shares derived from them.
 
-    takedown_rate = URLs whose decision took the content down (removed, disabled, already
-    gone) / URLs with a platform decision; null until there is a decision.
-    time_to_decision_by_platform: mean time from intake receiving the report to the
-    platform's decision, over the decided URLs of each platform.
+    Distinct content and URL reports are counted apart, as the published report does:
+    `urls` and `url_reports` count each URL of each case (a URL reported by three cases
+    counts three); `escalations`, `urls_escalated`, `decisions` and `takedowns` count
+    distinct content (one escalation per content and platform, from its first outcome).
+    urls_escalated = distinct content a platform was notified of (submitted or decided).
+    takedown_rate = distinct content whose decision took it down (removed, disabled,
+    already gone) / distinct content with a platform decision; null until there is one.
+    time_to_decision_by_platform: mean time from intake receiving the first report of the
+    content to the platform's decision, over the decided content of each platform.
     """
     c = await read_counters(conn)
     cases = _one(c, "cases_total")
@@ -50,6 +55,12 @@ async def totals(conn: Conn) -> dict[str, Any]:
         "as_of": utcnow().isoformat(),
         "cases": cases,
         "urls": _one(c, "urls_total"),
+        "urls_escalated": _one(c, "urls_escalated"),
+        "url_reports": {
+            "total": _one(c, "urls_total"),
+            "by_state": dict(sorted(c.get("url_reports_by_state", {}).items())),
+            "takedowns": _one(c, "url_report_takedowns"),
+        },
         "reports_rejected": _one(c, "reports_rejected_total"),
         "reports_rejected_by_type": dict(sorted(c.get("reports_rejected_by_type", {}).items())),
         "escalations": {

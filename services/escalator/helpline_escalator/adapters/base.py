@@ -22,6 +22,10 @@ DSA_CATEGORY = {
     "privacy_images_doxxing": "STATEMENT_CATEGORY_DATA_PROTECTION_AND_PRIVACY_VIOLATIONS",
     "threats_risk_to_life": "STATEMENT_CATEGORY_RISK_FOR_PUBLIC_SECURITY",
     "child_sexual_imagery": "STATEMENT_CATEGORY_PROTECTION_OF_MINORS",
+    "self_harm": "STATEMENT_CATEGORY_SELF_HARM",
+    "hate": "STATEMENT_CATEGORY_ILLEGAL_OR_HARMFUL_SPEECH",
+    "scams": "STATEMENT_CATEGORY_SCAMS_AND_FRAUD",
+    "other": "STATEMENT_CATEGORY_OTHER_VIOLATION_TC",
 }
 
 GOOD_FAITH = (
@@ -33,7 +37,8 @@ GOOD_FAITH = (
 @dataclass(frozen=True)
 class Notice:
     """A DSA Article 16 notice for one URL. `client_reference` is our escalation id;
-    `harm_types` run most severe first, so the first decides the category."""
+    `harm_types` run most severe first, so the first decides the category, unless triage's
+    rules gave one (`category`, and `reason_code`, the platform's own code): they win."""
 
     client_reference: uuid.UUID
     url: str
@@ -43,10 +48,15 @@ class Notice:
     notifier_name: str
     notifier_email: str
     good_faith_statement: str = GOOD_FAITH
+    category: str | None = None
+    reason_code: str | None = None
 
     @property
     def dsa_category(self) -> str:
-        return DSA_CATEGORY.get(self.harm_types[0], "STATEMENT_CATEGORY_OTHER_VIOLATION_TC")
+        if self.category:
+            return self.category
+        lead = self.harm_types[0] if self.harm_types else "other"
+        return DSA_CATEGORY.get(lead, "STATEMENT_CATEGORY_OTHER_VIOLATION_TC")
 
 
 @dataclass(frozen=True)

@@ -69,11 +69,19 @@ class NoticeApiAdapter(PlatformAdapter):
         self._client = client
         self._url = base_url.rstrip("/") + self.path
 
+    def category(self, harm_types: tuple[str, ...]) -> str:
+        """The platform's own code for the lead harm, when triage's rules gave none."""
+        return (
+            self.categories.get(harm_types[0], self.default_category)
+            if harm_types
+            else (self.default_category)
+        )
+
     def payload(self, notice: Notice) -> dict[str, Any]:
         return {
             "client_reference": str(notice.client_reference),
             "url": notice.url,
-            "category": self.categories.get(notice.harm_types[0], self.default_category),
+            "category": notice.reason_code or self.category(notice.harm_types),
             "dsa_category": notice.dsa_category,
             "explanation": notice.explanation,
             "priority": "urgent" if notice.urgency == "critical" else "standard",
