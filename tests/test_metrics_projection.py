@@ -217,3 +217,89 @@ async def test_mean_time_to_decision_per_platform(conn: asyncpg.Connection) -> N
         "tiktok": {"decided": 2, "mean_hours": 3.0},
         "x": {"decided": 1, "mean_hours": 10.0},
     }
+
+
+def shared_content(cases: int, final: str, decision: str | None) -> list[Any]:
+    """`cases` cases reporting one content: each triaged, each told submitted then `final`
+    (the same facts, as the escalator tells every linked case)."""
+    eid = uuid.uuid4()
+    start = utcnow()
+    events: list[Any] = []
+    for _ in range(cases):
+        case_id = uuid.uuid4()
+        url = TriagedUrl(
+            url_id=derive_id("url", case_id),
+            url="https://www.tiktok.com/@a/video/1?utm_source=x",
+            normalized_url="https://www.tiktok.com/@a/video/1",
+            platform="tiktok",
+            route="platform",
+        )
+        events.append(
+            CaseTriagedV1(
+                event_id=derive_id("t", case_id),
+                case_id=case_id,
+                received_at=start,
+                triaged_at=start,
+                harm_types=["bullying_harassment"],
+                urgency="normal",
+                route="platform",
+                rules_fired=[],
+                urls=[url],
+            )
+        )
+        for state, at in (("submitted", 1), (final, 2)):
+            events.append(
+                EscalationOutcomeV1(
+                    event_id=derive_id("escalation.outcome", url.url_id, state),
+                    case_id=case_id,
+                    escalation_id=eid,
+                    url_id=url.url_id,
+                    platform="tiktok",
+                    url=url.url,
+                    state=state,  # type: ignore[arg-type]
+                    decision=decision if state == "decided" else None,
+                    attempts=1,
+                    received_at=start,
+                    first_received_at=start,
+                    occurred_at=start + timedelta(hours=at),
+                )
+            )
+    return events
+
+
+async def test_shared_content_is_counted_once_and_each_report_apart(
+    conn: asyncpg.Connection,
+) -> None:
+    events = shared_content(3, "decided", "removed") + shared_content(2, "needs_manual", None)
+    shuffled = events[:]
+    random.Random(9).shuffle(shuffled)
+    await fold(conn, shuffled + shuffled[::2], 4)  # any order, redelivered
+    t = await totals(conn)
+    assert t["escalations"]["total"] == 2
+    assert t["escalations"]["by_state"] == {"decided": 1, "needs_manual": 1}
+    assert t["urls_escalated"] == 2  # both were sent; one then waited for a person
+    assert t["decisions"] == {"removed": 1}
+    assert t["takedowns"] == 1
+    assert t["takedown_rate"] == 1.0
+    assert t["urls"] == 5
+    assert t["url_reports"] == {
+        "total": 5,
+        "by_state": {"decided": 3, "needs_manual": 2},
+        "takedowns": 3,
+    }
+    assert t["time_to_decision_by_platform"] == {"tiktok": {"decided": 1, "mean_hours": 2.0}}
+
+
+async def test_reports_wait_queued_until_their_case_hears(conn: asyncpg.Connection) -> None:
+    events = shared_content(2, "decided", "no_violation")
+    triaged = [e for e in events if isinstance(e, CaseTriagedV1)]
+    await fold(conn, triaged, 10)
+    t = await totals(conn)
+    assert t["url_reports"]["by_state"] == {"queued": 2}
+    assert t["escalations"]["total"] == 0
+    assert t["urls_escalated"] == 0
+    await fold(conn, events, 10)
+    t = await totals(conn)
+    assert t["url_reports"]["by_state"] == {"decided": 2}
+    assert t["escalations"]["by_state"] == {"decided": 1}
+    assert t["takedown_rate"] == 0.0
