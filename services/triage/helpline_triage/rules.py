@@ -1,75 +1,90 @@
-"""The first triage rule set, kept in data (`rules.json`), applied deterministically.
+"""Triage's rules, kept in data (`rules.json`, versioned) and applied deterministically.
 
-The same case text always yields the same harm types, urgency, route and fired rule ids,
-so a replayed case triages identically and every decision can be explained.
+`RuleSet.load()` reads and validates the packaged rules file (or another one) and raises
+`RulesError`, naming the rule and the field of every problem, when it cannot be used: the
+service refuses to start on a bad rules file rather than triage with it. The rules file holds
+the harm taxonomy (labels, severity order, DSA statement categories, each platform's reason
+codes), the harm rules, the urgency levels with their decision deadlines and the routes.
 """
 
 from __future__ import annotations
 
 import json
-import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from importlib import resources
-from typing import Any, cast
+from pathlib import Path
+from typing import Any
 
-from helpline_shared.events import HarmType, Route, Urgency
+from helpline_shared.events import HarmType, Urgency
+from helpline_triage.classify import CaseFacts, Classification, Engine
+from helpline_triage.ruleset import URGENCIES, RulesError, RulesFile, parse_rules, read_rules
 
-
-@dataclass(frozen=True)
-class Classification:
-    harm_types: list[HarmType]
-    urgency: Urgency
-    route: Route
-    rules_fired: list[str]
-
-
-def _keyword_pattern(keywords: list[str]) -> re.Pattern[str]:
-    """Keywords as word starts ("bully" matches "bullying", "kill" not "skill")."""
-    words = "|".join(re.escape(k) for k in keywords)
-    return re.compile(rf"\b(?:{words})", re.IGNORECASE)
+__all__ = ["CaseFacts", "Classification", "RuleSet", "RulesError"]
 
 
 @dataclass(frozen=True)
 class RuleSet:
-    data: dict[str, Any]
-    patterns: dict[str, re.Pattern[str]]  # harm rule id -> compiled keywords
+    """A validated rules file, ready to classify cases."""
+
+    file: RulesFile
+    engine: Engine
 
     @classmethod
-    def load(cls) -> RuleSet:
-        text = (resources.files("helpline_triage") / "rules.json").read_text(encoding="utf-8")
-        data = json.loads(text)
-        patterns = {r["id"]: _keyword_pattern(r["keywords"]) for r in data["harm_rules"]}
-        return cls(data, patterns)
+    def load(cls, path: Path | None = None) -> RuleSet:
+        """The rules in `path`, or the packaged rules file when None; raises RulesError."""
+        if path is None:
+            text = (resources.files("helpline_triage") / "rules.json").read_text(encoding="utf-8")
+            rules = parse_rules(text, "rules.json")
+        else:
+            rules = read_rules(Path(path))
+        return cls(rules, Engine.build(rules))
 
     @property
     def version(self) -> str:
-        return str(self.data["version"])
+        return self.file.version
 
-    def classify(self, description: str, declared: list[HarmType]) -> Classification:
-        fired: list[str] = []
-        harm: list[HarmType] = []
-        for declared_type in declared:
-            if declared_type not in harm:
-                harm.append(declared_type)
-                fired.append(f"declared.{declared_type}")
-        for rule in self.data["harm_rules"]:
-            if self.patterns[rule["id"]].search(description):
-                fired.append(rule["id"])
-                if rule["harm_type"] not in harm:
-                    harm.append(rule["harm_type"])
-        if not harm:
-            harm.append(cast(HarmType, self.data["default_harm_type"]))
-            fired.append("default.harm_type")
-        urgency = cast(Urgency, self.data["default_urgency"])
-        for rule in self.data["urgency"]:
-            if set(rule["harm_types"]) & set(harm):
-                urgency = rule["urgency"]
-                fired.append(rule["id"])
-                break
-        route: Route = "platform"
-        for rule in self.data["routes"]:
-            if set(rule["harm_types"]) & set(harm):
-                route = rule["route"]
-                fired.append(rule["id"])
-                break
-        return Classification(sorted(harm), urgency, route, fired)
+    @property
+    def data(self) -> dict[str, Any]:
+        """The rules file as plain data (JSON types)."""
+        return json.loads(self.file.model_dump_json())  # type: ignore[no-any-return]
+
+    @property
+    def rule_count(self) -> int:
+        """Harm rules, routes and urgency raisers: every rule that can fire by id."""
+        return len(self.file.harm_rules) + len(self.file.routes) + 3
+
+    def classify(
+        self, facts: CaseFacts | str, declared: Sequence[HarmType] | None = None
+    ) -> Classification:
+        """The case's classification. A bare description (with `declared`) is read as
+        `CaseFacts(description, declared)`, for callers that know nothing more."""
+        if isinstance(facts, str):
+            facts = CaseFacts(facts, tuple(declared or ()))
+        return self.engine.classify(facts)
+
+    def most_severe_first(self, harm_types: Sequence[HarmType]) -> list[HarmType]:
+        """The harm types once each, most severe first (the order a notice leads with)."""
+        return self.engine.most_severe_first(harm_types)
+
+    def label(self, harm_type: HarmType) -> str:
+        return self.file.harm_types[harm_type].label
+
+    def dsa_category(self, harm_type: HarmType) -> str:
+        """The DSA statement-of-reasons category, e.g. STATEMENT_CATEGORY_CYBER_VIOLENCE."""
+        return self.file.harm_types[harm_type].dsa_category
+
+    def dsa_keywords(self, harm_type: HarmType) -> list[str]:
+        return list(self.file.harm_types[harm_type].dsa_keywords)
+
+    def reason_code(self, harm_type: HarmType, platform: str) -> str | None:
+        """The platform's own report reason for the harm type; None for an unknown platform."""
+        return self.file.harm_types[harm_type].reason_codes.get(platform)
+
+    def urgency_levels(self) -> dict[Urgency, timedelta]:
+        """Each urgency level, most urgent first, with its decision deadline."""
+        return {u: timedelta(hours=self.file.urgency_levels[u].deadline_hours) for u in URGENCIES}
+
+    def deadline(self, urgency: Urgency) -> timedelta:
+        return timedelta(hours=self.file.urgency_levels[urgency].deadline_hours)

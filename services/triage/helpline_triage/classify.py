@@ -1,0 +1,201 @@
+"""Classification of a case's facts by a validated rules file.
+
+Pure and deterministic: the same facts and rules always give the same `Classification`,
+with every rule that fired and its evidence (the matched text as written in the description,
+or the fact that made it fire), so each decision can be explained and replayed.
+
+Order of decision: declared harm types and harm rules give the harm types (the rules' type
+`unsure.harm_type` when none does); the urgency is the first level, most urgent first, that
+lists one of them, raised (never lowered) when a child is affected, when enough other cases
+reported the same content, or when the rules were unsure; the route is the first route rule
+listing one of the harm types, else the default.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from helpline_shared.events import HarmType, Route, RuleMatch, Urgency
+from helpline_triage.ruleset import URGENCIES, HarmRule, Negation, RulesFile
+from helpline_triage.text import View, views
+
+UNSURE = "no harm rule or declared type matched: a person should look"
+
+
+@dataclass(frozen=True)
+class CaseFacts:
+    """What triage knows about a case when it classifies it."""
+
+    description: str
+    declared: Sequence[HarmType] = ()
+    platforms: Sequence[str] = ()  # platform slug of each URL of the case
+    kinds: Sequence[str] = ()  # UrlKind of each URL
+    prior_reports: int = 0  # most other cases that reported the same content
+
+
+@dataclass(frozen=True)
+class Classification:
+    harm_types: list[HarmType]  # most severe first
+    lead_harm_type: HarmType
+    urgency: Urgency
+    route: Route  # "platform" or "hotline"; "manual" is decided per URL
+    deadline: timedelta  # the urgency level's decision deadline
+    matches: list[RuleMatch]  # every rule that fired, in order, with its evidence
+    rules_version: str
+
+    @property
+    def rules_fired(self) -> list[str]:
+        return [m.rule_id for m in self.matches]
+
+
+def _alternation(patterns: Sequence[str]) -> re.Pattern[str]:
+    """Patterns as one expression anchored at a word start ("kill" not in "skill")."""
+    return re.compile("(?<![a-z0-9])(?:" + "|".join(f"(?:{p})" for p in patterns) + ")")
+
+
+@dataclass(frozen=True)
+class _Negator:
+    breaks: re.Pattern[str]
+    before: re.Pattern[str]
+
+    @classmethod
+    def build(cls, n: Negation) -> _Negator:
+        fillers = "|".join(n.fillers) or "(?!)"
+        before = (
+            r"(?<![a-z0-9'])(?:" + "|".join(n.cues) + r")"
+            rf"(?:[\s,'\-]+(?:{fillers})(?![a-z0-9])){{0,{n.max_fillers}}}[\s\-'\"]*$"
+        )
+        return cls(_alternation(n.clause_breaks), re.compile(before))
+
+    def negated(self, text: str, start: int) -> bool:
+        """A cue and fillers only come between the clause start and `start`."""
+        clause_start = 0
+        for m in self.breaks.finditer(text, 0, start):
+            clause_start = m.end()
+        return self.before.search(text[clause_start:start]) is not None
+
+
+def _find(
+    pattern: re.Pattern[str],
+    texts: Sequence[View],
+    original: str,
+    negator: _Negator | None,
+    unless: re.Pattern[str] | None = None,
+) -> list[str]:
+    """Evidence of every match not negated (nor inside an `unless` match), once each."""
+    found: list[str] = []
+    for view in texts:
+        excluded = [m.span() for m in unless.finditer(view.text)] if unless else []
+        for m in pattern.finditer(view.text):
+            if m.end() == m.start() or any(a <= m.start() < b for a, b in excluded):
+                continue
+            if negator and negator.negated(view.text, m.start()):
+                continue
+            evidence = view.original_span(m.start(), m.end(), original).strip()
+            if evidence and evidence not in found:
+                found.append(evidence)
+    return found
+
+
+@dataclass(frozen=True)
+class Engine:
+    """A rules file compiled for matching."""
+
+    rules: RulesFile
+    harm_patterns: tuple[tuple[HarmRule, re.Pattern[str]], ...]
+    child: re.Pattern[str]
+    child_unless: re.Pattern[str] | None
+    negator: _Negator
+    severity: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, rf: RulesFile) -> Engine:
+        c = rf.child_affected
+        return cls(
+            rf,
+            tuple((r, _alternation(r.patterns)) for r in rf.harm_rules),
+            _alternation(c.patterns),
+            _alternation(c.not_when) if c.not_when else None,
+            _Negator.build(rf.negation),
+            {h: s.severity for h, s in rf.harm_types.items()},
+        )
+
+    def most_severe_first(self, harm_types: Sequence[HarmType]) -> list[HarmType]:
+        return sorted(dict.fromkeys(harm_types), key=lambda h: self.severity[h])
+
+    def classify(self, facts: CaseFacts) -> Classification:
+        rf = self.rules
+        texts = views(facts.description)
+        matches: list[RuleMatch] = []
+        harm: list[HarmType] = []
+        for declared in dict.fromkeys(facts.declared):
+            matches.append(
+                RuleMatch(rule_id=f"declared.{declared}", evidence=[f"declared: {declared}"])
+            )
+            harm.append(declared)
+        for rule, pattern in self.harm_patterns:
+            if rule.kinds and not set(rule.kinds) & set(facts.kinds):
+                continue
+            if rule.platforms and not set(rule.platforms) & set(facts.platforms):
+                continue
+            evidence = _find(
+                pattern, texts, facts.description, self.negator if rule.negatable else None
+            )
+            if evidence:
+                evidence += [f"URL kind: {k}" for k in rule.kinds if k in facts.kinds]
+                evidence += [f"platform: {p}" for p in rule.platforms if p in facts.platforms]
+                matches.append(RuleMatch(rule_id=rule.id, evidence=evidence))
+                harm.append(rule.harm_type)
+        unsure = not harm
+        if unsure:
+            harm.append(rf.unsure.harm_type)
+            matches.append(
+                RuleMatch(
+                    rule_id=rf.unsure.id,
+                    evidence=["no harm rule or declared type matched: a person should look"],
+                )
+            )
+        ordered = self.most_severe_first(harm)
+        urgency = rf.default_urgency
+        for level in URGENCIES:  # most urgent first
+            hit = [h for h in ordered if h in rf.urgency_levels[level].harm_types]
+            if hit:
+                urgency = level
+                matches.append(
+                    RuleMatch(rule_id=f"urgency.{level}", evidence=[f"harm type: {h}" for h in hit])
+                )
+                break
+        base = urgency
+        raisers: list[tuple[str, Urgency, list[str]]] = []
+        children = _find(self.child, texts, facts.description, self.negator, self.child_unless)
+        if children:
+            raisers.append((rf.child_affected.id, rf.child_affected.raise_to, children))
+        if facts.prior_reports >= rf.repeat_reports.min_prior_reports:
+            said = f"{facts.prior_reports} other cases reported the same content"
+            raisers.append((rf.repeat_reports.id, rf.repeat_reports.raise_to, [said]))
+        if unsure:  # its match is already recorded with the harm type
+            raisers.append((rf.unsure.id, rf.unsure.raise_to, []))
+        for rule_id, raise_to, evidence in raisers:
+            if URGENCIES.index(raise_to) < URGENCIES.index(base):
+                urgency = min(urgency, raise_to, key=URGENCIES.index)
+                if evidence:
+                    matches.append(RuleMatch(rule_id=rule_id, evidence=evidence))
+        route: Route = rf.default_route
+        for r in rf.routes:
+            hit = [h for h in ordered if h in r.harm_types]
+            if hit:
+                route = r.route
+                matches.append(RuleMatch(rule_id=r.id, evidence=[f"harm type: {h}" for h in hit]))
+                break
+        return Classification(
+            harm_types=ordered,
+            lead_harm_type=ordered[0],
+            urgency=urgency,
+            route=route,
+            deadline=timedelta(hours=rf.urgency_levels[urgency].deadline_hours),
+            matches=matches,
+            rules_version=rf.version,
+        )
