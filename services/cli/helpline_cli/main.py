@@ -49,6 +49,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     contracts.add_argument("--check", action="store_true", help="fail if any file differs")
     contracts.add_argument("--root", default=".", help="repository root")
+    url = sub.add_parser("url", help="what triage understands of URLs")
+    explain = url.add_subparsers(dest="action", required=True).add_parser(
+        "explain", help="platform, kind and canonical form of each URL, one JSON line each"
+    )
+    explain.add_argument("urls", nargs="+", metavar="URL", help="a URL; '-': one per stdin line")
+    explain.add_argument(
+        "--from-text", action="store_true", help="the arguments are free text to find URLs in"
+    )
     return p
 
 
@@ -119,6 +127,10 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         verb = "differ from the code" if args.check else "written"
         print(f"{len(differing)} contract file(s) {verb}: {', '.join(differing) or '-'}")
         return 1 if args.check and differing else 0
+    if args.command == "url":
+        from helpline_cli.url_explain import explain
+
+        return explain(args.urls, from_text=args.from_text)
     return 2
 
 
