@@ -1,0 +1,123 @@
+"""End to end on the real broker, database and simulator: the same content reported by
+two cases is sent to its platform once, both cases show the decision, and a third case
+arriving after the decision is told at once without a new notice; metrics counts one URL
+escalated and three URL reports."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from helpline_cli.stack import Stack
+from helpline_shared.events import EscalationOutcomeV1
+from helpline_shared.topics import ESCALATION_OUTCOMES
+from tests.helpers import read_topic
+from tests.infra import Infra, dedicated_broker
+from tests.test_e2e import _stack, wait_until
+
+pytestmark = pytest.mark.e2e
+
+VIDEO = f"https://www.tiktok.com/@shared/video/7{random.Random().randrange(10**17):018d}"
+# Three forms of one video that compare equal once normalised (tracking parameter,
+# fragment, plain).
+FORMS = [VIDEO + "?utm_source=copy_link", VIDEO + "#comments", VIDEO]
+
+
+@pytest.fixture(scope="module")
+async def stack(infra: Infra, tmp_dir: Path) -> AsyncIterator[Stack]:
+    with dedicated_broker(infra, tmp_dir) as servers:
+        async for s in _stack(infra, servers, tmp_dir / "shared"):
+            yield s
+
+
+async def report(stack: Stack, n: int, url: str) -> uuid.UUID:
+    body = {
+        "schema_version": 1,
+        "source": "shared-e2e",
+        "report_id": f"shared-{n}",
+        "reporter": {"name": f"Reporter {n}", "email": f"r{n}@school.example"},
+        "organisation": f"School {n}",
+        "description": "Pupils are bullying a teacher in this video and the comments are abusive.",
+        "urls": [url],
+    }
+    async with httpx.AsyncClient(base_url=stack.url("intake")) as client:
+        r = await client.post("/v1/reports", json=body)
+    assert r.status_code == 202, r.text
+    return uuid.UUID(r.json()["case_id"])
+
+
+async def outcomes_of(stack: Stack, cases: set[uuid.UUID]) -> list[EscalationOutcomeV1]:
+    records = await read_topic(stack.settings.kafka_bootstrap_servers, ESCALATION_OUTCOMES.name)
+    events = [EscalationOutcomeV1.model_validate_json(r.value) for r in records]
+    return [e for e in events if e.case_id in cases]
+
+
+async def sim_stats(stack: Stack) -> dict[str, Any]:
+    async with httpx.AsyncClient() as client:
+        return dict((await client.get(f"{stack.url('simulator')}/_sim/stats")).json())
+
+
+async def totals(stack: Stack) -> dict[str, Any]:
+    async with httpx.AsyncClient() as client:
+        return dict((await client.get(f"{stack.url('metrics')}/v1/totals")).json())
+
+
+def states(events: list[EscalationOutcomeV1], case_id: uuid.UUID) -> list[str]:
+    return [e.state for e in events if e.case_id == case_id]
+
+
+async def test_the_same_content_from_three_cases_gets_one_notice(stack: Stack) -> None:
+    a = await report(stack, 1, FORMS[0])
+    b = await report(stack, 2, FORMS[1])
+
+    async def both_decided() -> tuple[bool, Any]:
+        events = await outcomes_of(stack, {a, b})
+        seen = {c: states(events, c) for c in (a, b)}
+        return all("decided" in s for s in seen.values()), seen
+
+    await wait_until(both_decided, 90, "both cases told the decision")
+    first = await outcomes_of(stack, {a, b})
+    assert (await sim_stats(stack))["submissions"] == 1  # one notice for the content
+    assert len({e.escalation_id for e in first}) == 1
+    for case_id in (a, b):
+        told = [e for e in first if e.case_id == case_id]
+        assert [e.state for e in told] == ["submitted", "decided"]  # each case, in order
+        assert len({e.event_id for e in told}) == 2
+    decided = {e.case_id: e for e in first if e.state == "decided"}
+    assert decided[a].decision == decided[b].decision
+    assert decided[a].platform_reference == decided[b].platform_reference
+    assert {decided[a].url, decided[b].url} == {FORMS[0], FORMS[1]}  # as each case wrote it
+
+    c = await report(stack, 3, FORMS[2])
+
+    async def late_case_told() -> tuple[bool, Any]:
+        s = states(await outcomes_of(stack, {c}), c)
+        return "decided" in s, s
+
+    await wait_until(late_case_told, 60, "the late case told the known decision")
+    [late] = [e for e in await outcomes_of(stack, {c}) if e.state == "decided"]
+    assert late.escalation_id == decided[a].escalation_id
+    assert late.decision == decided[a].decision
+    assert late.occurred_at == decided[a].occurred_at  # the same decision, not a new one
+    assert late.linked_cases == 3
+    assert (await sim_stats(stack))["submissions"] == 1  # and no new notice
+
+    async def counted() -> tuple[bool, Any]:
+        t = await totals(stack)
+        reports = t["url_reports"]
+        return reports["by_state"].get("decided") == 3, t
+
+    await wait_until(counted, 60, "metrics counting the three reports")
+    t = await totals(stack)
+    assert t["urls_escalated"] == 1
+    assert t["escalations"]["total"] == 1
+    assert t["escalations"]["by_state"] == {"decided": 1}
+    assert t["url_reports"]["total"] == t["urls"] == 3
+    assert t["cases"] == 3
+    assert sum(t["decisions"].values()) == 1
