@@ -7,6 +7,7 @@ import asyncio
 import sys
 from collections.abc import Callable
 
+from helpline_cli import rules_cli
 from helpline_cli.services import FACTORIES
 from helpline_shared.logging import configure_logging
 from helpline_shared.settings import Settings, load_settings
@@ -57,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument(
         "--from-text", action="store_true", help="the arguments are free text to find URLs in"
     )
+    rules_cli.add_parser(sub)
     return p
 
 
@@ -131,6 +133,8 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         from helpline_cli.url_explain import explain
 
         return explain(args.urls, from_text=args.from_text)
+    if args.command == "rules":
+        return rules_cli.run(args)
     return 2
 
 
