@@ -273,19 +273,28 @@ async def test_reports_reach_outcomes_and_exact_totals(stack: Stack) -> None:
         async with httpx.AsyncClient() as client:
             totals = (await client.get(f"{stack.url('metrics')}/v1/totals")).json()
         assert totals["cases"] == await db.fetchval("SELECT count(*) FROM intake.reports")
-        assert totals["urls"] == len(escalations)
+        # URL reports (each URL of each case) and escalations (distinct content) apart.
+        links = await db.fetch(
+            """SELECT l.case_id, l.harm_types, e.platform, e.state
+               FROM escalator.escalation_cases l JOIN escalator.escalations e
+               USING (escalation_id)"""
+        )
+        assert totals["urls"] == totals["url_reports"]["total"] == len(links)
+        assert totals["url_reports"]["by_state"] == dict(Counter(r["state"] for r in links))
         assert totals["escalations"]["total"] == len(escalations)
+        assert totals["urls_escalated"] == await db.fetchval(
+            """SELECT count(DISTINCT escalation_id) FROM escalator.escalation_states
+               WHERE state IN ('submitted', 'decided')"""
+        )
         assert totals["escalations"]["by_state"] == dict(Counter(e["state"] for e in escalations))
         assert totals["decisions"] == dict(Counter(e["decision"] for e in decided))
         takedowns = sum(e["decision"] in ("removed", "disabled", "already_gone") for e in decided)
         assert totals["takedowns"] == takedowns
         assert totals["takedown_rate"] == round(takedowns / len(decided), 4)
-        per_platform = Counter(p for _, p in {(e["case_id"], e["platform"]) for e in escalations})
+        per_platform = Counter(p for _, p in {(r["case_id"], r["platform"]) for r in links})
         assert {p: v["cases"] for p, v in totals["cases_by_platform"].items()} == per_platform
         harm = Counter(
-            h
-            for case in {(e["case_id"], tuple(e["harm_types"])) for e in escalations}
-            for h in case[1]
+            h for case in {(r["case_id"], tuple(r["harm_types"])) for r in links} for h in case[1]
         )
         assert totals["cases_by_harm_type"] == dict(harm)
         assert totals["reports_rejected"] == await db.fetchval(
