@@ -30,7 +30,8 @@ def create_app(settings: Settings) -> AsgiFastStream:
     wiring.consume(
         CASES_TRIAGED.name,
         process=escalator.process,
-        description="Opens one escalation per triaged URL and hands it to its platform worker.",
+        description="Links each triaged URL to its content's escalation (one per content "
+        "and platform) and hands new ones to their platform worker.",
         depends_on=[db.ready],
     )
     # One HTTP connection pool per platform, so a slow platform cannot exhaust another's.
