@@ -72,12 +72,21 @@ DESCRIPTIONS = [
 ]
 
 
+# Content several cases report, each writing it its own way (the forms compare equal once
+# normalised): shared escalations, one notice each, are exercised under every fault.
+SHARED = "https://www.tiktok.com/@viral{g}/video/9{g:04d}"
+SHARED_FORMS = ["", "?utm_source=copy_link", "#comments"]
+
+
 def make_report(source: str, i: int, rng: random.Random) -> dict[str, Any]:
-    """A valid report whose URLs are distinct from every other report's."""
+    """A valid report whose URLs are distinct from every other report's, except that one
+    in ten also reports one of 20 contents other reports share."""
     urls = []
     for n in range(rng.choice([1, 1, 2, 2, 3])):
         template = rng.choices([h for h, _ in HOSTS], weights=[w for _, w in HOSTS])[0]
         urls.append(template.format(i=i, n=n))
+    if rng.random() < 0.1:
+        urls.append(SHARED.format(g=rng.randrange(20)) + rng.choice(SHARED_FORMS))
     return {
         "schema_version": 1,
         "source": source,

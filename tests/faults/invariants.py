@@ -1,6 +1,12 @@
 """The checks every scenario ends with, read from the database, the topics, the simulator
 and the metrics service, never from the services' own view of themselves.
 
+Escalations are shared by content: every reported URL of every case is a link
+(`escalator.escalation_cases`) to its content's escalation, so the checks count links
+against the URLs sent and escalations against distinct content: every link ends final and
+its case told (metrics counts each case's outcome events per link), at most one notice per
+content per platform, and the totals exact at both levels.
+
 `settle` waits until the pipeline is done (or stops moving); `assert_invariants` then runs
 every check, prints the scenario's summary and fails with the evidence of each failed one.
 """
@@ -37,6 +43,7 @@ async def _totals(run: Run) -> dict[str, Any] | None:
 async def _snapshot(run: Run, db: asyncpg.Connection) -> dict[str, Any]:
     cases = await db.fetchval("SELECT count(*) FROM intake.reports WHERE source = $1", run.source)
     escalations = await db.fetchval("SELECT count(*) FROM escalator.escalations")
+    links = await db.fetchval("SELECT count(*) FROM escalator.escalation_cases")
     open_ = await db.fetchval(
         "SELECT count(*) FROM escalator.escalations WHERE state <> ALL($1::text[])",
         list(TERMINAL),
@@ -47,10 +54,12 @@ async def _snapshot(run: Run, db: asyncpg.Connection) -> dict[str, Any]:
     return {
         "cases": cases,
         "escalations": escalations,
+        "links": links,
         "open": open_,
         "metrics_cases": t.get("cases"),
         "metrics_escalations": (t.get("escalations") or {}).get("total"),
         "metrics_by_state": (t.get("escalations") or {}).get("by_state"),
+        "metrics_reports_by_state": (t.get("url_reports") or {}).get("by_state"),
         "metrics_rejected": t.get("reports_rejected"),
         "all_cases": all_cases,
         "rejections": rejections,
@@ -60,12 +69,13 @@ async def _snapshot(run: Run, db: asyncpg.Connection) -> dict[str, Any]:
 def _done(run: Run, s: dict[str, Any]) -> bool:
     return bool(
         s["cases"] == len(run.reports)
-        and s["escalations"] >= run.urls
+        and s["links"] >= run.urls
         and s["open"] == 0
         and s["metrics_cases"] == s["all_cases"]
         and s["metrics_escalations"] == s["escalations"]
         and s["metrics_rejected"] == s["rejections"]
         and sum((s["metrics_by_state"] or {}).get(k, 0) for k in TERMINAL) == s["escalations"]
+        and sum((s["metrics_reports_by_state"] or {}).get(k, 0) for k in TERMINAL) == s["links"]
     )
 
 
@@ -268,25 +278,40 @@ async def _database_checks(run: Run, db: asyncpg.Connection) -> list[Check]:
     )
 
     escalations = await db.fetch("SELECT * FROM escalator.escalations")
+    links = await db.fetch(
+        """SELECT l.*, e.state, e.platform FROM escalator.escalation_cases l
+           JOIN escalator.escalations e USING (escalation_id)"""
+    )
     by_state = Counter(e["state"] for e in escalations)
     not_final = [e for e in escalations if e["state"] not in TERMINAL]
     manual_no_reason = [e for e in escalations if e["state"] == "needs_manual" and not e["reason"]]
     decided_no_ref = [
         e for e in escalations if e["state"] == "decided" and not e["platform_reference"]
     ]
+    linked = Counter(link["escalation_id"] for link in links)
+    unlinked = [e for e in escalations if linked[e["escalation_id"]] != e["linked_cases"]]
+    unannounced = await db.fetchval(
+        """SELECT count(*) FROM escalator.escalations e WHERE NOT EXISTS (
+               SELECT 1 FROM escalator.escalation_states s
+               WHERE s.escalation_id = e.escalation_id AND s.state = e.state)"""
+    )
     unfinished = await db.fetchval(
         "SELECT count(*) FROM escalator.attempts WHERE finished_at IS NULL OR result IS NULL"
     )
     checks.append(
         Check(
-            "every URL final or waiting for a person with a reason",
-            len(escalations) == run.urls
+            "every URL of every case final or waiting for a person with a reason",
+            len(links) == run.urls
+            and len(escalations) <= len(links)
             and not not_final
             and not manual_no_reason
-            and not decided_no_ref,
-            f"{len(escalations)} escalations for {run.urls} URLs {dict(by_state)}; "
-            f"needs_manual without reason {len(manual_no_reason)}, "
-            f"decided without reference {len(decided_no_ref)}",
+            and not decided_no_ref
+            and not unlinked
+            and unannounced == 0,
+            f"{len(links)} case URLs for {run.urls} sent, {len(escalations)} escalations "
+            f"{dict(by_state)}; needs_manual without reason {len(manual_no_reason)}, "
+            f"decided without reference {len(decided_no_ref)}, link count wrong "
+            f"{len(unlinked)}, state never announced {unannounced}",
         )
     )
     checks.append(
@@ -302,17 +327,24 @@ async def _database_checks(run: Run, db: asyncpg.Connection) -> list[Check]:
     repeated = sim.get("repeated_client_references", {"unknown": "no stats"})
     with_ref = sum(1 for e in escalations if e["platform_reference"])
     distinct = sim.get("distinct_client_references", -1)
+    same_content = len(escalations) - len(
+        {(e["route"], e["platform"], e["normalized_url"]) for e in escalations}
+    )
     checks.append(
         Check(
-            "no platform submission twice for one client reference",
-            repeated == {} and sim.get("submissions") == distinct and with_ref <= distinct,
+            "at most one notice per content per platform",
+            repeated == {}
+            and sim.get("submissions") == distinct
+            and with_ref <= distinct
+            and same_content == 0,
             f"submissions {sim.get('submissions')}, distinct references {distinct}, "
             f"repeated {_first(repeated)} ({len(repeated)}), "
-            f"escalations holding a reference {with_ref}",
+            f"escalations holding a reference {with_ref}, "
+            f"escalations of content already escalated {same_content}",
         )
     )
 
-    checks.append(await _totals_check(run, db, escalations))
+    checks.append(await _totals_check(run, db, escalations, links))
     return checks
 
 
@@ -321,7 +353,10 @@ def _first(repeated: Any) -> Any:
 
 
 async def _totals_check(
-    run: Run, db: asyncpg.Connection, escalations: list[asyncpg.Record]
+    run: Run,
+    db: asyncpg.Connection,
+    escalations: list[asyncpg.Record],
+    links: list[asyncpg.Record],
 ) -> Check:
     totals = await _totals(run)
     if totals is None:
@@ -329,14 +364,17 @@ async def _totals_check(
     decided = [e for e in escalations if e["state"] == "decided"]
     takedowns = sum(e["decision"] in TAKEDOWNS for e in decided)
     harm = Counter(
-        h
-        for _, types in {(e["case_id"], tuple(e["harm_types"])) for e in escalations}
-        for h in types
+        h for _, types in {(r["case_id"], tuple(r["harm_types"])) for r in links} for h in types
     )
-    per_platform = Counter(p for _, p in {(e["case_id"], e["platform"]) for e in escalations})
+    per_platform = Counter(p for _, p in {(r["case_id"], r["platform"]) for r in links})
     want: dict[str, Any] = {
         "cases": await db.fetchval("SELECT count(*) FROM intake.reports"),
-        "urls": len(escalations),
+        "urls": len(links),
+        "url_reports.by_state": dict(Counter(r["state"] for r in links)),
+        "urls_escalated": await db.fetchval(
+            """SELECT count(DISTINCT escalation_id) FROM escalator.escalation_states
+               WHERE state IN ('submitted', 'decided')"""
+        ),
         "escalations.total": len(escalations),
         "escalations.by_state": dict(Counter(e["state"] for e in escalations)),
         "decisions": dict(Counter(e["decision"] for e in decided)),
@@ -348,6 +386,8 @@ async def _totals_check(
     got: dict[str, Any] = {
         "cases": totals.get("cases"),
         "urls": totals.get("urls"),
+        "url_reports.by_state": (totals.get("url_reports") or {}).get("by_state"),
+        "urls_escalated": totals.get("urls_escalated"),
         "escalations.total": totals.get("escalations", {}).get("total"),
         "escalations.by_state": totals.get("escalations", {}).get("by_state"),
         "decisions": totals.get("decisions"),
