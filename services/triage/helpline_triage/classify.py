@@ -101,11 +101,28 @@ def _find(
 
 
 @dataclass(frozen=True)
+class _Compiled:
+    rule: HarmRule
+    pattern: re.Pattern[str]
+    unless: re.Pattern[str] | None
+    cleared: re.Pattern[str] | None
+
+    @classmethod
+    def build(cls, r: HarmRule) -> _Compiled:
+        return cls(
+            r,
+            _alternation(r.patterns),
+            _alternation(r.except_) if r.except_ else None,
+            _alternation(r.cleared_by) if r.cleared_by else None,
+        )
+
+
+@dataclass(frozen=True)
 class Engine:
     """A rules file compiled for matching."""
 
     rules: RulesFile
-    harm_patterns: tuple[tuple[HarmRule, re.Pattern[str]], ...]
+    harm_patterns: tuple[_Compiled, ...]
     child: re.Pattern[str]
     child_unless: re.Pattern[str] | None
     negator: _Negator
@@ -116,7 +133,7 @@ class Engine:
         c = rf.child_affected
         return cls(
             rf,
-            tuple((r, _alternation(r.patterns)) for r in rf.harm_rules),
+            tuple(_Compiled.build(r) for r in rf.harm_rules),
             _alternation(c.patterns),
             _alternation(c.not_when) if c.not_when else None,
             _Negator.build(rf.negation),
@@ -130,59 +147,13 @@ class Engine:
         rf = self.rules
         texts = views(facts.description)
         matches: list[RuleMatch] = []
-        harm: list[HarmType] = []
-        for declared in dict.fromkeys(facts.declared):
-            matches.append(
-                RuleMatch(rule_id=f"declared.{declared}", evidence=[f"declared: {declared}"])
-            )
-            harm.append(declared)
-        for rule, pattern in self.harm_patterns:
-            if rule.kinds and not set(rule.kinds) & set(facts.kinds):
-                continue
-            if rule.platforms and not set(rule.platforms) & set(facts.platforms):
-                continue
-            evidence = _find(
-                pattern, texts, facts.description, self.negator if rule.negatable else None
-            )
-            if evidence:
-                evidence += [f"URL kind: {k}" for k in rule.kinds if k in facts.kinds]
-                evidence += [f"platform: {p}" for p in rule.platforms if p in facts.platforms]
-                matches.append(RuleMatch(rule_id=rule.id, evidence=evidence))
-                harm.append(rule.harm_type)
+        harm = self._harm_types(facts, texts, matches)
         unsure = not harm
         if unsure:
             harm.append(rf.unsure.harm_type)
-            matches.append(
-                RuleMatch(
-                    rule_id=rf.unsure.id,
-                    evidence=["no harm rule or declared type matched: a person should look"],
-                )
-            )
+            matches.append(RuleMatch(rule_id=rf.unsure.id, evidence=[UNSURE]))
         ordered = self.most_severe_first(harm)
-        urgency = rf.default_urgency
-        for level in URGENCIES:  # most urgent first
-            hit = [h for h in ordered if h in rf.urgency_levels[level].harm_types]
-            if hit:
-                urgency = level
-                matches.append(
-                    RuleMatch(rule_id=f"urgency.{level}", evidence=[f"harm type: {h}" for h in hit])
-                )
-                break
-        base = urgency
-        raisers: list[tuple[str, Urgency, list[str]]] = []
-        children = _find(self.child, texts, facts.description, self.negator, self.child_unless)
-        if children:
-            raisers.append((rf.child_affected.id, rf.child_affected.raise_to, children))
-        if facts.prior_reports >= rf.repeat_reports.min_prior_reports:
-            said = f"{facts.prior_reports} other cases reported the same content"
-            raisers.append((rf.repeat_reports.id, rf.repeat_reports.raise_to, [said]))
-        if unsure:  # its match is already recorded with the harm type
-            raisers.append((rf.unsure.id, rf.unsure.raise_to, []))
-        for rule_id, raise_to, evidence in raisers:
-            if URGENCIES.index(raise_to) < URGENCIES.index(base):
-                urgency = min(urgency, raise_to, key=URGENCIES.index)
-                if evidence:
-                    matches.append(RuleMatch(rule_id=rule_id, evidence=evidence))
+        urgency = self._urgency(facts, texts, ordered, unsure, matches)
         route: Route = rf.default_route
         for r in rf.routes:
             hit = [h for h in ordered if h in r.harm_types]
@@ -199,3 +170,66 @@ class Engine:
             matches=matches,
             rules_version=rf.version,
         )
+
+    def _harm_types(
+        self, facts: CaseFacts, texts: Sequence[View], matches: list[RuleMatch]
+    ) -> list[HarmType]:
+        """Declared types, then each harm rule in file order (a rule sees what came before)."""
+        harm: list[HarmType] = []
+        for declared in dict.fromkeys(facts.declared):
+            said = [f"declared: {declared}"]
+            matches.append(RuleMatch(rule_id=f"declared.{declared}", evidence=said))
+            harm.append(declared)
+        for compiled in self.harm_patterns:
+            rule = compiled.rule
+            if rule.kinds and not set(rule.kinds) & set(facts.kinds):
+                continue
+            if rule.platforms and not set(rule.platforms) & set(facts.platforms):
+                continue
+            if set(rule.unless_harm_types) & set(harm):
+                continue
+            if compiled.cleared and any(compiled.cleared.search(v.text) for v in texts):
+                continue
+            negator = self.negator if rule.negatable else None
+            evidence = _find(compiled.pattern, texts, facts.description, negator, compiled.unless)
+            if evidence:
+                evidence += [f"URL kind: {k}" for k in rule.kinds if k in facts.kinds]
+                evidence += [f"platform: {p}" for p in rule.platforms if p in facts.platforms]
+                matches.append(RuleMatch(rule_id=rule.id, evidence=evidence))
+                harm.append(rule.harm_type)
+        return harm
+
+    def _urgency(
+        self,
+        facts: CaseFacts,
+        texts: Sequence[View],
+        ordered: list[HarmType],
+        unsure: bool,
+        matches: list[RuleMatch],
+    ) -> Urgency:
+        """The first level listing a harm type, raised by each raiser that applies."""
+        rf = self.rules
+        base = rf.default_urgency
+        for level in URGENCIES:  # most urgent first
+            hit = [h for h in ordered if h in rf.urgency_levels[level].harm_types]
+            if hit:
+                base = level
+                said = [f"harm type: {h}" for h in hit]
+                matches.append(RuleMatch(rule_id=f"urgency.{level}", evidence=said))
+                break
+        raisers: list[tuple[str, Urgency, list[str]]] = []
+        children = _find(self.child, texts, facts.description, self.negator, self.child_unless)
+        if children:
+            raisers.append((rf.child_affected.id, rf.child_affected.raise_to, children))
+        if facts.prior_reports >= rf.repeat_reports.min_prior_reports:
+            said = [f"{facts.prior_reports} other cases reported the same content"]
+            raisers.append((rf.repeat_reports.id, rf.repeat_reports.raise_to, said))
+        if unsure:  # its match is already recorded with the harm type
+            raisers.append((rf.unsure.id, rf.unsure.raise_to, []))
+        urgency = base
+        for rule_id, raise_to, evidence in raisers:
+            if URGENCIES.index(raise_to) < URGENCIES.index(base):
+                urgency = min(urgency, raise_to, key=URGENCIES.index)
+                if evidence:
+                    matches.append(RuleMatch(rule_id=rule_id, evidence=evidence))
+        return urgency

@@ -83,13 +83,19 @@ class UrgencyLevel(_Strict):
 
 
 class HarmRule(_Strict):
-    """Fires its harm type when one of its patterns matches the description (not negated),
-    and, when it names kinds or platforms, one of the case's URLs is of them."""
+    """Fires its harm type when one of its patterns matches the description (not negated,
+    nor inside a match of `except`), unless a `cleared_by` pattern matches anywhere (an
+    explicit all-clear such as "there is no threat") or one of `unless_harm_types` was already
+    found (by declaration or an earlier rule); when it names kinds or platforms, one of the
+    case's URLs must be of them."""
 
     id: RuleId
     harm_type: HarmTypeName
     patterns: Patterns
     negatable: bool = True
+    except_: list[str] = Field(default_factory=list, alias="except")
+    cleared_by: list[str] = Field(default_factory=list)
+    unless_harm_types: list[HarmTypeName] = Field(default_factory=list)
     kinds: list[KindName] = Field(default_factory=list)
     platforms: list[str] = Field(default_factory=list)
     why: str = ""
@@ -217,6 +223,8 @@ def _meaning_problems(rf: RulesFile) -> list[str]:
         out.append(_say(rule_id, "id", f"duplicate rule id {rule_id!r}"))
     for rule in rf.harm_rules:
         out += _regex_problems(rule.id, "patterns", rule.patterns)
+        out += _regex_problems(rule.id, "except", rule.except_)
+        out += _regex_problems(rule.id, "cleared_by", rule.cleared_by)
         for platform in rule.platforms:
             if platform not in rf.report_platforms:
                 out.append(_say(rule.id, "platforms", f"{platform!r} is not a report platform"))

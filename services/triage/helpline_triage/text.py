@@ -54,6 +54,8 @@ _NUMBERISH = re.compile(
 )
 # Three or more single letters separated by one space, dot, dash or star: "k i l l".
 _SPACED = re.compile(r"(?<![a-z0-9])(?:[a-z][ .\-*_]){2,}[a-z](?![a-z0-9])")
+# A quote that is not an apostrophe inside a word ("don't" keeps its own).
+_QUOTE = re.compile(r"\"|(?<![a-z])'|'(?![a-z])")
 Replacer = Callable[[str, int], list[tuple[str, int]]]
 
 
@@ -121,8 +123,12 @@ def _unspace(token: str, start: int) -> list[tuple[str, int]]:
     return [(c, start + i) for i, c in enumerate(token) if c.isalpha()]
 
 
+def _blank(token: str, start: int) -> list[tuple[str, int]]:
+    return [(" ", start + i) for i in range(len(token))]
+
+
 def views(text: str) -> tuple[View, ...]:
     """The plain view and, when it differs, the decoded view of `text`."""
-    plain = _plain(text)
+    plain = _rewrite(_plain(text), _QUOTE, _blank)
     decoded = _rewrite(_rewrite(plain, _TOKEN, _unleet), _SPACED, _unspace)
     return (plain,) if decoded.text == plain.text else (plain, decoded)
