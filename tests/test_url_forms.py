@@ -89,6 +89,7 @@ FORMS: list[tuple[str, str, str, str]] = [
     ("https://www.facebook.com/watch/live/?v=444444444444444", "facebook", "live", "https://www.facebook.com/watch?v=444444444444444"),
     ("https://www.facebook.com/reel/333333333333333?s=yWDuG2&fs=e", "facebook", "video", "https://www.facebook.com/reel/333333333333333"),
     ("https://www.facebook.com/marketplace/item/123", "facebook", "unknown", "https://www.facebook.com/marketplace/item/123"),
+    ("https://www.facebook.com/groups/feed/", "facebook", "unknown", "https://www.facebook.com/groups/feed"),
     # YouTube
     (f"https://www.youtube.com/watch?v={YT}", "youtube", "video", YT_WATCH),
     (f"https://youtube.com/watch?v={YT}&feature=share&si=abc", "youtube", "video", YT_WATCH),
@@ -111,7 +112,7 @@ FORMS: list[tuple[str, str, str, str]] = [
     (f"https://www.youtube.com/channel/{UC}/about", "youtube", "channel", f"https://www.youtube.com/channel/{UC}"),
     (f"https://www.youtube.com/channel/{UC}/live", "youtube", "live", f"https://www.youtube.com/channel/{UC}/live"),
     ("https://www.youtube.com/c/FakeHeadChannel", "youtube", "channel", "https://www.youtube.com/c/fakeheadchannel"),
-    ("https://www.youtube.com/FakeHeadChannel", "youtube", "channel", "https://www.youtube.com/c/fakeheadchannel"),
+    ("https://www.youtube.com/FakeHeadChannel", "youtube", "channel", "https://www.youtube.com/fakeheadchannel"),
     ("https://www.youtube.com/user/FakeHeadUser", "youtube", "channel", "https://www.youtube.com/user/fakeheaduser"),
     ("https://www.youtube.com/playlist?list=PLx0sYbCqOb8TBPRdmBHs5Iftvv9TPboYG&si=z", "youtube", "unknown", "https://www.youtube.com/playlist?list=PLx0sYbCqOb8TBPRdmBHs5Iftvv9TPboYG"),
     ("https://www.youtube.com/post/UgkxAbCdEfGh", "youtube", "post", "https://www.youtube.com/post/UgkxAbCdEfGh"),

@@ -2,7 +2,8 @@
 
 `extract_urls` returns, in order of appearance and without repeats, every `http(s)://` URL in
 the text and every link on a known platform's host written without a scheme
-(`tiktok.com/@name`, `www.instagram.com/p/X`, `discord.gg/X`), the latter with `https://`.
+(`tiktok.com/@name`, `www.instagram.com/p/X`, `discord.gg/X`, but not a bare `tiktok.com`),
+the latter with `https://`.
 Punctuation that ends a sentence or closes a bracket opened before the URL is not part of
 it; an e-mail address is not a link. Only what a browser could open is returned. The work
 is linear in the text: it is split on white space once and each piece is looked at once.
@@ -42,6 +43,8 @@ def _url_in(piece: str) -> str | None:
     if "@" in host or "." not in host:
         return None
     if platform_table().platform_of(host) is None:
+        return None
+    if len(bare) <= len(host) + 1:  # "on tiktok.com" names a site, not a link
         return None
     return "https://" + bare
 
