@@ -124,22 +124,22 @@ def _understand(given: str, text: str, table: PlatformTable, depth: int) -> UrlI
     group = table.groups.get(host)
     if url.port not in ("", "80", "443") or group is None:
         why = (
-            f"a {slug} host that serves no content triage can name"
+            f"a URL on {slug}, on a host that serves no content triage can name"
             if group is None
-            else f"a {slug} host on a port the platform does not serve"
+            else f"a URL on {slug}, on a port the platform does not serve"
         )
         return UrlInfo(given, True, slug, "unknown", _generic(url, kept, host), False, why)
     found = _route(platform, group, url, pairs)
     if found is None:
         canonical = _generic(url, kept, group)
-        why = f"a {slug} address, but not a form of content triage knows"
+        why = f"a URL on {slug}, but not a form of content triage knows"
         return UrlInfo(given, True, slug, "unknown", canonical, False, why)
     route, values = found
     if route.short:
         canonical = _generic(url, kept, _short_host(host, group, table))
         return UrlInfo(given, True, slug, route.kind, canonical, True, SHORT_LINK_REASON)
     canonical = route.fill(values) if route.canonical else _generic(url, kept, group)
-    note = None if route.kind != "unknown" else f"a {slug} page that is none of the kinds named"
+    note = None if route.kind != "unknown" else f"a URL on {slug}, but none of the kinds named"
     return UrlInfo(given, True, slug, route.kind, canonical, False, note)
 
 
