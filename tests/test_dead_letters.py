@@ -18,6 +18,7 @@ from helpline_shared.consumer import (
     DeadLetterLimitExceededError,
     DeadLetters,
 )
+from helpline_shared.db import Database
 from helpline_shared.events import CaseOpenedV1, derive_id, utcnow
 from helpline_shared.settings import Settings
 from helpline_shared.topics import CASES_TRIAGED, DEAD_LETTERS
@@ -52,7 +53,7 @@ def record(offset: int, value: bytes) -> ConsumerRecord[bytes, bytes]:
 
 
 async def test_invalid_event_is_dead_lettered_with_origin_and_no_input_values(
-    broker: KafkaBroker, infra: Infra
+    broker: KafkaBroker, infra: Infra, unit_db_url: str
 ) -> None:
     marker = uuid.uuid4().hex
     secret = f"Secret Person {marker}"
@@ -72,10 +73,15 @@ async def test_invalid_event_is_dead_lettered_with_origin_and_no_input_values(
         .encode()
     )
     dead_letters = DeadLetters("triage", max_ratio=0.9, window=10)
-    triage = Triage(broker, dead_letters, RuleSet.load())
-    await BatchRunner("triage", triage.process, dead_letters, broker).run(
-        [record(7, bad), record(8, good)]
-    )
+    db = Database(unit_db_url)
+    await db.open()
+    try:
+        triage = Triage(db, broker, dead_letters, RuleSet.load())
+        await BatchRunner("triage", triage.process, dead_letters, broker).run(
+            [record(7, bad), record(8, good)]
+        )
+    finally:
+        await db.close()
 
     dead = await read_topic(
         infra.bootstrap_servers,

@@ -1,9 +1,10 @@
-"""Builds the triage service from settings. Triage keeps no state of its own."""
+"""Builds the triage service from settings. Triage keeps its decisions in schema `triage`."""
 
 from __future__ import annotations
 
 from faststream.asgi import AsgiFastStream
 
+from helpline_shared.db import Database
 from helpline_shared.settings import Settings
 from helpline_shared.topics import CASES_OPENED, CASES_TRIAGED
 from helpline_shared.wiring import ServiceWiring
@@ -12,11 +13,19 @@ from helpline_triage.usecase import Triage
 
 
 def create_app(settings: Settings) -> AsgiFastStream:
+    if not settings.database_url:
+        raise ValueError("HELPLINE_DATABASE_URL is required to run triage")
     wiring = ServiceWiring(settings, "triage", publishes=[CASES_TRIAGED])
-    triage = Triage(wiring.broker, wiring.dead_letters, RuleSet.load())
+    db = Database(settings.database_url, max_size=settings.database_pool_max)
+    triage = Triage(db, wiring.broker, wiring.dead_letters, RuleSet.load())
     wiring.consume(
         CASES_OPENED.name,
         process=triage.process,
-        description="Categorises harm and urgency, normalises URLs, identifies platforms.",
+        description="Categorises harm and urgency, understands URLs, keeps each decision.",
+        depends_on=[db.ready],
     )
-    return wiring.app()
+    return wiring.app(
+        checks={"database": db.ready},
+        on_startup=[db.open],
+        after_shutdown=[db.close],
+    )
