@@ -114,7 +114,8 @@ def _print(report: Report, base: Report | None, misses: bool) -> None:
     for r, name in ((report, "rules"), (base, "baseline")):
         if r is None:
             continue
-        conf = Table(title=f"urgency ({name} {r.rules_version}): gold rows, predicted columns")
+        console.print(f"urgency ({name} {r.rules_version}): gold rows, predicted columns")
+        conf = Table()
         conf.add_column("gold \\ predicted")
         for u in URGENCIES:
             conf.add_column(u, justify="right")
