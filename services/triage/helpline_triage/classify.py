@@ -106,6 +106,7 @@ class _Compiled:
     pattern: re.Pattern[str]
     unless: re.Pattern[str] | None
     cleared: re.Pattern[str] | None
+    requires: re.Pattern[str] | None
 
     @classmethod
     def build(cls, r: HarmRule) -> _Compiled:
@@ -114,6 +115,7 @@ class _Compiled:
             _alternation(r.patterns),
             _alternation(r.except_) if r.except_ else None,
             _alternation(r.cleared_by) if r.cleared_by else None,
+            _alternation(r.requires) if r.requires else None,
         )
 
 
@@ -192,6 +194,9 @@ class Engine:
                 continue
             negator = self.negator if rule.negatable else None
             evidence = _find(compiled.pattern, texts, facts.description, negator, compiled.unless)
+            if evidence and compiled.requires:
+                required = _find(compiled.requires, texts, facts.description, negator)
+                evidence = evidence + [e for e in required if e not in evidence] if required else []
             if evidence:
                 evidence += [f"URL kind: {k}" for k in rule.kinds if k in facts.kinds]
                 evidence += [f"platform: {p}" for p in rule.platforms if p in facts.platforms]

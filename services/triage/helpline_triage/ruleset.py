@@ -86,8 +86,9 @@ class HarmRule(_Strict):
     """Fires its harm type when one of its patterns matches the description (not negated,
     nor inside a match of `except`), unless a `cleared_by` pattern matches anywhere (an
     explicit all-clear such as "there is no threat") or one of `unless_harm_types` was already
-    found (by declaration or an earlier rule); when it names kinds or platforms, one of the
-    case's URLs must be of them."""
+    found (by declaration or an earlier rule); when it has `requires` patterns, one of them must
+    match too (its text joins the evidence); when it names kinds or platforms, one of the case's
+    URLs must be of them."""
 
     id: RuleId
     harm_type: HarmTypeName
@@ -95,6 +96,7 @@ class HarmRule(_Strict):
     negatable: bool = True
     except_: list[str] = Field(default_factory=list, alias="except")
     cleared_by: list[str] = Field(default_factory=list)
+    requires: list[str] = Field(default_factory=list)
     unless_harm_types: list[HarmTypeName] = Field(default_factory=list)
     kinds: list[KindName] = Field(default_factory=list)
     platforms: list[str] = Field(default_factory=list)
@@ -225,6 +227,7 @@ def _meaning_problems(rf: RulesFile) -> list[str]:
         out += _regex_problems(rule.id, "patterns", rule.patterns)
         out += _regex_problems(rule.id, "except", rule.except_)
         out += _regex_problems(rule.id, "cleared_by", rule.cleared_by)
+        out += _regex_problems(rule.id, "requires", rule.requires)
         for platform in rule.platforms:
             if platform not in rf.report_platforms:
                 out.append(_say(rule.id, "platforms", f"{platform!r} is not a report platform"))
