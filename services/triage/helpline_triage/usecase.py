@@ -16,6 +16,7 @@ its URLs' content.
 
 from __future__ import annotations
 
+import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -85,7 +86,10 @@ class Triage:
         ids = list(dict.fromkeys(c.case_id for c in cases))
         async with self._db.pool.acquire() as conn, conn.transaction():
             stored = await repository.stored_events(conn, ids)
-            new = {c.case_id: c for c in cases if c.case_id not in stored}  # first one wins
+            new: dict[uuid.UUID, CaseOpenedV1] = {}
+            for case in cases:  # a case twice in a batch: its first delivery is decided
+                if case.case_id not in stored:
+                    new.setdefault(case.case_id, case)
             read = {case_id: read_urls(case) for case_id, case in new.items()}
             contents = {
                 case_id: [u.content for u in urls if u.content] for case_id, urls in read.items()
