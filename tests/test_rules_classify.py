@@ -27,6 +27,10 @@ SCAMS: HarmType = "scams"
 OTHER: HarmType = "other"
 
 REALISTIC: list[tuple[str, HarmType]] = [
+    ("A post says 'there will be a shooting at our school tomorrow, stay home'.", THREAT),
+    ("An account says a teacher will be 'dealt with' after school.", THREAT),
+    ("Photos of our reception class were shared without parents' permission.", PRIVACY),
+    ("Someone set up a profile with our deputy head's photo and name.", IMPERSONATION),
     ("Someone will bring a knife to school tomorrow, it says on Snapchat.", THREAT),
     ("A message to our head of year: 'watch your back, I know where you live'.", THREAT),
     ("Her story shows fresh cuts on her arm; she will hurt herself again.", SELF_HARM),
