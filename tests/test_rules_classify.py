@@ -265,3 +265,20 @@ def test_taxonomy_lookups() -> None:
         "hate",
         "other",
     ]
+
+
+def test_children_named_only_in_a_quotation_or_a_claim_do_not_raise_urgency() -> None:
+    quoted = RULES.classify(CaseFacts("A TikTok says our head 'hates kids'. It is untrue."))
+    claimed = RULES.classify(CaseFacts("A post claims our teacher shouted at pupils. Untrue."))
+    affected = RULES.classify(CaseFacts("A TikTok mocks a Year 7 pupil's 'weird' voice."))
+
+    assert quoted.urgency == claimed.urgency == "normal"
+    assert affected.urgency == "high"
+
+
+def test_a_vague_report_is_other_and_high_so_a_person_looks_soon() -> None:
+    c = RULES.classify(CaseFacts("Something upsetting about our school online, no link yet."))
+
+    assert c.harm_types == ["other"]
+    assert c.urgency == "high"
+    assert "other.vague" in c.rules_fired

@@ -22,6 +22,10 @@ from helpline_shared.events import HarmType, Route, RuleMatch, Urgency
 from helpline_triage.ruleset import URGENCIES, HarmRule, Negation, RulesFile
 from helpline_triage.text import View, views
 
+# A quotation in the description: opening quote after a non-letter, closing before one.
+_QUOTED = re.compile(
+    "(?<![A-Za-z])['\u2018\"\u201c][^'\u2019\"\u201d\n]{1,120}?['\u2019\"\u201d](?![A-Za-z])"
+)
 UNSURE = "no harm rule or declared type matched: a person should look"
 
 
@@ -84,13 +88,18 @@ def _find(
     original: str,
     negator: _Negator | None,
     unless: re.Pattern[str] | None = None,
+    *,
+    skip: Sequence[tuple[int, int]] = (),
 ) -> list[str]:
-    """Evidence of every match not negated (nor inside an `unless` match), once each."""
+    """Evidence of every match not negated (nor inside an `unless` match, nor starting in
+    one of the `skip` spans of the original), once each."""
     found: list[str] = []
     for view in texts:
         excluded = [m.span() for m in unless.finditer(view.text)] if unless else []
         for m in pattern.finditer(view.text):
             if m.end() == m.start() or any(a <= m.start() < b for a, b in excluded):
+                continue
+            if any(a <= view.origin[m.start()] < b for a, b in skip):
                 continue
             if negator and negator.negated(view.text, m.start()):
                 continue
@@ -223,7 +232,11 @@ class Engine:
                 matches.append(RuleMatch(rule_id=f"urgency.{level}", evidence=said))
                 break
         raisers: list[tuple[str, Urgency, list[str]]] = []
-        children = _find(self.child, texts, facts.description, self.negator, self.child_unless)
+        # Words quoted from the content ('hates kids') do not say who is affected.
+        quoted = [m.span() for m in _QUOTED.finditer(facts.description)]
+        children = _find(
+            self.child, texts, facts.description, self.negator, self.child_unless, skip=quoted
+        )
         if children:
             raisers.append((rf.child_affected.id, rf.child_affected.raise_to, children))
         if facts.prior_reports >= rf.repeat_reports.min_prior_reports:
@@ -231,6 +244,11 @@ class Engine:
             raisers.append((rf.repeat_reports.id, rf.repeat_reports.raise_to, said))
         if unsure:  # its match is already recorded with the harm type
             raisers.append((rf.unsure.id, rf.unsure.raise_to, []))
+        fired = {m.rule_id for m in matches}
+        for compiled in self.harm_patterns:  # harm rules that raise by themselves
+            rule = compiled.rule
+            if rule.raise_to and rule.id in fired:
+                raisers.append((rule.id, rule.raise_to, []))
         urgency = base
         for rule_id, raise_to, evidence in raisers:
             if URGENCIES.index(raise_to) < URGENCIES.index(base):

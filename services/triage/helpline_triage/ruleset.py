@@ -98,6 +98,9 @@ class HarmRule(_Strict):
     cleared_by: list[str] = Field(default_factory=list)
     requires: list[str] = Field(default_factory=list)
     unless_harm_types: list[HarmTypeName] = Field(default_factory=list)
+    raise_to: UrgencyName | None = Field(
+        None, description="An urgency this rule raises the case to when it fires."
+    )
     kinds: list[KindName] = Field(default_factory=list)
     platforms: list[str] = Field(default_factory=list)
     why: str = ""
