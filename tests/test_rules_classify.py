@@ -27,6 +27,9 @@ SCAMS: HarmType = "scams"
 OTHER: HarmType = "other"
 
 REALISTIC: list[tuple[str, HarmType]] = [
+    ("There's a TikTok saying our school will be bombed on Monday.", THREAT),
+    ("Someone commented 'ur gonna get merked' under a pupil's video.", THREAT),
+    ("s/h content is being shared in a year 8 group chat.", SELF_HARM),
     ("A post says 'there will be a shooting at our school tomorrow, stay home'.", THREAT),
     ("An account says a teacher will be 'dealt with' after school.", THREAT),
     ("Photos of our reception class were shared without parents' permission.", PRIVACY),
@@ -126,6 +129,7 @@ def test_negations_do_not_fire_the_rule_they_negate(description: str, absent: Ha
         "His story says there is no reason to live.",
         "She told a friend she won't be here tomorrow.",
         "He said he does not want to be alive.",
+        "Our pupil says she doesn't see the point in living anymore.",
     ],
 )
 def test_risk_idioms_containing_a_negation_still_fire(description: str) -> None:
