@@ -4,11 +4,13 @@ Pure and deterministic: the same facts and rules always give the same `Classific
 with every rule that fired and its evidence (the matched text as written in the description,
 or the fact that made it fire), so each decision can be explained and replayed.
 
-Order of decision: declared harm types and harm rules give the harm types (the rules' type
-`unsure.harm_type` when none does); the urgency is the first level, most urgent first, that
-lists one of them, raised (never lowered) when a child is affected, when enough other cases
-reported the same content, or when the rules were unsure; the route is the first route rule
-listing one of the harm types, else the default.
+Order of decision: declared harm types, then the harm rules in file order (a rule may stand
+back when an earlier one found a more specific harm) give the harm types, most severe first;
+when none does, the rules are unsure and the type is `unsure.harm_type`. The urgency is the
+first level, most urgent first, that lists one of them, raised (never lowered) when a child
+is among those affected, when enough other cases reported the same content, when the rules
+were unsure, or by a harm rule's own `raise_to`. The route is the first route rule listing one
+of the harm types, else the default.
 """
 
 from __future__ import annotations

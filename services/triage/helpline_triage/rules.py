@@ -48,7 +48,7 @@ class RuleSet:
     @property
     def data(self) -> dict[str, Any]:
         """The rules file as plain data (JSON types)."""
-        return json.loads(self.file.model_dump_json())  # type: ignore[no-any-return]
+        return json.loads(self.file.model_dump_json(by_alias=True))  # type: ignore[no-any-return]
 
     @property
     def rule_count(self) -> int:
