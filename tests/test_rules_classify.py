@@ -286,3 +286,24 @@ def test_a_vague_report_is_other_and_high_so_a_person_looks_soon() -> None:
     assert c.harm_types == ["other"]
     assert c.urgency == "high"
     assert "other.vague" in c.rules_fired
+
+
+@pytest.mark.parametrize(
+    "description",
+    [
+        "Pupils were passing out leaflets and someone filmed it.",
+        "We want to end it: the account keeps posting about our head.",
+        "I am done with this school, says a parent on Facebook.",
+        "The kids are cheeky monkeys, says a post about our class trip.",
+        "Pupils are told to go back to school after the strike.",
+        "Can you pull up the video and check it?",
+        "A pyjama day photo of our class was posted by a parent.",
+        "The school photoshoot went on Instagram and the show was 'the bomb'.",
+        "A pupil's TikTok shows him killing it at the talent show.",
+    ],
+)
+def test_everyday_words_near_risk_words_do_not_fire_critical_types(description: str) -> None:
+    c = RULES.classify(CaseFacts(description))
+
+    assert not {THREAT, SELF_HARM, CSAM, HATE} & set(c.harm_types), c.matches
+    assert c.route == "platform"
