@@ -121,3 +121,7 @@ async def test_the_same_content_from_three_cases_gets_one_notice(stack: Stack) -
     assert t["url_reports"]["total"] == t["urls"] == 3
     assert t["cases"] == 3
     assert sum(t["decisions"].values()) == 1
+    async with httpx.AsyncClient() as client:
+        text = (await client.get(f"{stack.url('metrics')}/metrics")).text
+    assert "helpline_urls_escalated 1.0" in text
+    assert 'helpline_url_reports_by_state{key="decided"} 3.0' in text

@@ -151,6 +151,19 @@ async def test_redelivery_links_and_announces_nothing_again(clean: Database) -> 
 async def test_routes_never_merge(clean: Database) -> None:
     await link(clean, case(), case(route="hotline"))
     assert sorted(r["route"] for r in await escalations(clean)) == ["hotline", "platform"]
+    # Even when one case opens both (no per-case uniqueness is left to trip over).
+    both = case()
+    hotline = both.urls[0].model_copy(update={"route": "hotline", "url_id": uuid.uuid4()})
+    await link(clean, both.model_copy(update={"urls": [*both.urls, hotline]}))
+    opened = [r for r in await escalations(clean) if r["case_id"] == both.case_id]
+    assert len(opened) == 0  # the same content as above: linked, not opened
+    links = await clean.pool.fetch(
+        "SELECT * FROM escalator.escalation_cases WHERE case_id = $1", both.case_id
+    )
+    assert len(links) == 2
+    await clean.pool.execute("TRUNCATE escalator.escalations, escalator.attempts, outbox CASCADE")
+    await link(clean, both.model_copy(update={"urls": [*both.urls, hotline]}))
+    assert len(await escalations(clean)) == 2
 
 
 async def test_manual_content_is_handled_once_and_a_later_case_hears_it_at_once(

@@ -54,12 +54,14 @@ FAULT_ENV = {
     "HELPLINE_LOG_JSON": "true",
 }
 
+# Each content's id is unique to its report: a canonical form keeps the id, not the account
+# (a TikTok video or an X post is the same content under any account name).
 HOSTS = [
-    ("https://www.tiktok.com/@acct{i}/video/{n}", 60),
+    ("https://www.tiktok.com/@acct{i}/video/7{i:09d}{n}", 60),
     ("https://www.instagram.com/p/fault{i}x{n}/", 10),
     ("https://m.facebook.com/profile.php?id={i}0{n}", 8),
-    ("https://www.youtube.com/watch?v=f{i}x{n}", 8),
-    ("https://twitter.com/acct{i}/status/{n}", 6),
+    ("https://www.youtube.com/watch?v=f{i:08d}x{n}", 8),
+    ("https://twitter.com/acct{i}/status/1{i:09d}{n}", 6),
     ("https://www.snapchat.com/add/acct{i}x{n}", 4),
     ("https://forum.example.org/thread/{i}/{n}", 4),
 ]

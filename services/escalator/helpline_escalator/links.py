@@ -158,9 +158,9 @@ async def _join_existing(conn: Conn, contents: list[Content]) -> None:
             c.harm_types, c.urgency = list(row["harm_types"]), row["urgency"]
             c.dsa_category, c.reason_code = row["dsa_category"], row["reason_code"]
             continue
-        if _lead_rank(c.harm_types) >= _lead_rank(row["harm_types"]) or not (
-            c.dsa_category or c.reason_code
-        ):
+        more_severe = _lead_rank(c.harm_types) < _lead_rank(row["harm_types"])
+        row_has_codes = bool(row["dsa_category"] or row["reason_code"])
+        if row_has_codes and not (more_severe and (c.dsa_category or c.reason_code)):
             c.dsa_category, c.reason_code = row["dsa_category"], row["reason_code"]
         c.harm_types = list(most_severe_first(set(row["harm_types"]) | set(c.harm_types)))
         c.urgency = _more_urgent(row["urgency"], c.urgency)
