@@ -27,6 +27,8 @@ SCAMS: HarmType = "scams"
 OTHER: HarmType = "other"
 
 REALISTIC: list[tuple[str, HarmType]] = [
+    ("Someone posted that our headteacher 'deserves to die'.", THREAT),
+    ("Someone keeps saying they'll hurt my son after school.", THREAT),
     ("There's a TikTok saying our school will be bombed on Monday.", THREAT),
     ("Someone commented 'ur gonna get merked' under a pupil's video.", THREAT),
     ("s/h content is being shared in a year 8 group chat.", SELF_HARM),
