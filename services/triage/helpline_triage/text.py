@@ -52,8 +52,9 @@ _NUMBERISH = re.compile(
     r"(?:y|yr|year|ks|p|s|form|grade|class|room|age|aged|u|under|no|nr|x)\d{1,2}"
     r"|\d{1,4}(?:st|nd|rd|th|am|pm|s|k|m|yo|yrs?|ft|cm|mm|kg|gb|mb|p|h|hr|hrs|min|mins)?"
 )
-# Three or more single letters separated by one space, dot, dash or star: "k i l l".
-_SPACED = re.compile(r"(?<![a-z0-9])(?:[a-z][ .\-*_]){2,}[a-z](?![a-z0-9])")
+# Three or more single letters (or leet symbols) separated by one space, dot, dash or star:
+# "k i l l", "k 1 l l".
+_SPACED = re.compile(r"(?<![a-z0-9])(?:[a-z0-9@$!][ .\-*_]){2,}[a-z0-9@$!](?![a-z0-9])")
 # A quote that is not an apostrophe inside a word ("don't" keeps its own).
 _QUOTE = re.compile(r"\"|(?<![a-z])'|'(?![a-z])")
 Replacer = Callable[[str, int], list[tuple[str, int]]]
@@ -120,7 +121,9 @@ def _unleet(token: str, start: int) -> list[tuple[str, int]]:
 
 
 def _unspace(token: str, start: int) -> list[tuple[str, int]]:
-    return [(c, start + i) for i, c in enumerate(token) if c.isalpha()]
+    """`k i l l` -> `kill`; spaced digits alone ("1 2 3") stay as they are."""
+    kept = [(c, start + i) for i, c in enumerate(token) if c not in " .-*_"]
+    return kept if any(c.isalpha() for c, _ in kept) else _keep(token, start)
 
 
 def _blank(token: str, start: int) -> list[tuple[str, int]]:
@@ -130,5 +133,5 @@ def _blank(token: str, start: int) -> list[tuple[str, int]]:
 def views(text: str) -> tuple[View, ...]:
     """The plain view and, when it differs, the decoded view of `text`."""
     plain = _rewrite(_plain(text), _QUOTE, _blank)
-    decoded = _rewrite(_rewrite(plain, _TOKEN, _unleet), _SPACED, _unspace)
+    decoded = _rewrite(_rewrite(plain, _SPACED, _unspace), _TOKEN, _unleet)
     return (plain,) if decoded.text == plain.text else (plain, decoded)
