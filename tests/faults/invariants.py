@@ -308,10 +308,9 @@ async def _database_checks(run: Run, db: asyncpg.Connection) -> list[Check]:
             and not decided_no_ref
             and not unlinked
             and unannounced == 0,
-            f"{len(links)} case URLs for {run.urls} sent, {len(escalations)} escalations "
-            f"{dict(by_state)}; needs_manual without reason {len(manual_no_reason)}, "
-            f"decided without reference {len(decided_no_ref)}, link count wrong "
-            f"{len(unlinked)}, state never announced {unannounced}",
+            f"{len(links)}/{run.urls} case URLs, {len(escalations)} escalations "
+            f"{dict(by_state)}; wrong: reason {len(manual_no_reason)}, reference "
+            f"{len(decided_no_ref)}, links {len(unlinked)}, unannounced {unannounced}",
         )
     )
     checks.append(
