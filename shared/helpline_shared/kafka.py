@@ -14,8 +14,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
 from faststream.kafka import KafkaBroker
 from faststream.security import (
     BaseSecurity,
@@ -119,33 +117,10 @@ async def publish_all(broker: KafkaBroker, messages: Sequence[OutgoingMessage]) 
 
 
 async def create_topics(settings: Settings, topics: Iterable[Topic] = ALL_TOPICS) -> list[str]:
-    """Create the registry's topics; existing ones are left alone. Returns the names created."""
-    log = get_logger("helpline.topics")
-    admin = AIOKafkaAdminClient(**client_kwargs(settings, "admin"))
-    await admin.start()
-    created: list[str] = []
-    try:
-        existing = set(await admin.list_topics())
-        for topic in topics:
-            if topic.name in existing:
-                continue
-            try:
-                await admin.create_topics(
-                    [
-                        NewTopic(
-                            topic.name,
-                            num_partitions=topic.partitions or settings.kafka_topic_partitions,
-                            replication_factor=settings.kafka_replication_factor,
-                        )
-                    ]
-                )
-            except TopicAlreadyExistsError:
-                continue
-            created.append(topic.name)
-            log.info("topic created", topic=topic.name)
-    finally:
-        await admin.close()
-    return created
+    """Create the registry's missing topics with their settings (see `topic_admin`)."""
+    from helpline_shared import topic_admin  # it imports this module
+
+    return await topic_admin.create_topics(settings, topics)
 
 
 def document_publishers(broker: KafkaBroker, *topics: Topic) -> None:

@@ -1,6 +1,10 @@
-"""The topic registry: every topic, its key, its producers and consumers, its payload model.
+"""The topic registry: every topic, its key, its producers and consumers, its payload model,
+and its settings on the broker (partitions, replication, retention, cleanup policy,
+`min.insync.replicas`).
 
-`helpline topics create` creates exactly these; nothing relies on broker auto-creation.
+`helpline topics create` creates exactly these with these settings; nothing relies on broker
+auto-creation. `helpline topics check` reports where a running cluster differs (see
+:mod:`helpline_shared.topic_admin`).
 """
 
 from __future__ import annotations
@@ -11,9 +15,20 @@ from pydantic import BaseModel
 
 from helpline_shared import events
 
+DAY_MS = 24 * 60 * 60 * 1000
+FOREVER = -1  # retention.ms -1: never deleted by age
+
 
 @dataclass(frozen=True)
 class Topic:
+    """One topic. Settings left `None` come from the deployment (`Settings`):
+
+    - `partitions`: HELPLINE_KAFKA_TOPIC_PARTITIONS (consumers beyond it sit idle);
+    - `replication`: HELPLINE_KAFKA_REPLICATION_FACTOR;
+    - `min_insync_replicas`: one less than the replication, at least 1 (acks=all writes
+      survive the loss of one replica).
+    """
+
     name: str
     key: str
     producers: tuple[str, ...]
@@ -21,7 +36,11 @@ class Topic:
     model: type[BaseModel] | None
     external: bool = False
     description: str = ""
-    partitions: int | None = None  # None: HELPLINE_KAFKA_TOPIC_PARTITIONS
+    partitions: int | None = None
+    replication: int | None = None
+    retention_ms: int = 7 * DAY_MS
+    cleanup_policy: str = "delete"  # events, not state: compaction would drop history
+    min_insync_replicas: int | None = None
 
 
 REPORTS_SUBMITTED = Topic(
@@ -32,6 +51,9 @@ REPORTS_SUBMITTED = Topic(
     model=events.ReportSubmittedV1,
     external=True,
     description="Reports published by other systems.",
+    # Carries reporters' personal data: kept only as long as a dead letter of intake can
+    # still be replayed from it (intake's dead letters hold redacted copies).
+    retention_ms=14 * DAY_MS,
 )
 REPORTS_REJECTED = Topic(
     "helpline.reports.rejected",
@@ -41,6 +63,7 @@ REPORTS_REJECTED = Topic(
     model=events.ReportRejectedV1,
     external=True,
     description="What intake refused, with the reasons and the original bytes.",
+    retention_ms=FOREVER,  # metrics rebuilds its counts from it
 )
 CASES_OPENED = Topic(
     "helpline.cases.opened",
@@ -48,6 +71,7 @@ CASES_OPENED = Topic(
     producers=("intake",),
     consumers=("triage",),
     model=events.CaseOpenedV1,
+    retention_ms=FOREVER,  # triage can be replayed from it (no reporter data)
 )
 CASES_TRIAGED = Topic(
     "helpline.cases.triaged",
@@ -55,6 +79,7 @@ CASES_TRIAGED = Topic(
     producers=("triage",),
     consumers=("escalator", "metrics"),
     model=events.CaseTriagedV1,
+    retention_ms=FOREVER,  # metrics rebuilds its counts from it
 )
 ESCALATION_OUTCOMES = Topic(
     "helpline.escalations.outcomes",
@@ -64,6 +89,7 @@ ESCALATION_OUTCOMES = Topic(
     model=events.EscalationOutcomeV1,
     external=True,
     description="Every state an escalation reaches; what metrics consumers subscribe to.",
+    retention_ms=FOREVER,  # metrics rebuilds its counts from it
 )
 
 
@@ -76,6 +102,7 @@ def dead_letter(service: str) -> Topic:
         model=None,
         description=f"Messages {service} could not process: original bytes and the error.",
         partitions=1,  # low volume; one partition keeps them in the order they failed
+        retention_ms=28 * DAY_MS,  # time to fix the cause and replay (`helpline dlq replay`)
     )
 
 
