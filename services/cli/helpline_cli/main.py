@@ -7,7 +7,7 @@ import asyncio
 import sys
 from collections.abc import Callable
 
-from helpline_cli import rules_cli
+from helpline_cli import dlq, rules_cli
 from helpline_cli.services import FACTORIES
 from helpline_shared.logging import configure_logging
 from helpline_shared.settings import Settings, load_settings
@@ -22,7 +22,10 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run one service in the foreground")
     run.add_argument("service", choices=sorted(FACTORIES))
     topics = sub.add_parser("topics", help="manage Kafka topics")
-    topics.add_argument("action", choices=["create", "list"])
+    topics.add_argument("action", choices=["create", "list", "check"])
+    topics.add_argument(
+        "--strict", action="store_true", help="check: settings not reported count as drift"
+    )
     db = sub.add_parser("db", help="manage the database")
     db.add_argument("action", choices=["migrate"])
     pub = sub.add_parser("publish", help="publish reports onto helpline.reports.submitted")
@@ -59,6 +62,7 @@ def _parser() -> argparse.ArgumentParser:
         "--from-text", action="store_true", help="the arguments are free text to find URLs in"
     )
     rules_cli.add_parser(sub)
+    dlq.add_parser(sub)
     return p
 
 
@@ -76,6 +80,12 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         except (RuntimeError, TimeoutError) as exc:
             print(f"helpline dev: {exc}", file=sys.stderr)
             return 1
+    if args.command == "topics" and args.action == "check":
+        from helpline_cli.topics_cli import check
+
+        return await check(settings, strict=args.strict)
+    if args.command == "dlq":
+        return await dlq.run(args, settings)
     if args.command == "topics":
         from helpline_shared.kafka import create_topics
         from helpline_shared.topics import ALL_TOPICS
