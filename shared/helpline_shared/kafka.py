@@ -22,6 +22,7 @@ from faststream.security import (
     SASLScram512,
 )
 
+from helpline_shared import tracing
 from helpline_shared.logging import get_logger
 from helpline_shared.settings import Settings
 from helpline_shared.topics import ALL_TOPICS, Topic
@@ -106,13 +107,25 @@ async def publish_all(broker: KafkaBroker, messages: Sequence[OutgoingMessage]) 
     Sends are pipelined (not awaited one by one); order is kept per partition because one
     producer sends them in sequence. Raises if any send failed: the caller must not commit
     its input then, and a retry republishes (consumers deduplicate on event ids).
+    With tracing, each message carries the trace it continues (see :mod:`.tracing`).
     """
     if not messages:
         return
-    futures = [
-        await broker.publish(m.value, m.topic, key=m.key, headers=m.headers, no_confirm=True)
-        for m in messages
-    ]
+    if tracing.of(broker) is None:
+        futures = [
+            await broker.publish(m.value, m.topic, key=m.key, headers=m.headers, no_confirm=True)
+            for m in messages
+        ]
+    else:
+        futures = []
+        for m in messages:
+            with tracing.publishing(broker, m.headers, m.key):
+                headers = dict(m.headers)  # the middleware writes its `traceparent` into it
+                futures.append(
+                    await broker.publish(
+                        m.value, m.topic, key=m.key, headers=headers, no_confirm=True
+                    )
+                )
     await asyncio.gather(*futures)
 
 

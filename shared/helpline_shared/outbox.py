@@ -13,6 +13,9 @@ still uncommitted. The relay publishes in `seq` order, one relay per service at 
 advisory lock across replicas). Events of different keys have no order between them.
 
 Shutdown: `stop` publishes everything committed by then (bounded by its timeout).
+
+Tracing: a row keeps the trace context of the work that added it (its `traceparent`
+header), so the relayed event continues that trace.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from collections.abc import Sequence
 
 from faststream.kafka import KafkaBroker
 
+from helpline_shared import tracing
 from helpline_shared.db import Conn, Database
 from helpline_shared.kafka import OutgoingMessage, publish_all
 from helpline_shared.logging import get_logger
@@ -78,7 +82,7 @@ class Outbox:
             [m.topic for m in messages],
             [m.key for m in messages],
             [m.value for m in messages],
-            [json.dumps(m.headers) for m in messages],
+            [json.dumps(tracing.stamped(self._broker, m.headers, m.key)) for m in messages],
         )
 
     def wake(self) -> None:

@@ -1,8 +1,9 @@
 """The parts every consuming service is built from, assembled once.
 
-A service gets a broker (with Prometheus middleware), its dead-letter bound, a batch
-subscriber per input, and an app with health probes (broker, dead-letter limit, and any
-checks it adds) and `/metrics`.
+A service gets a broker (with Prometheus middleware, and OpenTelemetry's when tracing is
+configured: see :mod:`helpline_shared.tracing`), its dead-letter bound, a batch subscriber
+per input, and an app with health probes (broker, dead-letter limit, and any checks it
+adds) and `/metrics`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from faststream.asgi import AsgiFastStream
 from faststream.kafka import KafkaBroker, KafkaRouter
 from starlette.types import ASGIApp
 
+from helpline_shared import tracing
 from helpline_shared.consumer import BatchRunner, ConsumerHealth, Record, batch_subscriber
 from helpline_shared.deadletters import DeadLetters
 from helpline_shared.kafka import build_broker, document_publishers
@@ -34,7 +36,13 @@ class ServiceWiring:
         self.settings = settings
         self.service = service
         self.observed = ServiceMetrics(service)
-        self.broker: KafkaBroker = build_broker(settings, service, [self.observed.middleware()])
+        self.tracing = tracing.configure(service)
+        middlewares = [self.observed.middleware()]
+        if self.tracing is not None:
+            middlewares.append(self.tracing.middleware())
+        self.broker: KafkaBroker = build_broker(settings, service, middlewares)
+        if self.tracing is not None:
+            self.tracing.register(self.broker)
         document_publishers(self.broker, *publishes, DEAD_LETTERS[service])
         self.dead_letters = DeadLetters(
             service,
@@ -58,6 +66,8 @@ class ServiceWiring:
         :class:`~helpline_shared.consumer.BatchRunner`). After an outage the consumer resumes
         as soon as the broker and every check in `depends_on` answer again."""
         router = KafkaRouter()
+        if self.tracing is not None:
+            process = self.tracing.per_record(process)
         runner = BatchRunner(
             self.service,
             process,
@@ -92,7 +102,11 @@ class ServiceWiring:
         checks: dict[str, ReadinessCheck] | None = None,
         **hooks: Sequence[Hook],
     ) -> AsgiFastStream:
-        """The service's app; `hooks` are `build_app`'s on_/after_ startup/shutdown hooks."""
+        """The service's app; `hooks` are `build_app`'s on_/after_ startup/shutdown hooks.
+        With tracing, each of `routes` gets a server span per request."""
+        if self.tracing is not None:
+            routes = [(path, self.tracing.server(app, path)) for path, app in routes]
+            hooks["after_shutdown"] = [*hooks.get("after_shutdown", ()), self.tracing.shutdown]
         return build_app(
             self.broker,
             service=self.service,

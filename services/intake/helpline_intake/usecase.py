@@ -33,7 +33,7 @@ from helpline_intake.validation import (
     content_hash,
     validate_report,
 )
-from helpline_shared import cloudevents
+from helpline_shared import cloudevents, tracing
 from helpline_shared.db import Database
 from helpline_shared.deadletters import DeadLetters, Record, position
 from helpline_shared.events import (
@@ -160,9 +160,9 @@ class Intake:
         for record in records:
             result = validate_report(record.value)
             if isinstance(result, ReportSubmittedV1):
-                valid.append(
-                    (record, StoredReport(case_id_for(result), result, "kafka", received_at))
-                )
+                case_id = case_id_for(result)
+                tracing.follows(record, case_id)  # its case.opened continues its trace
+                valid.append((record, StoredReport(case_id, result, "kafka", received_at)))
             else:
                 event = rejection(record.value or b"", result, via="kafka", record=record)
                 rejected.append((record, event))
