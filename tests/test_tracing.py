@@ -93,6 +93,21 @@ def test_service_name_and_an_unknown_exporter(
         tracing.configure("triage")
 
 
+def test_exported_spans_hold_no_exception_message(no_otel_env: None) -> None:
+    with tracing.capture_spans() as exporter:
+        traced = tracing.configure("intake")
+        assert traced is not None
+        with (
+            contextlib.suppress(ValueError),
+            traced.tracer.start_as_current_span("work"),
+        ):
+            raise ValueError("reporter r1@school.example")
+    [span] = exporter.get_finished_spans()
+    assert span.status.status_code is trace.StatusCode.ERROR
+    assert "r1@school.example" not in repr(span.to_json())
+    assert [dict(e.attributes or {}) for e in span.events] == [{"exception.type": "ValueError"}]
+
+
 def trace_id_of(headers: Any) -> str | None:
     for name, value in headers or ():
         if name == "traceparent":

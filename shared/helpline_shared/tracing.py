@@ -18,6 +18,9 @@ What carries the trace (W3C `traceparent` in Kafka headers):
 - :func:`stamped` writes the context into an outbox row when it is added, so an event
   relayed later continues the work that created it;
 - :meth:`Tracing.server` starts (or continues) a trace per HTTP request.
+
+Spans are exported without exception messages or stack traces (only the exception type),
+since those may quote personal data.
 """
 
 from __future__ import annotations
@@ -113,6 +116,48 @@ def _exporter(name: str, settings: TracingSettings) -> SpanExporter:
     return HttpExporter()
 
 
+def _redacting(exporter: SpanExporter) -> SpanExporter:
+    """`exporter`, except that exception messages and stack traces are dropped (they may
+    quote personal data: what a log line may not hold, a span may not either)."""
+    from opentelemetry.sdk.trace import Event, ReadableSpan
+    from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+    from opentelemetry.trace import Status
+
+    def redacted(span: ReadableSpan) -> ReadableSpan:
+        events = [
+            Event(e.name, {"exception.type": (e.attributes or {}).get("exception.type", "")})
+            if e.name == "exception"
+            else e
+            for e in span.events
+        ]
+        return ReadableSpan(
+            name=span.name,
+            context=span.context,
+            parent=span.parent,
+            resource=span.resource,
+            attributes=span.attributes,
+            events=events,
+            links=span.links,
+            kind=span.kind,
+            status=Status(span.status.status_code),
+            start_time=span.start_time,
+            end_time=span.end_time,
+            instrumentation_scope=span.instrumentation_scope,
+        )
+
+    class Redacting(SpanExporter):
+        def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+            return exporter.export([redacted(s) for s in spans])
+
+        def shutdown(self) -> None:
+            exporter.shutdown()
+
+        def force_flush(self, timeout_millis: int = 30000) -> bool:
+            return exporter.force_flush(timeout_millis)
+
+    return Redacting()
+
+
 def configure(service: str, settings: TracingSettings | None = None) -> Tracing | None:
     """The service's tracing per the `OTEL_*` variables, or None when tracing is off."""
     settings = settings or TracingSettings()
@@ -123,14 +168,16 @@ def configure(service: str, settings: TracingSettings | None = None) -> Tracing 
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+
+        exporters = [_exporter(n, settings) for n in names]
     except ImportError as exc:  # pragma: no cover - depends on the installed extras
         raise RuntimeError("tracing is configured but helpline[otel] is not installed") from exc
     name = settings.service_name or f"helpline-{service}"
     provider = TracerProvider(resource=Resource.create({"service.name": name}))
     for exporter in _test_exporter:
-        provider.add_span_processor(SimpleSpanProcessor(exporter))
-    for n in names:
-        provider.add_span_processor(BatchSpanProcessor(_exporter(n, settings)))
+        provider.add_span_processor(SimpleSpanProcessor(_redacting(exporter)))
+    for exporter in exporters:
+        provider.add_span_processor(BatchSpanProcessor(_redacting(exporter)))
     return Tracing(service, provider)
 
 
@@ -261,8 +308,9 @@ class Tracing:
             try:
                 await process(records)
             except BaseException as exc:
-                for span in spans:  # the type only: messages may hold personal data
-                    span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+                for span in spans:
+                    span.set_status(Status(StatusCode.ERROR))
+                    span.set_attribute("error.type", type(exc).__name__)
                 raise
             finally:
                 _records.reset(token)
@@ -288,6 +336,8 @@ class Tracing:
                 context=extract(headers),
                 kind=SpanKind.SERVER,
                 attributes={"http.request.method": method, "http.route": route},
+                record_exception=False,  # its message may quote the request
+                set_status_on_exception=False,
             ) as span:
 
                 async def sending(message: Message) -> None:
@@ -298,7 +348,12 @@ class Tracing:
                             span.set_status(Status(StatusCode.ERROR))
                     await send(message)
 
-                await app(scope, receive, sending)
+                try:
+                    await app(scope, receive, sending)
+                except BaseException as exc:
+                    span.set_status(Status(StatusCode.ERROR))
+                    span.set_attribute("error.type", type(exc).__name__)
+                    raise
 
         return traced
 
