@@ -218,6 +218,10 @@ async def test_rate_limited_then_retried_then_failed_after_last_attempt(
     assert await outbox_states(db) == []
     for _ in range(2):
         await db.pool.execute("UPDATE escalator.escalations SET next_action_at = now()")
+        # Retry-After holds every call to the platform, not only this escalation's.
+        assert worker.breaker.waiting()
+        assert await worker.step() == 0
+        await asyncio.sleep(worker.breaker.resume_in_s())
         await worker.step()
     row = await escalation(db, eid)
     assert row["state"] == "failed"

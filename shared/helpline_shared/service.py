@@ -26,6 +26,7 @@ from helpline_shared.logging import get_logger
 from helpline_shared.settings import Settings
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
+ReadinessDetail = Callable[[], Any]  # extra facts for `/health/ready` that decide nothing
 Hook = Callable[[], Awaitable[None]]
 
 
@@ -46,7 +47,9 @@ def broker_check(broker: KafkaBroker, timeout_s: float = 2.0) -> ReadinessCheck:
     return check
 
 
-def health_routes(checks: dict[str, ReadinessCheck]) -> list[tuple[str, ASGIApp]]:
+def health_routes(
+    checks: dict[str, ReadinessCheck], details: dict[str, ReadinessDetail] | None = None
+) -> list[tuple[str, ASGIApp]]:
     async def live(_: Request) -> Response:
         return JSONResponse({"status": "alive"})
 
@@ -58,8 +61,11 @@ def health_routes(checks: dict[str, ReadinessCheck]) -> list[tuple[str, ASGIApp]
             except Exception:
                 results[name] = False
         ok = all(results.values())
+        body: dict[str, Any] = {"status": "ready" if ok else "not ready", "checks": results}
+        if details:
+            body["details"] = {name: detail() for name, detail in details.items()}
         return JSONResponse(
-            {"status": "ready" if ok else "not ready", "checks": results},
+            body,
             status_code=200 if ok else 503,
         )
 
@@ -72,6 +78,7 @@ def build_app(
     service: str,
     routes: Sequence[tuple[str, ASGIApp]] = (),
     checks: dict[str, ReadinessCheck] | None = None,
+    details: dict[str, ReadinessDetail] | None = None,
     on_startup: Sequence[Hook] = (),
     after_startup: Sequence[Hook] = (),
     on_shutdown: Sequence[Hook] = (),
@@ -81,7 +88,7 @@ def build_app(
     all_checks = {"broker": broker_check(broker), **(checks or {})}
     return AsgiFastStream(
         broker,
-        asgi_routes=[*health_routes(all_checks), *routes],
+        asgi_routes=[*health_routes(all_checks, details), *routes],
         logger=get_logger(f"helpline.{service}"),
         on_startup=list(on_startup),
         after_startup=list(after_startup),

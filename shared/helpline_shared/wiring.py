@@ -19,7 +19,13 @@ from helpline_shared.consumer import BatchRunner, ConsumerHealth, Record, batch_
 from helpline_shared.deadletters import DeadLetters
 from helpline_shared.kafka import build_broker, document_publishers
 from helpline_shared.observability import ServiceMetrics
-from helpline_shared.service import Hook, ReadinessCheck, broker_check, build_app
+from helpline_shared.service import (
+    Hook,
+    ReadinessCheck,
+    ReadinessDetail,
+    broker_check,
+    build_app,
+)
 from helpline_shared.settings import Settings
 from helpline_shared.topics import DEAD_LETTERS, Topic
 
@@ -100,6 +106,7 @@ class ServiceWiring:
         routes: Sequence[tuple[str, ASGIApp]] = (),
         metrics_extra: Callable[[], Awaitable[bytes]] | None = None,
         checks: dict[str, ReadinessCheck] | None = None,
+        details: dict[str, ReadinessDetail] | None = None,
         **hooks: Sequence[Hook],
     ) -> AsgiFastStream:
         """The service's app; `hooks` are `build_app`'s on_/after_ startup/shutdown hooks.
@@ -116,5 +123,6 @@ class ServiceWiring:
                 "dead_letters": self.within_dead_letter_limit,
                 "consuming": self.consuming,
             },
+            details=details,
             **hooks,
         )

@@ -8,7 +8,9 @@ import aiohttp
 from faststream.asgi import AsgiFastStream
 
 from helpline_escalator.adapters.registry import ADAPTERS, build_adapters
+from helpline_escalator.circuits import open_circuits, register_circuits
 from helpline_escalator.dispatcher import Dispatcher, PlatformWorker
+from helpline_escalator.platform_settings import PlatformSettings, load_platform_settings
 from helpline_escalator.usecase import Escalator
 from helpline_shared.db import Database
 from helpline_shared.outbox import Outbox
@@ -20,10 +22,13 @@ from helpline_shared.wiring import ServiceWiring
 def create_app(settings: Settings) -> AsgiFastStream:
     if not settings.database_url:
         raise ValueError("HELPLINE_DATABASE_URL is required to run the escalator")
+    # Each platform's own settings, refused here (at start-up) when invalid.
+    platforms = load_platform_settings(settings)
     wiring = ServiceWiring(settings, "escalator", publishes=[ESCALATION_OUTCOMES])
     db = Database(settings.database_url, max_size=settings.database_pool_max)
     outbox = Outbox(db, wiring.broker, "escalator")
     dispatcher = Dispatcher({})
+    register_circuits(wiring.observed.registry, dispatcher)
     escalator = Escalator(
         db, wiring.broker, outbox, dispatcher, wiring.dead_letters, platforms=frozenset(ADAPTERS)
     )
@@ -40,17 +45,20 @@ def create_app(settings: Settings) -> AsgiFastStream:
 
     def client_for(slug: str) -> aiohttp.ClientSession:
         clients[slug] = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=settings.platform_timeout_s),
-            connector=aiohttp.TCPConnector(limit=settings.platform_concurrency),
+            timeout=aiohttp.ClientTimeout(total=platforms[slug].timeout_s),
+            connector=aiohttp.TCPConnector(limit=platforms[slug].concurrency),
             cookie_jar=aiohttp.DummyCookieJar(),  # notices are stateless: no cookies to keep
         )
         return clients[slug]
 
     async def start_workers() -> None:
         await db.open()
-        adapters = build_adapters(client_for, settings.platform_base_url)
+        adapters = build_adapters(client_for, platforms)
         dispatcher.workers.update(
-            {slug: PlatformWorker(a, db, outbox, settings) for slug, a in adapters.items()}
+            {
+                slug: PlatformWorker(a, db, outbox, worker_settings(settings, platforms[slug]))
+                for slug, a in adapters.items()
+            }
         )
         dispatcher.start()
 
@@ -75,8 +83,22 @@ def create_app(settings: Settings) -> AsgiFastStream:
 
     return wiring.app(
         checks={"database": db.ready},
+        details={"open_circuits": lambda: open_circuits(dispatcher)},
         on_startup=[start_workers],
         after_startup=[start_relay],
         on_shutdown=[stop_workers],
         after_shutdown=[close],
+    )
+
+
+def worker_settings(settings: Settings, platform: PlatformSettings) -> Settings:
+    """The settings a platform's worker runs with: the global ones, with this platform's
+    own rate limit, concurrency, timeout and settle period in place of the global ones."""
+    return settings.model_copy(
+        update={
+            "platform_rate_per_s": platform.rate_per_s,
+            "platform_concurrency": platform.concurrency,
+            "platform_timeout_s": platform.timeout_s,
+            "platform_settle_s": platform.settle_s,
+        }
     )

@@ -10,6 +10,12 @@ whose claim outlived the lease (the process died mid-call) is looked up on the p
 our reference and never blindly re-sent. No call starts once it could still be running
 when its claim's lease expires (waits for a slot, the rate limit or a database connection
 included): such a claim is released unsent, so a claim never outlives its lease in hand.
+
+Each worker has a circuit breaker (:mod:`helpline_escalator.breaker`). While its circuit is
+open the worker claims nothing and the platform's waiting escalations carry the circuit's
+reason and are due when the half-open probe may go; a claim whose call the breaker refuses
+is released unsent (not counted against the escalation), and so is one whose call the
+platform refused for our credentials (a configuration error, logged once at error level).
 """
 
 from __future__ import annotations
@@ -31,6 +37,12 @@ from helpline_escalator.adapters.base import (
     PlatformResult,
     RetryableError,
 )
+from helpline_escalator.breaker import (
+    BreakerPolicy,
+    CircuitBreaker,
+    Pass,
+    is_configuration_error,
+)
 from helpline_escalator.outcomes import Reached, announce
 from helpline_escalator.repository import (
     Claim,
@@ -38,7 +50,9 @@ from helpline_escalator.repository import (
     Update,
     apply_updates,
     claim_due,
+    park,
     release_claims,
+    unpark,
 )
 from helpline_escalator.severity import most_severe_first, orders
 from helpline_escalator.transitions import Policy, after_failure, after_success
@@ -54,6 +68,10 @@ log = get_logger("helpline.escalator.dispatch")
 
 class LeaseDeadlineError(Exception):
     """A claim's call could no longer start in time to finish within the claim's lease."""
+
+
+class CircuitWaitError(Exception):
+    """The platform's circuit breaker let no call go out (open, probe out, Retry-After)."""
 
 
 @dataclass(frozen=True)
@@ -96,9 +114,17 @@ def rate_limiter(per_s: float) -> AsyncLimiter:
 
 class PlatformWorker:
     def __init__(
-        self, adapter: PlatformAdapter, db: Database, outbox: Outbox, settings: Settings
+        self,
+        adapter: PlatformAdapter,
+        db: Database,
+        outbox: Outbox,
+        settings: Settings,
+        breaker: BreakerPolicy | None = None,
     ) -> None:
         self.adapter = adapter
+        self.breaker = CircuitBreaker(adapter.slug, breaker)
+        self._parked = False  # the platform's backlog carries the open circuit's reason
+        self._park_due = False
         self._db = db
         self._outbox = outbox
         self._settings = settings
@@ -157,6 +183,9 @@ class PlatformWorker:
         row = claim.row
         call: Coroutine[Any, Any, PlatformResult | None]
         async with self._turn(deadline):
+            granted = self.breaker.admit()
+            if granted is None:
+                raise CircuitWaitError
             sent.append(utcnow())
             if claim.kind == "submit":
                 call = self.adapter.submit(notice_for(row, self._settings))
@@ -165,11 +194,44 @@ class PlatformWorker:
             else:
                 call = self.adapter.lookup(row["escalation_id"])
             try:
-                return await asyncio.wait_for(call, self.call_budget_s())
+                result = await asyncio.wait_for(call, self.call_budget_s())
             except TimeoutError as exc:  # the request may have gone out
-                raise RetryableError(
+                error = RetryableError(
                     f"{self.adapter.slug}: no answer within the call budget", maybe_received=True
-                ) from exc
+                )
+                self._tell_breaker(granted, error)
+                raise error from exc
+            except AdapterError as exc:
+                self._tell_breaker(granted, exc)
+                raise
+            except BaseException:
+                self.breaker.abandon(granted)
+                raise
+            self.breaker.succeeded(granted)
+            return result
+
+    def _tell_breaker(self, granted: Pass, error: AdapterError) -> None:
+        """Feed a failed call to the breaker; log a credentials refusal once per incident."""
+        if is_configuration_error(error):
+            if self.breaker.refuse_credentials(granted):
+                log.error(
+                    "platform refused our credentials: configuration error; its circuit is "
+                    "open until it accepts them",
+                    platform=self.adapter.slug,
+                    http_status=error.http_status,
+                )
+            self._park_due = True
+        elif isinstance(error, RetryableError):
+            if self.breaker.failed(granted, error):
+                self._park_due = True
+                log.warning(
+                    "circuit opened",
+                    platform=self.adapter.slug,
+                    reason=self.breaker.reason,
+                    resume_in_s=round(self.breaker.resume_in_s(), 1),
+                )
+        else:  # the platform answered: it refused the notice itself, or needs a person
+            self.breaker.succeeded(granted)
 
     async def _act(self, claim: Claim, deadline: float) -> Step | Release:
         row = claim.row
@@ -181,8 +243,19 @@ class PlatformWorker:
                 return Release(
                     row["escalation_id"], row["claimed_at"], claim.attempt_id, claim.kind
                 )
+            except CircuitWaitError:
+                reason = self.breaker.reason or f"{self.adapter.slug}: waiting"
+                return Release(
+                    row["escalation_id"],
+                    row["claimed_at"],
+                    claim.attempt_id,
+                    claim.kind,
+                    next_action_at=self.breaker.resume_at(),
+                    reason=reason,
+                    error=f"not sent: {reason}",
+                )
 
-    async def _answer(self, claim: Claim, deadline: float) -> Step:
+    async def _answer(self, claim: Claim, deadline: float) -> Step | Release:
         row = claim.row
         attempts: int = row["attempts"]
         # Only the adapter's typed errors are platform answers; anything else is a bug
@@ -194,6 +267,19 @@ class PlatformWorker:
             error: AdapterError | None = exc
         else:
             error = None
+        if error is not None and is_configuration_error(error):
+            # Our configuration's fault, not the escalation's: it waits, uncounted.
+            return Release(
+                row["escalation_id"],
+                row["claimed_at"],
+                claim.attempt_id,
+                claim.kind,
+                next_action_at=self.breaker.resume_at(),
+                reason=self.breaker.reason,
+                result="retryable",
+                http_status=error.http_status,
+                error=error.reason,
+            )
         if error is None:
             t = after_success(
                 claim.kind,
@@ -216,15 +302,21 @@ class PlatformWorker:
                 reference=row["platform_reference"],
                 policy=self._policy,
             )
+        next_at = utcnow() + timedelta(seconds=t.delay_s)
+        reason = t.reason
+        if error is not None and not t.announce and self.breaker.waiting():
+            # Retried later anyway: not before the circuit lets calls through, and say why.
+            next_at = max(next_at, self.breaker.resume_at())
+            reason = self.breaker.reason or reason
         update = Update(
             escalation_id=row["escalation_id"],
             claimed_at=row["claimed_at"],
             attempt_id=claim.attempt_id,
             state=t.state,
-            next_action_at=utcnow() + timedelta(seconds=t.delay_s),
+            next_action_at=next_at,
             decision=t.decision,
             platform_reference=t.reference,
-            reason=t.reason,
+            reason=reason,
             result=t.attempt_result,
             http_status=t.http_status,
             error=t.error,
@@ -276,11 +368,16 @@ class PlatformWorker:
         # starts so late that it could still be running when the lease expires.
         deadline = asyncio.get_running_loop().time() + s.escalation_claim_lease_s
         deadline -= self.call_budget_s() + 1.0
+        await self._mark_backlog()
+        if self.breaker.waiting():
+            return 0
+        # Half-open: claim just what the single probe needs.
+        limit = self.claim_limit() if self.breaker.state == "closed" else 1
         async with self._db.pool.acquire() as conn, conn.transaction():
             claims = await claim_due(
                 conn,
                 self.adapter.slug,
-                self.claim_limit(),
+                limit,
                 s.escalation_claim_lease_s,
                 urgency_order=orders().urgencies,
             )
@@ -293,9 +390,26 @@ class PlatformWorker:
         releases = [a for a in acted if isinstance(a, Release)]
         errors = [a for a in acted if isinstance(a, BaseException)]
         await self._store(steps, releases)
+        await self._mark_backlog()
         if errors:
             raise errors[0]
         return len(claims)
+
+    async def _mark_backlog(self) -> None:
+        """While the circuit is open, the platform's waiting escalations are due when the
+        probe may go and carry the circuit's reason (one statement, whatever the backlog);
+        once it closed, the reason is cleared."""
+        reason = self.breaker.reason
+        if self.breaker.state == "open" and reason is not None and self._park_due:
+            self._park_due = False
+            async with self._db.pool.acquire() as conn:
+                n = await park(conn, self.adapter.slug, self.breaker.resume_at(), reason)
+            self._parked = True
+            log.info("escalations wait for the circuit", platform=self.adapter.slug, count=n)
+        elif self.breaker.state == "closed" and self._parked:
+            self._parked = False
+            async with self._db.pool.acquire() as conn:
+                await unpark(conn, self.adapter.slug)
 
     async def _store(self, steps: list[Step], releases: list[Release]) -> None:
         """New states, finished attempts and outcome events (one per linked case), in one

@@ -158,42 +158,92 @@ async def apply_updates(conn: Conn, updates: Sequence[Update]) -> set[uuid.UUID]
     return {r["escalation_id"] for r in rows}
 
 
+NOT_SENT = "released before the call: it would have outlived its lease"
+
+
 @dataclass(frozen=True)
 class Release:
-    """A claim given back before its call went out."""
+    """A claim given back without counting against the escalation: its call never went
+    out (`not_sent`), or the platform refused our credentials (a configuration error, not
+    the escalation's failure). `next_action_at` (now when None) and `reason` say when it
+    is due again and why it waits."""
 
     escalation_id: uuid.UUID
     claimed_at: datetime
     attempt_id: uuid.UUID
     kind: str  # submit | status | lookup
+    next_action_at: datetime | None = None
+    reason: str | None = None
+    result: str = "not_sent"
+    http_status: int | None = None
+    error: str = NOT_SENT
 
 
 async def release_claims(conn: Conn, releases: Sequence[Release]) -> None:
-    """Undo claims whose call never started: the escalation is due again as it was before
-    the claim (a submit back to its queue, its attempt count restored), and the attempt
-    ends `not_sent`. A claim already taken over elsewhere is left to its new holder."""
+    """Undo claims: the escalation is due again as it was before the claim (a submit back
+    to its queue, its attempt count restored), at `next_action_at`, with `reason`; the
+    attempt ends with the release's result. A claim already taken over elsewhere is left
+    to its new holder."""
     if not releases:
         return
     await conn.execute(
         """
         UPDATE escalator.escalations e
-        SET claimed_at = NULL, updated_at = now(), next_action_at = now(),
+        SET claimed_at = NULL, updated_at = now(),
+            next_action_at = COALESCE(u.next_at, now()),
+            reason = COALESCE(u.reason, e.reason),
             state = CASE WHEN u.kind = 'submit' THEN
                         CASE WHEN e.attempts > 1 THEN 'retrying' ELSE 'queued' END
                     ELSE e.state END,
             attempts = e.attempts - CASE WHEN u.kind = 'submit' THEN 1 ELSE 0 END,
             lookups = e.lookups - CASE WHEN u.kind = 'lookup' THEN 1 ELSE 0 END,
             status_checks = e.status_checks - CASE WHEN u.kind = 'status' THEN 1 ELSE 0 END
-        FROM unnest($1::uuid[], $2::timestamptz[], $3::text[]) AS u(id, claimed_at, kind)
+        FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::timestamptz[], $5::text[])
+            AS u(id, claimed_at, kind, next_at, reason)
         WHERE e.escalation_id = u.id AND e.claimed_at = u.claimed_at
         """,
         [r.escalation_id for r in releases],
         [r.claimed_at for r in releases],
         [r.kind for r in releases],
+        [r.next_action_at for r in releases],
+        [r.reason for r in releases],
     )
     await conn.execute(
-        """UPDATE escalator.attempts SET finished_at = now(), result = 'not_sent',
-               error = 'released before the call: it would have outlived its lease'
-           WHERE attempt_id = ANY($1::uuid[])""",
+        """
+        UPDATE escalator.attempts a
+        SET finished_at = now(), result = u.result, http_status = u.status, error = u.error
+        FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[]) AS u(id, result, status, error)
+        WHERE a.attempt_id = u.id
+        """,
         [r.attempt_id for r in releases],
+        [r.result for r in releases],
+        [r.http_status for r in releases],
+        [r.error for r in releases],
     )
+
+
+_ACTIVE = "state IN ('queued', 'retrying', 'submitted', 'in_flight')"
+
+
+async def park(conn: Conn, platform: str, until: datetime, reason: str) -> int:
+    """Make every unclaimed escalation of `platform` wait until `until` (when its circuit
+    lets a probe through), with `reason`; one statement, nothing loaded. Returns how many."""
+    status = await conn.execute(
+        f"""UPDATE escalator.escalations SET next_action_at = $2, reason = $3, updated_at = now()
+            WHERE platform = $1 AND {_ACTIVE} AND claimed_at IS NULL AND next_action_at < $2""",
+        platform,
+        until,
+        reason,
+    )
+    return int(status.split()[-1])
+
+
+async def unpark(conn: Conn, platform: str) -> int:
+    """Clear the circuit's reason from `platform`'s waiting escalations once it closed."""
+    status = await conn.execute(
+        f"""UPDATE escalator.escalations SET reason = NULL, updated_at = now()
+            WHERE platform = $1 AND {_ACTIVE} AND claimed_at IS NULL
+              AND reason LIKE 'circuit open for %'""",
+        platform,
+    )
+    return int(status.split()[-1])
