@@ -24,7 +24,7 @@ from helpline_escalator.adapters.base import (
     RetryableError,
 )
 from helpline_escalator.adapters.notice_api import NoticeApiAdapter
-from helpline_escalator.adapters.registry import ADAPTERS
+from helpline_escalator.adapters.registry import NOTICE_APIS as ADAPTERS
 from helpline_shared.events import TAKEDOWN_DECISIONS, Decision
 from helpline_simulator.platforms import PLATFORMS
 from helpline_simulator.server import SimConfig, _decide

@@ -100,7 +100,9 @@ class PlatformProxy:
             request.url.path,
             params=request.query_params,
             content=body,
-            headers={"content-type": request.headers.get("content-type", "application/json")},
+            headers={  # the platform's credentials pass through, as a real proxy's would
+                k: v for k, v in request.headers.items() if k not in ("host", "content-length")
+            },
         )
         return Response(r.content, r.status_code, media_type="application/json")
 

@@ -1,8 +1,9 @@
 """The contract every platform adapter implements, and the notice it sends.
 
-Adapters get one injected HTTP client session, never swallow errors and never return None
-for a failure: they return a result or raise :class:`RetryableError`,
-:class:`PermanentError` or :class:`NeedsManualError`.
+Adapters get one injected HTTP client session and their platform's settings, never
+swallow errors and never return None for a failure: they return a result or raise
+:class:`RetryableError`, :class:`PermanentError`, :class:`NeedsManualError` or
+:class:`ConfigurationError`.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import abc
 import uuid
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from helpline_shared.events import Decision
 
@@ -114,6 +116,12 @@ class NeedsManualError(AdapterError):
         self.reference = reference
 
 
+class ConfigurationError(AdapterError):
+    """The platform refused our credentials (401 or 403): our configuration is wrong, so
+    calling again will not help until it is fixed. The reason names the platform and says
+    "credentials refused"; it never holds a secret."""
+
+
 class PlatformAdapter(abc.ABC):
     """One platform's reporting channel.
 
@@ -124,6 +132,24 @@ class PlatformAdapter(abc.ABC):
 
     slug: str
     settle_s: float = 60.0
+    # What the platform offers, unless its settings say otherwise.
+    status_lookup: ClassVar[bool] = True
+    appeals: ClassVar[bool] = False
+    withdrawal: ClassVar[bool] = False
+    auth: ClassVar[str] = "bearer"  # how it takes credentials (see `notice_api.py`)
+    path: ClassVar[str] = ""
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        """The adapter's own defaults for the settings a deployment may override."""
+        return {
+            "path": cls.path,
+            "settle_s": cls.settle_s,
+            "status_lookup": cls.status_lookup,
+            "appeals": cls.appeals,
+            "withdrawal": cls.withdrawal,
+            "auth": cls.auth,
+        }
 
     @abc.abstractmethod
     async def submit(self, notice: Notice) -> PlatformResult:

@@ -1,14 +1,23 @@
-"""Facebook's (Meta) partner notice channel; Meta's vocabulary, its own endpoint."""
+"""Facebook's notice channel: Meta's shape (`meta.py`), its own endpoint and reason codes."""
 
 from __future__ import annotations
 
-from helpline_escalator.adapters.instagram import META_CATEGORIES, META_DECISIONS
-from helpline_escalator.adapters.notice_api import NoticeApiAdapter
+from helpline_escalator.adapters.meta import MetaAdapter
 
 
-class FacebookAdapter(NoticeApiAdapter):
+class FacebookAdapter(MetaAdapter):
     slug = "facebook"
     path = "/facebook/v1/notices"
-    categories = META_CATEGORIES
-    default_category = "other"
-    decisions = META_DECISIONS  # type: ignore[assignment]
+    categories = {
+        "child_sexual_imagery": "child_sexual_exploitation",
+        "threats_risk_to_life": "credible_threat_of_violence",
+        "self_harm": "suicide_or_self_injury",
+        "privacy_images_doxxing": "privacy_violation_images",
+        "hate": "hate_speech",
+        "impersonation": "fake_account_pretending",
+        "bullying_harassment": "bullying_or_harassment",
+        "scams": "scam_or_fraud",
+        "online_reputation": "defamation",
+        "school_branding_misuse": "intellectual_property_trademark",
+        "other": "something_else",
+    }

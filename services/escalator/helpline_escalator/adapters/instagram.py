@@ -1,30 +1,23 @@
-"""Instagram's (Meta) partner notice channel."""
+"""Instagram's notice channel: Meta's shape (`meta.py`), its own endpoint and reason codes."""
 
 from __future__ import annotations
 
-from helpline_escalator.adapters.notice_api import NoticeApiAdapter
-
-META_CATEGORIES = {
-    "online_reputation": "bullying_harassment",
-    "bullying_harassment": "bullying_harassment",
-    "impersonation": "impersonation",
-    "school_branding_misuse": "trademark",
-    "privacy_images_doxxing": "privacy_violation",
-    "threats_risk_to_life": "violence_incitement",
-}
-META_DECISIONS = {
-    "PENDING": None,
-    "REMOVED": "removed",
-    "GEO_BLOCKED": "disabled",
-    "WARNING_SCREEN": "labelled",
-    "NOT_ACTIONED": "no_violation",
-    "NOT_AVAILABLE": "already_gone",
-}
+from helpline_escalator.adapters.meta import MetaAdapter
 
 
-class InstagramAdapter(NoticeApiAdapter):
+class InstagramAdapter(MetaAdapter):
     slug = "instagram"
     path = "/instagram/v1/notices"
-    categories = META_CATEGORIES
-    default_category = "other"
-    decisions = META_DECISIONS  # type: ignore[assignment]
+    categories = {
+        "child_sexual_imagery": "child_sexual_exploitation",
+        "threats_risk_to_life": "violence_or_threat",
+        "self_harm": "suicide_or_self_injury",
+        "privacy_images_doxxing": "privacy_violation",
+        "hate": "hate_speech_or_symbols",
+        "impersonation": "pretending_to_be_someone",
+        "bullying_harassment": "bullying_or_harassment",
+        "scams": "scam_or_fraud",
+        "online_reputation": "defamation",
+        "school_branding_misuse": "intellectual_property_trademark",
+        "other": "something_else",
+    }

@@ -1,8 +1,11 @@
 """The HTTP mechanics shared by platforms that take notices as JSON over HTTPS.
 
-A platform module supplies its path, its category codes and its status vocabulary; this
-class turns HTTP into the contract's results and typed errors: 429 and 5xx and transport
-failures are retryable (honouring `Retry-After`), other 4xx are permanent.
+A platform module supplies its path, its request shape (`payload`), how it takes
+credentials (`auth`), its fallback reason codes and its status vocabulary; this class turns
+HTTP into the contract's results and typed errors: 429 and 5xx and transport failures are
+retryable (honouring `Retry-After`), 401 and 403 are a configuration error (credentials
+refused), other 4xx are permanent. Credentials go only into request headers: never into
+a reason, a log line or a repr.
 
 The client is aiohttp rather than httpx: measured with `helpline bench`, httpx's
 connection pool spent about 80% of the escalator's CPU choosing a connection for each
@@ -12,6 +15,7 @@ below the rest of the pipeline.
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 from dataclasses import dataclass
@@ -20,6 +24,7 @@ from typing import Any, ClassVar
 import aiohttp
 
 from helpline_escalator.adapters.base import (
+    ConfigurationError,
     NeedsManualError,
     Notice,
     PermanentError,
@@ -27,7 +32,9 @@ from helpline_escalator.adapters.base import (
     PlatformResult,
     RetryableError,
 )
+from helpline_escalator.platform_settings import PlatformConfig, PlatformSettings, resolve
 from helpline_shared.events import Decision
+from helpline_shared.settings import Settings
 
 _JSON = {"Content-Type": "application/json"}
 
@@ -55,19 +62,64 @@ def _retry_after(response: Reply) -> float | None:
 
 
 class NoticeApiAdapter(PlatformAdapter):
-    """A platform's partner notice endpoint: `POST {path}`, `GET {path}/{reference}`."""
+    """A platform's partner notice endpoint: `POST {path}`, `GET {path}/{reference}`,
+    `GET {path}?{lookup_param}=<our reference>`."""
 
     path: ClassVar[str]
-    categories: ClassVar[dict[str, str]]
-    default_category: ClassVar[str]
+    categories: ClassVar[dict[str, str]]  # reason codes by harm type, when triage gave none
+    default_category: ClassVar[str] = "other"
     decisions: ClassVar[dict[str, Decision | None]]
+    lookup_param: ClassVar[str] = "client_reference"
+    api_key_header: ClassVar[str] = "X-Api-Key"  # for `auth = "api_key"`
     # The body of the platform's own "no such notice" answer; a 404 with any other body
     # (a proxy's, a missing route's) is not an answer about the notice.
     not_found: ClassVar[dict[str, str]] = {"error": "not found"}
 
-    def __init__(self, client: aiohttp.ClientSession, base_url: str) -> None:
+    def __init__(self, client: aiohttp.ClientSession, target: str | PlatformSettings) -> None:
+        """`target` is the platform's resolved settings, or just a simulator's base URL
+        (every other setting at its default, the development credentials)."""
+        if isinstance(target, str):
+            target = resolve(
+                self.slug,
+                PlatformConfig(),
+                Settings.model_construct(platform_base_url=target),
+                self.defaults(),
+            )
+        self.settings = target
+        self.settle_s = target.settle_s
         self._client = client
-        self._url = base_url.rstrip("/") + self.path
+        self._url = target.endpoint
+        self._headers = {**_JSON, **self._auth_headers(target)}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._url!r})"
+
+    def _auth_headers(self, s: PlatformSettings) -> dict[str, str]:
+        """The platform's own way of taking credentials."""
+        secret = s.credentials.get_secret_value() if s.credentials else ""
+        if self.auth == "bearer":
+            return {"Authorization": f"Bearer {secret}"}
+        if self.auth == "oauth":
+            return {"Authorization": f"OAuth {secret}"}
+        if self.auth == "bot":
+            return {"Authorization": f"Bot {secret}"}
+        if self.auth == "api_key":
+            return {self.api_key_header: secret}
+        if self.auth == "client_id_bearer":
+            return {"Client-Id": s.client_id or "", "Authorization": f"Bearer {secret}"}
+        if self.auth == "basic":
+            password = s.client_secret.get_secret_value() if s.client_secret else ""
+            pair = base64.b64encode(f"{s.client_id}:{password}".encode()).decode()
+            return {"Authorization": f"Basic {pair}"}
+        raise ValueError(f"{self.slug}: unknown auth style {self.auth!r}")
+
+    def reason_code(self, notice: Notice) -> str:
+        """The platform's own reason code: triage's (from the rules data), else the
+        adapter's for the lead harm."""
+        if notice.reason_code:
+            return notice.reason_code
+        lead = notice.harm_types[0] if notice.harm_types else None
+        return self.categories.get(lead or "", self.default_category)
 
     def category(self, harm_types: tuple[str, ...]) -> str:
         """The platform's own code for the lead harm, when triage's rules gave none."""
@@ -78,10 +130,11 @@ class NoticeApiAdapter(PlatformAdapter):
         )
 
     def payload(self, notice: Notice) -> dict[str, Any]:
+        """The request body in the platform's own shape (this default: a plain one)."""
         return {
             "client_reference": str(notice.client_reference),
             "url": notice.url,
-            "category": notice.reason_code or self.category(notice.harm_types),
+            "category": self.reason_code(notice),
             "dsa_category": notice.dsa_category,
             "explanation": notice.explanation,
             "priority": "urgent" if notice.urgency == "critical" else "standard",
@@ -118,7 +171,7 @@ class NoticeApiAdapter(PlatformAdapter):
 
     async def _call(self, method: str, url: str, **kwargs: Any) -> Reply:
         try:
-            async with self._client.request(method, url, **kwargs) as r:
+            async with self._client.request(method, url, headers=self._headers, **kwargs) as r:
                 response = Reply(
                     r.status, {k.lower(): v for k, v in r.headers.items()}, await r.read()
                 )
@@ -135,6 +188,12 @@ class NoticeApiAdapter(PlatformAdapter):
                 f"{self.slug}: rate limited",
                 http_status=429,
                 retry_after_s=_retry_after(response),
+            )
+        if response.status_code in (401, 403):
+            raise ConfigurationError(
+                f"{self.slug}: credentials refused ({response.status_code}); "
+                f"check HELPLINE_PLATFORMS__{self.slug.upper()}__CREDENTIALS",
+                http_status=response.status_code,
             )
         if response.status_code >= 500:
             raise RetryableError(
@@ -155,24 +214,32 @@ class NoticeApiAdapter(PlatformAdapter):
 
     async def submit(self, notice: Notice) -> PlatformResult:
         response = await self._call(
-            "POST",
-            self._url,
-            data=json.dumps(self.payload(notice)).encode(),
-            headers=_JSON,
+            "POST", self._url, data=json.dumps(self.payload(notice)).encode()
         )
         if response.status_code not in (200, 201, 202):
             raise self._refuse(self.slug, response)
         return self._result(response)
 
     async def status(self, reference: str) -> PlatformResult:
+        if not self.settings.status_lookup:
+            raise NeedsManualError(
+                f"{self.slug}: no status lookup; its decision arrives by its own channel "
+                "(email): record it by hand",
+                reference=reference,
+            )
         response = await self._call("GET", f"{self._url}/{reference}")
         if response.status_code != 200:
             raise self._refuse(self.slug, response)
         return self._result(response)
 
     async def lookup(self, client_reference: uuid.UUID) -> PlatformResult | None:
+        if not self.settings.status_lookup:
+            raise NeedsManualError(
+                f"{self.slug}: no status lookup, so whether an unanswered notice arrived "
+                "cannot be checked: look in the platform's partner portal or email"
+            )
         response = await self._call(
-            "GET", self._url, params={"client_reference": str(client_reference)}
+            "GET", self._url, params={self.lookup_param: str(client_reference)}
         )
         if response.status_code == 404:
             if self._is_not_found(response):

@@ -1,0 +1,40 @@
+"""Meta's partner notice channel (Instagram, Facebook, Threads): one request shape, one
+status vocabulary, an `Authorization: OAuth` token, a bona fide flag beside its statement;
+each platform has its own endpoint, credentials and reason codes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from helpline_escalator.adapters.base import Notice
+from helpline_escalator.adapters.notice_api import NoticeApiAdapter
+from helpline_shared.events import Decision
+
+META_DECISIONS: dict[str, Decision | None] = {
+    "PENDING": None,
+    "REMOVED": "removed",
+    "GEO_BLOCKED": "disabled",
+    "WARNING_SCREEN": "labelled",
+    "NOT_ACTIONED": "no_violation",
+    "NOT_AVAILABLE": "already_gone",
+}
+
+
+class MetaAdapter(NoticeApiAdapter):
+    auth = "oauth"
+    lookup_param = "reporter_reference"
+    appeals = True
+    decisions = META_DECISIONS
+
+    def payload(self, notice: Notice) -> dict[str, Any]:
+        return {
+            "reporter_reference": str(notice.client_reference),
+            "content": {"url": notice.url},
+            "reason": self.reason_code(notice),
+            "dsa_category": notice.dsa_category,
+            "explanation": notice.explanation,
+            "notifier": {"name": notice.notifier_name, "email": notice.notifier_email},
+            "bona_fide": True,
+            "bona_fide_statement": notice.good_faith_statement,
+            "urgent": notice.urgency == "critical",
+        }
