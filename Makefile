@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test test-faults test-all lint typecheck bench clean
+.PHONY: dev test test-faults test-all lint typecheck bench check-deploy clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,15 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+
+# Deployment checks without a cluster: kustomize variants against the Kubernetes schemas,
+# compose against the Compose specification, generated Kafka ACLs up to date, alert rules
+# (promtool: Debian's `prometheus` package; .ci/run installs it).
+check-deploy: $(STAMP)
+	$(BIN)/python deploy/validate.py
+	$(BIN)/python deploy/kafka_acls.py --check
+	promtool check rules deploy/prometheus/alerts.yaml
+	promtool test rules deploy/prometheus/alerts.test.yaml
 
 bench: $(STAMP)
 	$(BIN)/helpline bench

@@ -6,8 +6,9 @@ consumer of, and use its own consumer group (`helpline-<service>`, as `consumer.
 Four more principals cover the registry's other parties and the tooling:
 
 - `helpline-external`: "external systems" (a template: give each real system its own user);
-- `helpline-operator`: "operators" (reads the dead-letter topics for `helpline dlq`; `replay`
-  also writes to the topics dead-lettered messages came from);
+- `helpline-operator`: "operators", a break-glass user held by on-call, not by a workload:
+  reads the dead-letter topics and the refusals for `helpline dlq`, and reads and writes the
+  topics dead-lettered messages came from (`helpline dlq replay`);
 - `helpline-init`: creates and checks the topics (`helpline topics create|check`);
 - `helpline-keda`: reads consumer-group lag for the optional KEDA component.
 
@@ -26,7 +27,7 @@ from typing import Any
 import yaml
 
 from helpline_shared.settings import Settings
-from helpline_shared.topics import ALL_TOPICS, DEAD_LETTERS, SERVICES, Topic
+from helpline_shared.topics import ALL_TOPICS, DEAD_LETTERS, REPORTS_REJECTED, SERVICES, Topic
 
 DEPLOY = Path(__file__).resolve().parent
 USERS_FILE = DEPLOY / "overlays/production/kafka-users.yaml"
@@ -100,12 +101,16 @@ def acls(who: str, topics: tuple[Topic, ...] = ALL_TOPICS) -> list[Acl]:
     elif who == EXTERNAL:
         rules.append(Acl("group", "external-", "prefix", ("Read",)))
     elif who == OPERATOR:
-        # `helpline dlq replay` puts a message back on the topic its service consumes.
+        # `helpline dlq list|show` also read the refusals; `helpline dlq replay` reads a dead
+        # letter's source record and puts it back on the topic its service consumes.
+        rules.append(Acl("topic", REPORTS_REJECTED.name, "literal", ("Describe", "Read")))
         for service, dead in DEAD_LETTERS.items():
             if dead in topics:
                 for topic in topics:
                     if service in readers(topic) and topic is not dead:
-                        rules.append(Acl("topic", topic.name, "literal", ("Describe", "Write")))
+                        ops = ("Describe", "Read", "Write")
+                        rules.append(Acl("topic", topic.name, "literal", ops))
+        rules.append(Acl("cluster", "", "literal", ("IdempotentWrite",)))
     elif who == INIT:
         ops = ("AlterConfigs", "Create", "Describe", "DescribeConfigs")
         rules.append(Acl("topic", "helpline.", "prefix", ops))

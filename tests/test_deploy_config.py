@@ -1,9 +1,18 @@
-"""The deployment files name only settings that exist, and configure what production needs."""
+"""The deployment files name only settings that exist, and configure what production needs:
+compose valid and locked to loopback, alert rules valid and each linked to its runbook."""
 
 from __future__ import annotations
 
+import importlib.util
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
+from types import ModuleType
+
+import pytest
+import yaml
 
 from helpline_shared.settings import Settings
 
@@ -25,3 +34,92 @@ def test_compose_runs_real_kafka_with_idempotence_and_no_auto_creation() -> None
     assert re.search(r"KAFKA_AUTO_CREATE_TOPICS_ENABLE:\s*\"?false", compose)
     for command in ("topics create", "db migrate"):
         assert command in compose
+
+
+def _deploy_module(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"deploy_{name}", ROOT / "deploy" / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_compose_file_follows_the_compose_specification() -> None:
+    validate = _deploy_module("validate")
+    text = (ROOT / "docker-compose.yml").read_text()
+    assert validate.compose_problems(text) == []
+    broken = text.replace("condition: service_healthy", "condition: service_happy", 1)
+    broken = broken.replace("  postgres:\n", "  postgres:\n    imag: postgres:16\n", 1)
+    found = validate.compose_problems(broken)
+    assert any("service_happy" in p for p in found), found
+    assert any("imag" in p for p in found), found
+
+
+def test_compose_publishes_only_on_loopback_and_holds_no_password() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    published = [p for s in compose["services"].values() for p in s.get("ports", [])]
+    assert published
+    assert all(str(p).startswith("127.0.0.1:") for p in published), published
+    env = compose["x-helpline-env"] | compose["services"]["postgres"]["environment"]
+    assert env["POSTGRES_PASSWORD"].startswith("${POSTGRES_PASSWORD:?")
+    user_info = env["HELPLINE_DATABASE_URL"].split("//", 1)[1].split("@", 1)[0]
+    assert user_info.startswith("helpline:${POSTGRES_PASSWORD:?"), user_info
+    assert "simulator" not in {
+        name for name, s in compose["services"].items() if s.get("ports")
+    }  # its control endpoints stay inside the compose network
+    assert ".env" in (ROOT / ".gitignore").read_text().splitlines()
+    assert (ROOT / ".env.example").read_text().count("POSTGRES_PASSWORD=") == 1
+
+
+def _alerts() -> list[dict[str, str]]:
+    rules = yaml.safe_load((ROOT / "deploy/prometheus/alerts.yaml").read_text())
+    return [rule for group in rules["groups"] for rule in group["rules"]]
+
+
+def test_every_alert_links_to_its_runbook_section() -> None:
+    runbook = (ROOT / "docs/operations.md").read_text()
+    anchors = {
+        re.sub(r"[^a-z0-9 -]", "", line.lstrip("#").strip().lower()).replace(" ", "-")
+        for line in runbook.splitlines()
+        if line.startswith("#")
+    }
+    alerts = _alerts()
+    assert len(alerts) >= 6
+    for rule in alerts:
+        url = rule["annotations"]["runbook_url"]
+        assert url == f"docs/operations.md#{rule['alert'].lower()}", rule["alert"]
+        assert url.split("#", 1)[1] in anchors, rule["alert"]
+
+
+PROMTOOL = shutil.which("promtool")
+needs_promtool = pytest.mark.skipif(
+    PROMTOOL is None, reason="promtool not installed (.ci/run installs Debian's prometheus)"
+)
+
+
+def _promtool(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    assert PROMTOOL is not None
+    return subprocess.run([PROMTOOL, *map(str, args)], check=False, capture_output=True, text=True)
+
+
+@needs_promtool
+def test_alert_rules_pass_promtool_and_their_unit_tests(tmp_path: Path) -> None:
+    rules = ROOT / "deploy/prometheus/alerts.yaml"
+    checked = _promtool("check", "rules", rules)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    tested = _promtool("test", "rules", ROOT / "deploy/prometheus/alerts.test.yaml")
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    broken = tmp_path / "alerts.yaml"
+    broken.write_text(rules.read_text().replace("helpline_consumer_ready == 0", "== 0", 1))
+    assert _promtool("check", "rules", broken).returncode != 0
+    quiet = tmp_path / "quiet"
+    quiet.mkdir()
+    (quiet / "alerts.yaml").write_text(
+        rules.read_text().replace("for: 5m\n", "for: 50m\n", 1)  # NotReady fires too late
+    )
+    (quiet / "alerts.test.yaml").write_text(
+        (ROOT / "deploy/prometheus/alerts.test.yaml").read_text()
+    )
+    assert _promtool("test", "rules", quiet / "alerts.test.yaml").returncode != 0
