@@ -212,11 +212,14 @@ def _regex_problems(rule: str, field: str, patterns: list[str]) -> list[str]:
     out = []
     for i, pattern in enumerate(patterns):
         try:
-            re.compile(pattern)
+            compiled = re.compile(pattern)
         except re.error as exc:
             out.append(
                 _say(rule, f"{field}[{i}]", f"invalid regular expression {pattern!r}: {exc}")
             )
+            continue
+        if compiled.fullmatch(""):  # it would match nothing visible, everywhere
+            out.append(_say(rule, f"{field}[{i}]", f"pattern {pattern!r} matches empty text"))
     return out
 
 
