@@ -323,6 +323,8 @@ def test_a_dead_letter_says_when_it_is_not_the_original() -> None:
     assert cut.not_original == ["dlq_value_truncated (was 900000 bytes)"]
     redacted = from_dead_letter(dead_record({**base, "dlq_service": "intake"}, b"{}"))
     assert redacted.not_original == ["the value is a redacted copy"]
+    long_header = from_dead_letter(dead_record({**base, "traceparent": "x" * 1024}, b"{}"))
+    assert long_header.not_original == ["a header may be cut or was not UTF-8"]
 
 
 def test_show_keeps_personal_data_off_the_screen() -> None:

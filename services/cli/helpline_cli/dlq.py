@@ -24,6 +24,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 
 from helpline_intake.redaction import redact
+from helpline_shared.deadletters import MAX_HEADER_BYTES
 from helpline_shared.kafka import client_kwargs
 from helpline_shared.settings import Settings
 from helpline_shared.topics import DEAD_LETTERS, REPORTS_REJECTED
@@ -86,6 +87,10 @@ def from_dead_letter(record: Any) -> Letter:
         cut.append("the value was dropped")
     if h.get("dlq_service") in REDACTED_DEAD_LETTERS:
         cut.append("the value is a redacted copy")
+    # Header values are copied as text, cut to a bound without a flag: suspect both.
+    copied = [v for k, v in h.items() if not k.startswith("dlq_")]
+    if any(len(v) >= MAX_HEADER_BYTES or "\ufffd" in v for v in copied):
+        cut.append("a header may be cut or was not UTF-8")
     return Letter(
         id=h.get("dlq_id", f"{record.topic}:{record.partition}:{record.offset}"),
         topic=record.topic,

@@ -2,12 +2,12 @@
 
 What is published is the original message: its bytes, key and headers without the `dlq_*`
 ones, plus `helpline_replay_of: <letter id>`, to the source topic (partitioned by its key,
-as the original was). When the letter does not hold the original (intake's dead letters and
-every refusal hold redacted copies; a cut key or value), it is read back from its source
-position, checked to be the same message (its timestamp, or for a refusal the id derived
-from that position); a refusal whose source is gone is replayed from the bytes intake keeps
-in `intake.rejections` (:func:`rejection_original`, an operator tool that needs the
-database). A letter whose original cannot be found is not replayed.
+as the original was). When the letter does not hold the original (intake's dead letters
+and every refusal hold redacted copies; a key, value or header may be cut), it is read back
+from its source position, checked to be the same message (its timestamp, or for a refusal
+the id derived from that position); a refusal whose source is gone is replayed from the
+bytes intake keeps in `intake.rejections` (:func:`rejection_original`, an operator tool
+that needs the database). A letter whose original cannot be found is not replayed.
 
 Each replay is recorded in `operations.dlq_replays` (migration 0008): the row is claimed
 before publishing and completed after the broker acknowledged, so a second replay of the same
