@@ -1,13 +1,16 @@
 """One contract suite for every platform adapter, run against the real simulator over HTTP.
 
-The simulator (`helpline_simulator`) plays each platform; the adapters (`ADAPTERS`) speak to
-it. Both sides must agree on each platform's status vocabulary, and every failure the
-simulator can inject must surface as the contract's typed errors.
+The simulator (`helpline_simulator`) plays each platform; the adapters (`NOTICE_APIS`) speak
+to it. Both sides must agree on each platform's status vocabulary, request shape and
+credentials, and every failure the simulator can inject must surface as the contract's
+typed errors. Manual channels (no notice API) give instructions and never call.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import time
 import typing
 import uuid
@@ -16,20 +19,28 @@ from dataclasses import replace
 
 import aiohttp
 import pytest
+from pydantic import SecretStr
 
 from helpline_cli.infra import free_port
 from helpline_escalator.adapters.base import (
+    ConfigurationError,
+    NeedsManualError,
     Notice,
+    PermanentError,
     PlatformResult,
     RetryableError,
 )
 from helpline_escalator.adapters.notice_api import NoticeApiAdapter
-from helpline_escalator.adapters.registry import NOTICE_APIS as ADAPTERS
+from helpline_escalator.adapters.registry import MANUAL_CHANNELS, NOTICE_APIS, build_adapters
+from helpline_escalator.platform_settings import PlatformSettings, load_platform_settings
 from helpline_shared.events import TAKEDOWN_DECISIONS, Decision
-from helpline_simulator.platforms import PLATFORMS
+from helpline_shared.settings import Settings
+from helpline_simulator.platforms import PLATFORMS, shape_error
 from helpline_simulator.server import SimConfig, _decide
+from helpline_triage.rules import RuleSet
 from tests.helpers import serve_simulator
 
+ADAPTERS = NOTICE_APIS
 DECISIONS: frozenset[str] = frozenset(typing.get_args(Decision))
 SLUGS = sorted(ADAPTERS)
 QUIET = {
@@ -331,3 +342,234 @@ async def test_a_late_store_is_found_only_later(adapter: NoticeApiAdapter, sim: 
     assert await adapter.lookup(n.client_reference) is None
     await asyncio.sleep(0.4)
     assert await adapter.lookup(n.client_reference) is not None
+
+
+# --- Each platform's own request shape and credentials ------------------------------------
+
+RULES = RuleSet.load()
+
+
+def rules_notice(slug: str, harm_type: str = "bullying_harassment") -> Notice:
+    """A notice as the dispatcher builds it: the rules' DSA category and reason code."""
+    return replace(
+        notice(harm_type),
+        category=RULES.dsa_category(harm_type),  # type: ignore[arg-type]
+        reason_code=RULES.reason_code(harm_type, slug),  # type: ignore[arg-type]
+    )
+
+
+def leaves(value: object) -> list[object]:
+    if isinstance(value, dict):
+        return [leaf for v in value.values() for leaf in leaves(v)]
+    return [value]
+
+
+def test_the_notice_carries_what_article_16_asks_for(slug: str) -> None:
+    """The exact URL, an explanation, the notifier's name and email, the good-faith
+    statement, the DSA category and the platform's own reason code from the rules data."""
+    sent = rules_notice(slug)
+    payload = ADAPTERS[slug](None, "http://127.0.0.1:1").payload(sent)  # type: ignore[arg-type]
+
+    values = leaves(payload)
+    for wanted in (
+        sent.url,
+        sent.explanation,
+        sent.notifier_name,
+        sent.notifier_email,
+        sent.good_faith_statement,
+        sent.dsa_category,
+        RULES.reason_code("bullying_harassment", slug),  # type: ignore[arg-type]
+        str(sent.client_reference),
+    ):
+        assert wanted in values, f"{slug}: {wanted!r} missing from {payload}"
+
+
+def test_the_notice_matches_the_platforms_shape_and_nothing_less(slug: str) -> None:
+    payload = ADAPTERS[slug](None, "http://127.0.0.1:1").payload(rules_notice(slug))  # type: ignore[arg-type]
+    spec = PLATFORMS[slug]
+
+    assert shape_error(spec, payload) is None
+    for key in payload:  # every field is one the platform requires
+        assert shape_error(spec, {k: v for k, v in payload.items() if k != key}) is not None
+
+
+def test_the_platforms_shapes_differ() -> None:
+    shapes = {json.dumps(PLATFORMS[s].shape, sort_keys=True) for s in SLUGS}
+    assert len(shapes) >= 8  # Meta's three platforms share one
+    for slug in SLUGS:
+        payload = ADAPTERS[slug](None, "http://127.0.0.1:1").payload(rules_notice(slug))  # type: ignore[arg-type]
+        refused_by = [s for s in SLUGS if shape_error(PLATFORMS[s], payload) is not None]
+        assert len(refused_by) >= len(SLUGS) - 3, slug
+
+
+async def test_the_simulator_accepts_each_notice_with_the_rules_reason_code(
+    adapter: NoticeApiAdapter, sim: str, session: aiohttp.ClientSession
+) -> None:
+    """Over HTTP, for every harm type: the platform received its own reason code."""
+    for harm_type in RULES.data["harm_types"]:
+        sent = rules_notice(adapter.slug, harm_type)
+        submitted = await adapter.submit(sent)
+        async with session.get(f"{sim}/_sim/stats") as r:
+            stats = await r.json()
+        assert adapter.slug not in stats["malformed_by_platform"]
+        found = await adapter.lookup(sent.client_reference)
+        assert found == submitted
+    assert adapter.categories == {  # the fallback, when triage gave no code, is the rules'
+        h: RULES.reason_code(h, adapter.slug)  # type: ignore[arg-type]
+        for h in RULES.data["harm_types"]
+    }
+
+
+class Malformed(NoticeApiAdapter):
+    """An adapter that leaves out one field of its platform's shape."""
+
+    drop: str = ""
+
+    def payload(self, notice: Notice) -> dict[str, typing.Any]:
+        body = super().payload(notice)
+        body.pop(self.drop)
+        return body
+
+
+async def test_a_malformed_notice_gets_400_and_a_permanent_error(
+    slug: str, sim: str, session: aiohttp.ClientSession
+) -> None:
+    cls = ADAPTERS[slug]
+    field = next(iter(cls(session, sim).payload(rules_notice(slug))))
+    broken = type(f"Broken{cls.__name__}", (Malformed, cls), {"drop": field})(session, sim)
+    before = await sim_stats(session, sim)
+
+    with pytest.raises(PermanentError) as caught:
+        await broken.submit(rules_notice(slug))
+
+    assert caught.value.http_status == 400
+    assert field in caught.value.reason
+    after = await sim_stats(session, sim)
+    assert after["malformed_by_platform"].get(slug, 0) == (
+        before["malformed_by_platform"].get(slug, 0) + 1
+    )
+    assert after["submissions"] == before["submissions"]
+
+
+async def sim_stats(session: aiohttp.ClientSession, sim: str) -> dict[str, typing.Any]:
+    async with session.get(f"{sim}/_sim/stats") as r:
+        stats: dict[str, typing.Any] = await r.json()
+    return stats
+
+
+def with_credentials(slug: str, sim: str, secret: str) -> PlatformSettings:
+    dev = ADAPTERS[slug](None, sim).settings  # type: ignore[arg-type]
+    return dataclasses.replace(
+        dev,
+        credentials=SecretStr(secret) if dev.credentials else None,
+        client_secret=SecretStr(secret) if dev.client_secret else None,
+        dev_credentials=False,
+    )
+
+
+WRONG = "wrong-secret-7731"
+
+
+async def test_wrong_credentials_are_a_configuration_error(
+    slug: str, sim: str, session: aiohttp.ClientSession
+) -> None:
+    wrong = ADAPTERS[slug](session, with_credentials(slug, sim, WRONG))
+    before = await sim_stats(session, sim)
+
+    for call in (
+        wrong.submit(notice()),
+        wrong.status(f"{slug}-00000001"),
+        wrong.lookup(uuid.uuid4()),
+    ):
+        with pytest.raises(ConfigurationError) as caught:
+            await call
+        assert caught.value.http_status == 401
+        assert caught.value.reason.startswith(f"{slug}: credentials refused")
+        assert WRONG not in str(caught.value)
+        assert not isinstance(caught.value, RetryableError)
+
+    after = await sim_stats(session, sim)
+    assert after["answers_by_platform"][slug]["401"] == (
+        before["answers_by_platform"].get(slug, {}).get("401", 0) + 3
+    )
+    assert after["submissions"] == before["submissions"]
+    assert WRONG not in repr(wrong)
+    assert WRONG not in repr(wrong.settings)
+
+
+async def test_credentials_the_platform_expects_are_accepted(
+    slug: str, sim: str, session: aiohttp.ClientSession
+) -> None:
+    """The simulator configured with a platform's own (non-dev) credentials accepts an
+    adapter that has them, and refuses the development ones."""
+    expected = {"credentials": "prod-like-1", "client_id": "dev-" + slug + "-client"}
+    expected["client_secret"] = "prod-like-1"
+    async with session.post(f"{sim}/_sim/config", json={"platforms": {slug: expected}}) as r:
+        assert r.status == 200
+        assert "prod-like-1" not in await r.text()
+    try:
+        configured = ADAPTERS[slug](session, with_credentials(slug, sim, "prod-like-1"))
+        assert (await configured.submit(notice())).reference
+        with pytest.raises(ConfigurationError):
+            await ADAPTERS[slug](session, sim).submit(notice())
+    finally:
+        async with session.post(f"{sim}/_sim/config", json={"platforms": {slug: None}}) as r:
+            assert r.status == 200
+
+
+async def test_a_platform_without_status_lookup_is_never_asked(
+    slug: str, sim: str, session: aiohttp.ClientSession
+) -> None:
+    settings = dataclasses.replace(ADAPTERS[slug](None, sim).settings, status_lookup=False)  # type: ignore[arg-type]
+    adapter = ADAPTERS[slug](session, settings)
+    submitted = await adapter.submit(notice())
+    before = await sim_stats(session, sim)
+
+    with pytest.raises(NeedsManualError) as on_status:
+        await adapter.status(submitted.reference)
+    with pytest.raises(NeedsManualError):
+        await adapter.lookup(uuid.uuid4())
+
+    assert on_status.value.reference == submitted.reference
+    assert (await sim_stats(session, sim))["answers_by_platform"] == before["answers_by_platform"]
+
+
+# --- Manual channels ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("manual", sorted(MANUAL_CHANNELS))
+async def test_a_manual_channel_gives_instructions_and_never_calls(manual: str) -> None:
+    adapter = MANUAL_CHANNELS[manual]()  # no HTTP client at all: nothing could be sent
+    sent = rules_notice(manual, "threats_risk_to_life")
+
+    with pytest.raises(NeedsManualError) as caught:
+        await adapter.submit(sent)
+
+    reason = caught.value.reason
+    assert reason.startswith(f"{manual}: no notice API")
+    assert adapter.where in reason
+    assert RULES.reason_code("threats_risk_to_life", manual) in reason  # type: ignore[arg-type]
+    assert sent.dsa_category in reason
+    assert "good-faith statement" in reason
+    assert sent.url not in reason  # the URL is on the escalation, not in logged text
+    with pytest.raises(NeedsManualError):
+        await adapter.status("ref-1")
+    with pytest.raises(NeedsManualError):
+        await adapter.lookup(uuid.uuid4())
+    assert manual not in PLATFORMS  # the simulator plays no such API
+
+
+def test_build_adapters_gives_each_platform_its_own_settings() -> None:
+    platforms = load_platform_settings(Settings(platform_base_url="http://127.0.0.1:9"))
+    made: list[str] = []
+
+    def client(slug: str) -> aiohttp.ClientSession:
+        made.append(slug)
+        return typing.cast(aiohttp.ClientSession, None)
+
+    adapters = build_adapters(client, platforms)
+
+    assert set(adapters) == set(platforms)
+    assert sorted(made) == sorted(NOTICE_APIS)  # manual channels get no client
+    for slug, adapter in adapters.items():
+        assert adapter.settings is platforms[slug]

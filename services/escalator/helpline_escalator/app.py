@@ -8,6 +8,7 @@ import aiohttp
 from faststream.asgi import AsgiFastStream
 
 from helpline_escalator.adapters.registry import ADAPTERS, build_adapters
+from helpline_escalator.breaker import BreakerPolicy
 from helpline_escalator.circuits import open_circuits, register_circuits
 from helpline_escalator.dispatcher import Dispatcher, PlatformWorker
 from helpline_escalator.platform_settings import PlatformSettings, load_platform_settings
@@ -56,7 +57,16 @@ def create_app(settings: Settings) -> AsgiFastStream:
         adapters = build_adapters(client_for, platforms)
         dispatcher.workers.update(
             {
-                slug: PlatformWorker(a, db, outbox, worker_settings(settings, platforms[slug]))
+                slug: PlatformWorker(
+                    a,
+                    db,
+                    outbox,
+                    worker_settings(settings, platforms[slug]),
+                    BreakerPolicy(
+                        failures=platforms[slug].breaker_failures,
+                        open_s=platforms[slug].breaker_open_s,
+                    ),
+                )
                 for slug, a in adapters.items()
             }
         )

@@ -211,6 +211,14 @@ def _explain(exc: ValidationError) -> str:
 def load_platforms_config(file: Path | None = None) -> PlatformsConfig:
     """Each platform's settings as configured: the environment over the platforms file
     (`file`, else `HELPLINE_PLATFORMS_FILE`). Raises `ValueError` naming platform and field."""
+    for name in os.environ:
+        if name.upper().startswith("HELPLINE_PLATFORMS__"):
+            slug = name[len("HELPLINE_PLATFORMS__") :].split("__", 1)[0].lower()
+            if slug not in PLATFORM_SLUGS:
+                raise ValueError(
+                    f"invalid platform settings: {name} names no platform "
+                    f"(known: {', '.join(PLATFORM_SLUGS)})"
+                )
     if file is None and os.environ.get(FILE_ENV):
         file = Path(os.environ[FILE_ENV])
     data = read_platforms_file(file) if file is not None else {}
