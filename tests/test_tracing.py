@@ -29,7 +29,7 @@ from helpline_shared.db import Database
 from helpline_shared.kafka import OutgoingMessage, create_topics, publish_all
 from helpline_shared.outbox import Outbox
 from helpline_shared.settings import Settings
-from helpline_shared.topics import ESCALATION_OUTCOMES, REPORTS_SUBMITTED
+from helpline_shared.topics import ESCALATION_OUTCOMES, REPORTS_SUBMITTED, Topic
 from helpline_shared.tracing import TracingSettings
 from helpline_shared.wiring import ServiceWiring
 from tests.conftest import fresh_database
@@ -108,6 +108,14 @@ def test_exported_spans_hold_no_exception_message(no_otel_env: None) -> None:
     assert [dict(e.attributes or {}) for e in span.events] == [{"exception.type": "ValueError"}]
 
 
+@pytest.fixture
+async def private_topic(topics_settings: Settings) -> str:
+    """A topic of this test alone, so no service's consumer in a later test reads it."""
+    name = f"helpline.tracing-test.{uuid.uuid4().hex[:8]}"
+    await create_topics(topics_settings, [Topic(name, "any", (), (), None, partitions=1)])
+    return name
+
+
 def trace_id_of(headers: Any) -> str | None:
     for name, value in headers or ():
         if name == "traceparent":
@@ -116,7 +124,7 @@ def trace_id_of(headers: Any) -> str | None:
 
 
 async def test_off_by_default_nothing_traced_and_no_traceparent(
-    no_otel_env: None, topics_settings: Settings
+    no_otel_env: None, topics_settings: Settings, private_topic: str
 ) -> None:
     wiring = ServiceWiring(topics_settings, "triage", publishes=[])
     assert wiring.tracing is None
@@ -133,13 +141,13 @@ async def test_off_by_default_nothing_traced_and_no_traceparent(
         with other.get_tracer("t").start_as_current_span("outside"):
             await publish_all(
                 wiring.broker,
-                [OutgoingMessage(REPORTS_SUBMITTED.name, marker.encode(), marker.encode())],
+                [OutgoingMessage(private_topic, marker.encode(), marker.encode())],
             )
     finally:
         await wiring.broker.stop()
     [record] = await read_topic(
         topics_settings.kafka_bootstrap_servers,
-        REPORTS_SUBMITTED.name,
+        private_topic,
         keep=lambda r: r.key == marker.encode(),
         expected=1,
     )
@@ -147,7 +155,7 @@ async def test_off_by_default_nothing_traced_and_no_traceparent(
 
 
 async def test_an_outbox_row_keeps_the_trace_of_the_work_that_added_it(
-    infra: Infra, topics_settings: Settings
+    infra: Infra, topics_settings: Settings, private_topic: str
 ) -> None:
     with tracing.capture_spans() as spans:
         traced = tracing.configure("escalator")
@@ -161,7 +169,7 @@ async def test_an_outbox_row_keeps_the_trace_of_the_work_that_added_it(
         key = uuid.uuid4().hex.encode()
         with traced.tracer.start_as_current_span("work") as work:
             async with db.pool.acquire() as conn, conn.transaction():
-                await outbox.add(conn, [OutgoingMessage(ESCALATION_OUTCOMES.name, b"{}", key)])
+                await outbox.add(conn, [OutgoingMessage(private_topic, b"{}", key)])
         trace_hex = format(work.get_span_context().trace_id, "032x")
         stored = await db.pool.fetchval(
             "SELECT headers->>'traceparent' FROM outbox WHERE key = $1", key
@@ -173,7 +181,7 @@ async def test_an_outbox_row_keeps_the_trace_of_the_work_that_added_it(
         await db.close()
     [record] = await read_topic(
         topics_settings.kafka_bootstrap_servers,
-        ESCALATION_OUTCOMES.name,
+        private_topic,
         keep=lambda r: r.key == key,
         expected=1,
     )
@@ -270,6 +278,7 @@ def body(n: int) -> dict[str, Any]:
     )
 
 
+@pytest.mark.e2e
 async def test_one_report_is_one_trace_through_the_four_services(system: System) -> None:
     async with httpx.AsyncClient(base_url=system.urls["intake"]) as client:
         first = await client.post("/v1/reports", json=body(1))
@@ -305,6 +314,7 @@ async def test_one_report_is_one_trace_through_the_four_services(system: System)
     )
 
 
+@pytest.mark.e2e
 async def test_a_traceparent_sent_by_a_publisher_is_continued(system: System) -> None:
     with TracerProvider().get_tracer("partner").start_as_current_span("publish") as span:
         parent = span.get_span_context()
