@@ -16,11 +16,13 @@ from faststream.kafka import KafkaBroker
 
 from helpline_escalator.adapters.base import RetryableError
 from helpline_escalator.adapters.tiktok import TikTokAdapter
-from helpline_escalator.dispatcher import PlatformWorker
+from helpline_escalator.dispatcher import PlatformWorker, notice_for
 from helpline_shared.db import Database
 from helpline_shared.events import utcnow
 from helpline_shared.outbox import Outbox
 from helpline_shared.settings import Settings
+from helpline_simulator.credentials import dev_credential, expected_headers
+from helpline_simulator.platforms import PLATFORMS
 from tests.conftest import fresh_database
 from tests.helpers import serve_simulator
 from tests.infra import Infra
@@ -165,11 +167,7 @@ async def test_interrupted_submit_that_arrived_is_reconciled_not_resent(
         eid,
     )
     # The process died after the platform received the notice.
-    async with http.post(
-        f"{simulator}/tiktok/v1/notices",
-        json={"client_reference": str(eid), "url": "https://tiktok.com/@x"},
-    ) as r:
-        assert r.status == 201
+    await worker.adapter.submit(notice_for(await escalation(db, eid), Settings()))
     await worker.step()
     row = await escalation(db, eid)
     assert row["state"] == "decided"
@@ -386,10 +384,12 @@ async def test_the_most_severe_harm_decides_the_notice_category(
     eid = await add_escalation(db, harm_types=["bullying_harassment", "threats_risk_to_life"])
     await worker.step()
     async with http.get(
-        f"{simulator}/tiktok/v1/notices", params={"client_reference": str(eid)}
+        f"{simulator}/tiktok/v1/notices",
+        params={"external_id": str(eid)},
+        headers=expected_headers(PLATFORMS["tiktok"], dev_credential),
     ) as r:
         received = await r.json()
-    assert received["category"] == "VIOLENT_THREATS"
+    assert received["category"] == "violent_threats"  # not harassment_and_bullying
     assert received["dsa_category"] == "STATEMENT_CATEGORY_RISK_FOR_PUBLIC_SECURITY"
 
 
@@ -468,7 +468,10 @@ async def test_a_notice_stored_late_is_found_not_sent_again(
     settings = Settings(
         escalation_retry_base_s=0.05,
         escalation_claim_lease_s=30,
-        platform_settle_s=1.5,
+        # Without a lost reply: every call outlives the call budget (1.5 s; the simulator
+        # answers after 0.5 to 1.5 times its latency), the notice is received up to 4.5 s
+        # and stored up to 5.2 s after it was sent, inside the settle period.
+        platform_settle_s=1.5 if lost_reply else 6.0,
         platform_timeout_s=0.5 if not lost_reply else 10,
     )
     worker = PlatformWorker(
@@ -477,7 +480,7 @@ async def test_a_notice_stored_late_is_found_not_sent_again(
     if lost_reply:  # stored, the reply lost, and stored late
         faults = {"lost_reply_rate": 1.0, "store_delay_ms": 700}
     else:  # the platform is slower than our timeout and stores late
-        faults = {"latency_ms": 1500, "store_delay_ms": 700}
+        faults = {"latency_ms": 3000, "store_delay_ms": 700}
     await http.post(f"{simulator}/_sim/config", json=faults)
     eid = await add_escalation(db)
     await worker.step()
