@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from helpline_triage.evaluate import CRITICAL, LabelledCase, evaluate, facts_of, load_set
+from helpline_triage.links import understand
 from helpline_triage.rules import RuleSet
 
 RULES = RuleSet.load()
@@ -96,3 +97,122 @@ def test_rules_check_refuses_a_broken_file_naming_rule_and_field(name: str, tmp_
     assert field in said
     if name not in ("version a number", "no reason code"):
         assert f'rule "{json.loads(RULES_FILE.read_text())["harm_rules"][0]["id"]}"' in said
+
+
+# Forms of one content a tester would try first: hosts, short links, mobile hosts, trackers,
+# letter case, trailing slashes, fragments, http, default ports and escapes.
+SAME_CONTENT: list[tuple[str, str, list[str]]] = [
+    (
+        "youtube",
+        "https://www.youtube.com/watch?v=dQw4w9WgXcQ",
+        [
+            "https://youtu.be/dQw4w9WgXcQ?si=abc",
+            "HTTP://M.YOUTUBE.COM:80/watch?feature=share&v=dQw4w9WgXcQ#t=10",
+            "https://www.youtube.com:443/shorts/dQw4w9WgXcQ/",
+            "https://www.youtube.com/%77atch?v=dQw4w9WgXcQ",
+            "youtube.com/embed/dQw4w9WgXcQ",
+        ],
+    ),
+    (
+        "instagram",
+        "https://www.instagram.com/p/CxYz123AbC",
+        [
+            "https://instagr.am/p/CxYz123AbC/",
+            "https://instagram.com/reel/CxYz123AbC?igsh=abc&utm_source=ig_web_copy_link",
+            "https://www.instagram.com/some_user/p/CxYz123AbC/#comments",
+            "https://www.instagram.com/p/%43xYz123AbC",
+        ],
+    ),
+    (
+        "x",
+        "https://x.com/i/status/1234567890123456789",
+        [
+            "https://twitter.com/SomeUser/status/1234567890123456789?s=20",
+            "http://mobile.twitter.com/someuser/status/1234567890123456789/photo/1",
+            "https://x.com/i/web/status/1234567890123456789",
+        ],
+    ),
+    (
+        "tiktok",
+        "https://www.tiktok.com/@some.user",
+        [
+            "https://m.tiktok.com/@Some.User/?lang=en",
+            "tiktok.com/@some.user",
+            "https://www.tiktok.com/%40some.user",
+        ],
+    ),
+    (
+        "facebook",
+        "https://www.facebook.com/profile.php?id=100012345678901",
+        [
+            "https://fb.com/profile.php?id=100012345678901&mibextid=abc",
+            "https://m.facebook.com/100012345678901/",
+        ],
+    ),
+    (
+        "threads",
+        "https://www.threads.com/t/C1aBcD2eFgH",
+        [
+            "https://www.threads.net/@some.user/post/C1aBcD2eFgH",
+            "https://threads.com/@Some.User/post/C1aBcD2eFgH?xmt=abc",
+        ],
+    ),
+    (
+        "reddit",
+        "https://www.reddit.com/comments/abc123",
+        [
+            "https://old.reddit.com/r/Schools/comments/abc123/some_title/",
+            "https://redd.it/abc123",
+            "https://www.reddit.com/r/schools/comments/abc123/?utm_source=share",
+        ],
+    ),
+    (
+        "discord",
+        "https://discord.com/invite/abcDEF",
+        ["https://discord.gg/abcDEF", "https://discordapp.com/invite/abcDEF?event=1"],
+    ),
+    (
+        "whatsapp",
+        "https://chat.whatsapp.com/AbCdEf123",
+        ["https://chat.whatsapp.com/invite/AbCdEf123"],
+    ),
+    (
+        "telegram",
+        "https://t.me/somechannel",
+        ["https://telegram.me/somechannel", "https://t.me/s/somechannel"],
+    ),
+    ("twitch", "https://www.twitch.tv/somestreamer", ["https://m.twitch.tv/SomeStreamer/"]),
+    (
+        "roblox",
+        "https://www.roblox.com/games/123456",
+        ["https://web.roblox.com/games/123456/Some-Game"],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("platform", "canonical", "forms"), SAME_CONTENT, ids=[s[0] for s in SAME_CONTENT]
+)
+def test_one_content_written_many_ways_has_one_canonical_form(
+    platform: str, canonical: str, forms: list[str]
+) -> None:
+    for form in [canonical, *forms]:
+        info = understand(form)
+        assert (info.platform, info.canonical_url) == (platform, canonical), form
+        assert understand(canonical).canonical_url == canonical
+
+
+def test_url_explain_prints_one_json_line_per_url_and_exit_one_for_a_non_url() -> None:
+    args = [forms[0] for _, _, forms in SAME_CONTENT]
+    done = subprocess.run(
+        [HELPLINE, "url", "explain", *args, "javascript:alert(1)"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert done.returncode == 1
+    assert [line["canonical_url"] for line in lines[:-1]] == [c for _, c, _ in SAME_CONTENT]
+    assert lines[-1]["is_url"] is False
+    assert lines[-1]["reason"]

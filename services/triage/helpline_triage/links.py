@@ -7,7 +7,8 @@ the kind and canonical form from the platform's routes in `platforms.json` (see
 content gives the same canonical form across hosts (`instagr.am`, `twitter.com`,
 `threads.net`, `fb.com`, `m.`/`old.`/`music.` hosts), expandable short links (`youtu.be/ID`,
 `redd.it/ID`, `discord.gg/CODE`), tracking parameters, letter case of hosts and of the
-handles a platform treats as case-insensitive, trailing slashes and fragments.
+handles a platform treats as case-insensitive, trailing slashes, fragments and escapes
+(`%77atch`, `%40user`: an escaped letter, digit, `-._~` or `@` in the path is decoded).
 Understanding a canonical URL again gives the same canonical URL.
 
 Choices where platforms are ambiguous:
@@ -60,6 +61,8 @@ __all__ = ["UrlInfo", "extract_urls", "understand"]
 _STRIPPED_PREFIXES = ("www.", "m.", "mobile.", "web.")
 _MAX_REDIRECTS = 3
 _SLASHES = re.compile(r"/{2,}")
+_PERCENT = re.compile(r"%([0-9A-Fa-f]{2})")
+_PATH_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~@")
 SHORT_LINK_REASON = (
     "a short link only the platform can expand: kept as given, because the service never "
     "fetches a reported URL"
@@ -157,9 +160,18 @@ def _parse(text: str, table: PlatformTable) -> tuple[URL | None, str]:
         if host and table.platform_of(host.split(":", 1)[0]) is not None:
             text = "https://" + bare
     try:
-        return parse_web_url(text), ""
+        url = parse_web_url(text)
     except ValueError as exc:
         return None, f"cannot be read as a URL: it {exc}"
+    url.pathname = _PERCENT.sub(_percent, url.pathname)
+    return url, ""
+
+
+def _percent(m: re.Match[str]) -> str:
+    """`%77` -> `w`, `%40` -> `@`: escapes of characters a path may hold as they are are
+    decoded (RFC 3986 6.2.2.2); other escapes keep upper-case hex (`%2f` -> `%2F`)."""
+    char = chr(int(m.group(1), 16))
+    return char if char in _PATH_SAFE else m.group().upper()
 
 
 def _route(
