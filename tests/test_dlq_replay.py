@@ -182,6 +182,8 @@ async def test_a_dead_letter_replayed_after_the_fix_has_one_effect(stack: Stack)
     assert "skipped: already replayed by tester" in out
     assert out.splitlines()[-1] == "1 skipped"
     assert await stack.consume() == []  # nothing was published
+    code, out = await stack.helpline("dlq", "list", "--topic", DEAD_LETTERS["intake"].name)
+    assert "[replayed by tester at " in next(x for x in out.splitlines() if x.startswith(dlq_id))
 
     code, out = await stack.helpline("dlq", "replay", dlq_id, "--by", "tester", "--force")
     assert code == 0, out

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 from aiokafka import AIOKafkaConsumer
 
 from helpline_intake.redaction import redact
@@ -165,13 +166,38 @@ async def read_letters(
     return letters[-limit:] if limit else letters
 
 
-def list_lines(letters: Sequence[Letter]) -> list[str]:
-    """`helpline dlq list`: one line per letter."""
+def list_lines(letters: Sequence[Letter], replayed: dict[str, str] | None = None) -> list[str]:
+    """`helpline dlq list`: one line per letter; `replayed` notes by id end the lines."""
+    notes = replayed or {}
     return [
         f"{x.id}  {x.topic}/{x.partition}@{x.offset}  {x.time}  from {x.origin}  "
-        f"{' '.join(x.error.split())[:100]}"
+        f"{' '.join(x.error.split())[:100]}" + (f"  [{notes[x.id]}]" if x.id in notes else "")
         for x in letters
     ]
+
+
+async def replay_notes(database_url: str | None, ids: Sequence[str]) -> dict[str, str]:
+    """ "replayed by WHO at WHEN" per letter id with a finished replay (empty without a
+    database, or before migration 0008)."""
+    if not database_url or not ids:
+        return {}
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch(
+            """SELECT DISTINCT ON (dlq_id) dlq_id, replayed_by, published_at
+               FROM operations.dlq_replays
+               WHERE dlq_id = ANY($1::text[]) AND published_at IS NOT NULL
+               ORDER BY dlq_id, published_at DESC""",
+            list(ids),
+        )
+    except asyncpg.UndefinedTableError:
+        return {}
+    finally:
+        await conn.close()
+    return {
+        r["dlq_id"]: f"replayed by {r['replayed_by']} at {r['published_at']:%Y-%m-%dT%H:%M:%SZ}"
+        for r in rows
+    }
 
 
 def _shown(text: str) -> str:
@@ -226,7 +252,8 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     topics = [args.topic] if args.topic else list(DEAD_LETTER_TOPICS)
     if args.action == "list":
         letters = await read_letters(settings, topics, limit=args.limit)
-        print("\n".join([*list_lines(letters), f"{len(letters)} letter(s)"]))
+        notes = await replay_notes(settings.database_url, [x.id for x in letters])
+        print("\n".join([*list_lines(letters, notes), f"{len(letters)} letter(s)"]))
         return 0
     if args.action == "show":
         found = [x for x in await read_letters(settings, topics) if x.id == args.id]
