@@ -21,7 +21,7 @@ RUN groupadd --system --gid "${HELPLINE_GID}" helpline \
 
 WORKDIR /app
 COPY . /app
-RUN pip install --no-cache-dir . \
+RUN pip install --no-cache-dir ".[otel]" \
  && rm -rf /root/.cache
 
 USER ${HELPLINE_UID}:${HELPLINE_GID}
