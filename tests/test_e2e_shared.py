@@ -125,3 +125,46 @@ async def test_the_same_content_from_three_cases_gets_one_notice(stack: Stack) -
         text = (await client.get(f"{stack.url('metrics')}/metrics")).text
     assert "helpline_urls_escalated 1.0" in text
     assert 'helpline_url_reports_by_state{key="decided"} 3.0' in text
+
+
+_RNG = random.Random()
+_YT = "".join(
+    _RNG.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789") for _ in range(11)
+)
+_TWEET = f"1{_RNG.randrange(10**18):018d}"
+_IG = "C" + "".join(
+    _RNG.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghij0123456789") for _ in range(10)
+)
+# The same content written on different hosts: a short link, the mobile host, the old name.
+CROSS_HOST = {
+    "youtube": [f"https://youtu.be/{_YT}?si=share", f"https://m.youtube.com/watch?v={_YT}"],
+    "x": [
+        f"https://twitter.com/Someone/status/{_TWEET}?s=20",
+        f"https://x.com/someone/status/{_TWEET}",
+    ],
+    "instagram": [f"https://instagr.am/p/{_IG}/", f"https://www.instagram.com/reel/{_IG}/?igsh=x"],
+}
+
+
+async def test_the_same_content_on_different_hosts_gets_one_notice_per_platform(
+    stack: Stack,
+) -> None:
+    before = (await sim_stats(stack))["by_platform"]
+    cases: dict[uuid.UUID, str] = {}
+    for n, (platform, forms) in enumerate(CROSS_HOST.items()):
+        for m, form in enumerate(forms):
+            cases[await report(stack, 10 + 2 * n + m, form)] = platform
+
+    async def all_decided() -> tuple[bool, Any]:
+        events = await outcomes_of(stack, set(cases))
+        seen = {c: states(events, c) for c in cases}
+        return all("decided" in s for s in seen.values()), seen
+
+    await wait_until(all_decided, 120, "every case told the decision")
+    events = [e for e in await outcomes_of(stack, set(cases)) if e.state == "decided"]
+    after = (await sim_stats(stack))["by_platform"]
+    for platform in CROSS_HOST:
+        told = [e for e in events if cases[e.case_id] == platform]
+        assert len(told) == 2, platform
+        assert len({e.escalation_id for e in told}) == 1, platform  # one shared escalation
+        assert after.get(platform, 0) - before.get(platform, 0) == 1, platform  # one notice
