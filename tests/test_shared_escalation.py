@@ -306,7 +306,7 @@ async def test_a_waiting_escalation_takes_the_more_severe_case_s_category(
     assert notice.dsa_category == "STATEMENT_CATEGORY_SELF_HARM"
     assert notice.harm_types[0] == "self_harm"
     payload = TikTokAdapter(None, "http://x").payload(notice)  # type: ignore[arg-type]
-    assert payload["category"] == "SUICIDE_SELF_HARM"
+    assert payload["violation_type"] == "SUICIDE_SELF_HARM"
     assert payload["priority"] == "urgent"
     # A less severe case later keeps what the more severe one set.
     await link(clean, case(harm=["scams"], dsa_category="STATEMENT_CATEGORY_SCAMS_AND_FRAUD"))

@@ -76,7 +76,7 @@ class NoticeApiAdapter(PlatformAdapter):
     not_found: ClassVar[dict[str, str]] = {"error": "not found"}
 
     def __init__(self, client: aiohttp.ClientSession, target: str | PlatformSettings) -> None:
-        """`target` is the platform's resolved settings, or just a simulator's base URL
+        """`target` is the platform's resolved settings or, in tests, just a base URL
         (every other setting at its default, the development credentials)."""
         if isinstance(target, str):
             target = resolve(
@@ -84,6 +84,7 @@ class NoticeApiAdapter(PlatformAdapter):
                 PlatformConfig(),
                 Settings.model_construct(platform_base_url=target),
                 self.defaults(),
+                dev_anywhere=True,
             )
         self.settings = target
         self.settle_s = target.settle_s
