@@ -257,6 +257,28 @@ async def test_a_refusal_is_replayed_from_intakes_table_when_its_source_is_gone(
     assert "no-such-id: failed: no such letter" in out
 
 
+async def test_a_refusal_is_replayed_from_its_source_while_the_topic_holds_it(
+    stack: Stack,
+) -> None:
+    marker = uuid.uuid4().hex
+    data = report(f"src-{marker}", "r3")
+    del data["urls"]
+    raw = json.dumps(data).encode()
+    await publish(stack.servers, raw, b"r3", [("ce_id", marker.encode())])
+    assert len(await stack.consume()) == 1  # refused: no URLs
+    (refused,) = await read_topic(
+        stack.servers, REPORTS_REJECTED.name, keep=lambda r: marker.encode() in original(r)
+    )
+    rid = json.loads(refused.value)["event_id"]
+    await stack.conn.execute("UPDATE intake.rejections SET original = NULL")  # not needed
+
+    code, out = await stack.helpline("dlq", "replay", rid, "--topic", REPORTS_REJECTED.name)
+    assert code == 0, out
+    replayed = await stack.consume()
+    assert [(r.value, r.key) for r in replayed] == [(raw, b"r3")]
+    assert dict(replayed[0].headers) == {"ce_id": marker.encode(), REPLAY_HEADER: rid.encode()}
+
+
 async def test_replay_all_replays_each_letter_once_with_progress_and_a_summary(
     stack: Stack,
 ) -> None:
