@@ -216,3 +216,34 @@ def test_url_explain_prints_one_json_line_per_url_and_exit_one_for_a_non_url() -
     assert [line["canonical_url"] for line in lines[:-1]] == [c for _, c, _ in SAME_CONTENT]
     assert lines[-1]["is_url"] is False
     assert lines[-1]["reason"]
+
+
+HOSTILE = [
+    "blackmail " + "a'" * 4995,  # a word and an apostrophe, over and over
+    "£1 " * 3333,  # thousands of matches in one clause
+    "not kill " * 1111,  # thousands of negated matches
+]
+
+
+def test_a_hostile_description_of_the_longest_allowed_size_classifies_in_time() -> None:
+    script = (
+        "import sys, time\n"
+        "from helpline_triage.rules import RuleSet\n"
+        "rules = RuleSet.load()\n"
+        "for text in sys.stdin.read().split('\\0'):\n"
+        "    start = time.perf_counter()\n"
+        "    rules.classify(text)\n"
+        "    print(time.perf_counter() - start)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        input="\0".join(HOSTILE),
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,  # a regular expression backtracking without end never returns
+    )
+    assert done.returncode == 0, done.stderr
+    seconds = [float(line) for line in done.stdout.split()]
+    assert len(seconds) == len(HOSTILE)
+    assert max(seconds) < 0.5, seconds  # about 0.05 s each here; 1 s and more before

@@ -16,9 +16,11 @@ of the harm types, else the default.
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import lru_cache
 
 from helpline_shared.events import HarmType, Route, RuleMatch, Urgency
 from helpline_triage.ruleset import URGENCIES, HarmRule, Negation, RulesFile
@@ -77,11 +79,23 @@ class _Negator:
         return cls(_alternation(n.clause_breaks), re.compile(before))
 
     def negated(self, text: str, start: int) -> bool:
-        """A cue and fillers only come between the clause start and `start`."""
-        clause_start = 0
-        for m in self.breaks.finditer(text, 0, start):
-            clause_start = m.end()
-        return self.before.search(text[clause_start:start]) is not None
+        """A cue and fillers only come between the clause start and `start`.
+
+        Linear in the text however many matches it holds: the clause breaks are found once
+        per text, and a cue with its fillers is looked for only in the last
+        `_NEGATION_REACH` characters before `start`."""
+        ends = _break_ends(self.breaks, text)
+        clause_start = ends[bisect_right(ends, start) - 1] if ends and ends[0] <= start else 0
+        pos = max(clause_start, start - _NEGATION_REACH)
+        return self.before.search(text, pos, start) is not None
+
+
+_NEGATION_REACH = 300  # far longer than a cue and `max_fillers` filler words
+
+
+@lru_cache(maxsize=16)
+def _break_ends(breaks: re.Pattern[str], text: str) -> list[int]:
+    return [m.end() for m in breaks.finditer(text)]
 
 
 def _find(
