@@ -171,7 +171,8 @@ def list_lines(letters: Sequence[Letter], replayed: dict[str, str] | None = None
     notes = replayed or {}
     return [
         f"{x.id}  {x.topic}/{x.partition}@{x.offset}  {x.time}  from {x.origin}  "
-        f"{' '.join(x.error.split())[:100]}" + (f"  [{notes[x.id]}]" if x.id in notes else "")
+        f"{_shown(' '.join(x.error.split())[:100])}"
+        + (f"  [{notes[x.id]}]" if x.id in notes else "")
         for x in letters
     ]
 
