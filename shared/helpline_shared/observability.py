@@ -1,7 +1,8 @@
 """Each service's Prometheus metrics, served at `GET /metrics` on its HTTP port.
 
 FastStream's Kafka middleware records messages received and published, processing time,
-errors and in-flight batches per topic; the service adds its own counters (dead letters).
+errors and in-flight batches per topic; the service adds its own counters (dead letters)
+and gauges read at scrape time, some of them from the database (the outbox backlog).
 """
 
 from __future__ import annotations
@@ -30,6 +31,23 @@ class ServiceMetrics:
             ["service"],
             registry=self.registry,
         ).labels(service)
+        self._refresh: list[Callable[[], Awaitable[None]]] = []
+
+    def outbox_backlog(self, read: Callable[[], Awaitable[float]]) -> None:
+        """`helpline_outbox_oldest_pending_seconds{service}`: the age of the oldest outbox
+        row not yet published (0 when none), from `read`, awaited at each scrape (see
+        :mod:`helpline_shared.outbox_backlog`)."""
+        gauge = Gauge(
+            "helpline_outbox_oldest_pending_seconds",
+            "Age of the oldest outbox row not yet published to Kafka (0 when none).",
+            ["service"],
+            registry=self.registry,
+        ).labels(self.service)
+
+        async def refresh() -> None:
+            gauge.set(await read())
+
+        self._refresh.append(refresh)
 
     def watch(self, dead_letters: Any, health: Any) -> None:
         """Gauges read at scrape time: the dead-letter bound's state and the consumer's."""
@@ -67,6 +85,8 @@ class ServiceMetrics:
         """`GET /metrics`: this registry, followed by whatever `extra` renders."""
 
         async def metrics(_: Request) -> Response:
+            for refresh in self._refresh:
+                await refresh()
             body = generate_latest(self.registry)
             if extra is not None:
                 body += await extra()

@@ -15,6 +15,7 @@ from helpline_escalator.platform_settings import PlatformSettings, load_platform
 from helpline_escalator.usecase import Escalator
 from helpline_shared.db import Database
 from helpline_shared.outbox import Outbox
+from helpline_shared.outbox_backlog import backlog_reader
 from helpline_shared.settings import Settings
 from helpline_shared.topics import CASES_TRIAGED, ESCALATION_OUTCOMES
 from helpline_shared.wiring import ServiceWiring
@@ -28,6 +29,7 @@ def create_app(settings: Settings) -> AsgiFastStream:
     wiring = ServiceWiring(settings, "escalator", publishes=[ESCALATION_OUTCOMES])
     db = Database(settings.database_url, max_size=settings.database_pool_max)
     outbox = Outbox(db, wiring.broker, "escalator")
+    wiring.observed.outbox_backlog(backlog_reader(db, "escalator"))
     dispatcher = Dispatcher({})
     register_circuits(wiring.observed.registry, dispatcher)
     escalator = Escalator(
