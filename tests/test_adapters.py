@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
 import time
 import typing
 import uuid
@@ -19,6 +20,8 @@ from dataclasses import replace
 
 import aiohttp
 import pytest
+import structlog
+from faststream.kafka import KafkaBroker
 from pydantic import SecretStr
 
 from helpline_cli.infra import free_port
@@ -32,13 +35,18 @@ from helpline_escalator.adapters.base import (
 )
 from helpline_escalator.adapters.notice_api import NoticeApiAdapter
 from helpline_escalator.adapters.registry import MANUAL_CHANNELS, NOTICE_APIS, build_adapters
+from helpline_escalator.dispatcher import PlatformWorker
 from helpline_escalator.platform_settings import PlatformSettings, load_platform_settings
+from helpline_shared.db import Database
 from helpline_shared.events import TAKEDOWN_DECISIONS, Decision
+from helpline_shared.outbox import Outbox
 from helpline_shared.settings import Settings
 from helpline_simulator.platforms import PLATFORMS, shape_error
 from helpline_simulator.server import SimConfig, _decide
 from helpline_triage.rules import RuleSet
+from tests.conftest import fresh_database
 from tests.helpers import serve_simulator
+from tests.infra import Infra
 
 ADAPTERS = NOTICE_APIS
 DECISIONS: frozenset[str] = frozenset(typing.get_args(Decision))
@@ -573,3 +581,91 @@ def test_build_adapters_gives_each_platform_its_own_settings() -> None:
     assert sorted(made) == sorted(NOTICE_APIS)  # manual channels get no client
     for slug, adapter in adapters.items():
         assert adapter.settings is platforms[slug]
+
+
+# --- Through a platform worker, on the real database --------------------------------------
+
+
+@pytest.fixture(scope="module")
+async def db(infra: Infra) -> AsyncIterator[Database]:
+    database = Database(await fresh_database(infra, "helpline_adapters"))
+    await database.open()
+    yield database
+    await database.close()
+
+
+async def add_escalation(db: Database, platform: str) -> uuid.UUID:
+    eid, case_id = uuid.uuid4(), uuid.uuid4()
+    url = f"https://example.org/{platform}/{eid}"
+    await db.pool.execute(
+        """INSERT INTO escalator.escalations (escalation_id, case_id, url, normalized_url,
+               platform, route, harm_types, urgency, received_at, state, attempts,
+               dsa_category, reason_code)
+           VALUES ($1, $2, $3, $3, $4, 'platform', $5, 'high', now(), 'queued', 0, $6, $7)""",
+        eid,
+        case_id,
+        url,
+        platform,
+        ["threats_risk_to_life"],
+        RULES.dsa_category("threats_risk_to_life"),
+        RULES.reason_code("threats_risk_to_life", platform),  # type: ignore[arg-type]
+    )
+    await db.pool.execute(
+        """INSERT INTO escalator.escalation_cases
+               (escalation_id, case_id, url_id, url, harm_types, urgency, received_at)
+           VALUES ($1, $2, $1, $3, $4, 'high', now())""",
+        eid,
+        case_id,
+        url,
+        ["threats_risk_to_life"],
+    )
+    return eid
+
+
+async def test_refused_credentials_never_reach_the_logs_or_the_database(
+    db: Database,
+    sim: str,
+    session: aiohttp.ClientSession,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    eid = await add_escalation(db, "tiktok")
+    adapter = ADAPTERS["tiktok"](session, with_credentials("tiktok", sim, WRONG))
+    worker = PlatformWorker(adapter, db, Outbox(db, KafkaBroker(), "e"), Settings())
+
+    with caplog.at_level(logging.DEBUG), structlog.testing.capture_logs() as logged:
+        await worker.step()
+
+    assert any(e["log_level"] == "error" and e.get("platform") == "tiktok" for e in logged)
+    assert WRONG not in caplog.text
+    assert WRONG not in repr(logged)
+    stored = await db.pool.fetch(
+        """SELECT e.reason, a.error FROM escalator.escalations e
+           LEFT JOIN escalator.attempts a USING (escalation_id) WHERE escalation_id = $1""",
+        eid,
+    )
+    assert stored
+    assert all(WRONG not in str(dict(row)) for row in stored)
+    assert (await sim_stats(session, sim))["answers_by_platform"]["tiktok"]["401"] >= 1
+
+
+@pytest.mark.parametrize("manual", sorted(MANUAL_CHANNELS))
+async def test_a_manual_channels_escalation_waits_for_a_person_with_instructions(
+    db: Database, sim: str, session: aiohttp.ClientSession, manual: str
+) -> None:
+    eid = await add_escalation(db, manual)
+    before = await sim_stats(session, sim)
+    worker = PlatformWorker(
+        MANUAL_CHANNELS[manual](), db, Outbox(db, KafkaBroker(), "e"), Settings()
+    )
+
+    assert await worker.step() == 1
+
+    row = await db.pool.fetchrow(
+        "SELECT state, reason FROM escalator.escalations WHERE escalation_id = $1", eid
+    )
+    assert row["state"] == "needs_manual"
+    assert MANUAL_CHANNELS[manual].where in row["reason"]
+    assert RULES.reason_code("threats_risk_to_life", manual) in row["reason"]  # type: ignore[arg-type]
+    after = await sim_stats(session, sim)
+    assert after["submissions"] == before["submissions"]
+    assert after["answers_by_platform"] == before["answers_by_platform"]
