@@ -37,6 +37,20 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("-n", "--reports", type=int, default=3000)
     bench.add_argument("--urls-per-report", type=int, default=2)
     bench.add_argument("--escalators", type=int, default=1, help="escalator processes")
+    bench.add_argument(
+        "--scenario",
+        choices=["pipeline", "isolation"],
+        default="pipeline",
+        help="isolation: the other platforms' throughput with one platform slow and 429ing",
+    )
+    bench.add_argument("--faulty-platform", default="tiktok", help="isolation: which one")
+    bench.add_argument(
+        "--backlog-platform-escalations",
+        type=int,
+        default=0,
+        metavar="N",
+        help="isolation: then queue N escalations on the faulty platform; escalator RSS",
+    )
     intake = sub.add_parser("intake", help="intake's data")
     intake_sub = intake.add_subparsers(dest="action", required=True)
     purge = intake_sub.add_parser(
@@ -117,6 +131,17 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         n = await publish(settings, read_reports(args.file), args.topic or DEFAULT_TOPIC)
         print(f"published {n} report(s) to {args.topic or DEFAULT_TOPIC}")
         return 0
+    if args.command == "bench" and args.scenario == "isolation":
+        from helpline_cli.bench.isolation import Faults, run_isolation
+
+        return await run_isolation(
+            settings,
+            reports_n=args.reports,
+            urls_per_report=args.urls_per_report,
+            faulty=args.faulty_platform,
+            faults=Faults(),
+            backlog=args.backlog_platform_escalations,
+        )
     if args.command == "bench":
         from helpline_cli.bench import run_bench
 

@@ -23,10 +23,11 @@ def _row(f: Figures) -> str:
     )
 
 
-async def run_bench(
-    settings: Settings, *, reports: int, urls_per_report: int, escalators: int = 1
-) -> int:
-    run = f"bench-{uuid.uuid4().hex[:8]}"
+async def bench_stack(
+    settings: Settings, run: str, extra_env: dict[str, str] | None = None
+) -> Stack:
+    """A stack on free ports with its own database, the platform rate limit out of the
+    way and decisions at submission, unless the environment says otherwise."""
     ports = {
         f"HELPLINE_{s.upper()}_PORT": str(free_port())
         for s in ("intake", "triage", "escalator", "metrics", "simulator")
@@ -39,6 +40,7 @@ async def run_bench(
         ),
         "HELPLINE_PLATFORM_RATE_PER_S": os.environ.get("HELPLINE_PLATFORM_RATE_PER_S", "100000"),
         "HELPLINE_LOG_LEVEL": "WARNING",
+        **(extra_env or {}),
     }
     if "HELPLINE_KAFKA_BOOTSTRAP_SERVERS" not in os.environ:
         settings = settings.model_copy(
@@ -47,16 +49,23 @@ async def run_bench(
     settings = settings.model_copy(
         update={k.removeprefix("HELPLINE_").lower(): v for k, v in ports.items()}
     )
-    print(
-        f"helpline bench: starting the stack ({reports} reports, {urls_per_report} URLs each)",
-        flush=True,
-    )
-    stack = await Stack.prepare(
+    return await Stack.prepare(
         settings,
         log_dir=settings.data_dir / "bench-logs",
         database_name=run.replace("-", "_"),
         extra_env=extra,
     )
+
+
+async def run_bench(
+    settings: Settings, *, reports: int, urls_per_report: int, escalators: int = 1
+) -> int:
+    run = f"bench-{uuid.uuid4().hex[:8]}"
+    print(
+        f"helpline bench: starting the stack ({reports} reports, {urls_per_report} URLs each)",
+        flush=True,
+    )
+    stack = await bench_stack(settings, run)
     try:
         await stack.start_services(replicas={"escalator": escalators})
         warm = make_reports(50, urls_per_report, f"warm-{run}")
