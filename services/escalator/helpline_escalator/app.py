@@ -14,11 +14,14 @@ from helpline_escalator.dispatcher import Dispatcher, PlatformWorker
 from helpline_escalator.platform_settings import PlatformSettings, load_platform_settings
 from helpline_escalator.usecase import Escalator
 from helpline_shared.db import Database
+from helpline_shared.logging import get_logger
 from helpline_shared.outbox import Outbox
 from helpline_shared.outbox_backlog import backlog_reader
 from helpline_shared.settings import Settings
 from helpline_shared.topics import CASES_TRIAGED, ESCALATION_OUTCOMES
 from helpline_shared.wiring import ServiceWiring
+
+log = get_logger("helpline.escalator")
 
 
 def create_app(settings: Settings) -> AsgiFastStream:
@@ -26,6 +29,8 @@ def create_app(settings: Settings) -> AsgiFastStream:
         raise ValueError("HELPLINE_DATABASE_URL is required to run the escalator")
     # Each platform's own settings, refused here (at start-up) when invalid.
     platforms = load_platform_settings(settings)
+    if dev := sorted(slug for slug, p in platforms.items() if p.dev_credentials):
+        log.warning("platforms use development credentials (simulator endpoint)", platforms=dev)
     wiring = ServiceWiring(settings, "escalator", publishes=[ESCALATION_OUTCOMES])
     db = Database(settings.database_url, max_size=settings.database_pool_max)
     outbox = Outbox(db, wiring.broker, "escalator")
