@@ -19,9 +19,7 @@ deployment never silently sends development credentials to a real platform.
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,9 +27,9 @@ from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError
-from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from helpline_escalator.platforms_file import FILE_ENV, FileSource, read_platforms_file
 from helpline_shared.settings import Settings
 
 PLATFORM_SLUGS = (
@@ -50,7 +48,6 @@ PLATFORM_SLUGS = (
     "telegram",
 )
 DEV_HOSTS = frozenset({"localhost", "simulator", "helpline-simulator"})
-FILE_ENV = "HELPLINE_PLATFORMS_FILE"
 
 
 class PlatformConfig(BaseModel):
@@ -78,20 +75,6 @@ class PlatformConfig(BaseModel):
     breaker_open_s: float = Field(
         30.0, gt=0, allow_inf_nan=False, description="Open before a probe."
     )
-
-
-class _FileSource(PydanticBaseSettingsSource):
-    """The platforms file's tables, below the environment in precedence."""
-
-    def __init__(self, settings_cls: type[BaseSettings], data: dict[str, Any]) -> None:
-        super().__init__(settings_cls)
-        self._data = data
-
-    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
-        return self._data.get(field_name), field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        return dict(self._data)
 
 
 class PlatformsConfig(BaseSettings):
@@ -127,7 +110,7 @@ class PlatformsConfig(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         """Explicit values, then the environment, then the platforms file."""
-        return init_settings, env_settings, _FileSource(settings_cls, cls.file_data)
+        return init_settings, env_settings, FileSource(settings_cls, cls.file_data)
 
 
 @dataclass(frozen=True)
@@ -165,34 +148,6 @@ class PlatformSettingsMap(dict[str, PlatformSettings]):
             return self[slug]
         except KeyError:
             raise AttributeError(slug) from None
-
-
-def read_platforms_file(path: Path) -> dict[str, Any]:
-    """The file's tables by platform slug; TOML, JSON or YAML by the file's suffix."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ValueError(f"{FILE_ENV}: cannot read {path}: {exc.strerror}") from None
-    try:
-        if path.suffix == ".toml":
-            data: Any = tomllib.loads(text)
-        elif path.suffix == ".json":
-            data = json.loads(text)
-        elif path.suffix in (".yaml", ".yml"):
-            import yaml  # type: ignore[import-untyped]
-
-            data = yaml.safe_load(text) or {}
-        else:
-            raise ValueError(f"{FILE_ENV}: {path} must end in .toml, .json or .yaml")
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{FILE_ENV}: {path} is not valid: {exc}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{FILE_ENV}: {path} must hold one table per platform")
-    # A file may keep its tables under [platforms.<slug>].
-    platforms = data.get("platforms", data)
-    if not isinstance(platforms, dict):
-        raise ValueError(f"{FILE_ENV}: {path}: 'platforms' must be a table")
-    return platforms
 
 
 def _explain(exc: ValidationError) -> str:
