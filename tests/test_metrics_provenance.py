@@ -5,21 +5,17 @@ dead-letter topic with the reason; genuine ones count. Real broker, database and
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from aiokafka.structs import ConsumerRecord
 from faststream.kafka import KafkaBroker
 
-from helpline_cli.infra import free_port
 from helpline_escalator import outcomes
 from helpline_escalator.platform_settings import PLATFORM_SLUGS
 from helpline_intake import usecase as intake_usecase
@@ -34,6 +30,7 @@ from helpline_triage import usecase as triage_usecase
 from tests.conftest import fresh_database
 from tests.helpers import read_topic
 from tests.infra import Infra, dedicated_broker
+from tests.served import served
 
 TRIAGE_PLATFORMS = Path(triage_usecase.__file__).with_name("platforms.json")
 
@@ -80,24 +77,6 @@ def message(event: EscalationOutcomeV1, source: str | None) -> OutgoingMessage:
     if source is None:
         del m.headers["ce_source"]
     return m
-
-
-@contextlib.asynccontextmanager
-async def served(app: Any) -> AsyncIterator[str]:
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert not task.done(), "metrics stopped while starting"
-        assert time.monotonic() < deadline, "metrics did not start"
-        await asyncio.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
 
 
 async def totals_when(url: str, done: Any, timeout_s: float = 60) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from helpline_intake.validation import MAX_MESSAGE_BYTES, validate_report
-from helpline_shared.events import RejectionReason, ReportSubmittedV1
+from helpline_shared.events import RejectionReason, ReportSubmittedV1, ReportSubmittedV2
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "report.json"
 
@@ -82,13 +82,58 @@ def test_json_array_is_not_a_report() -> None:
     assert (reason.loc, reason.type) == ("", "model_type")
 
 
-def test_wrong_schema_version() -> None:
+@pytest.mark.parametrize("version", [3, 0, -1, "2", None, [2], 1.5, 10**30])
+def test_a_schema_version_intake_does_not_read_is_refused_with_one_clear_reason(
+    version: object,
+) -> None:
+    data = example()
+    data["schema_version"] = version
+    data["reporter"]["email"] = "not judged against an unknown contract"
+
+    reason = only_reason(encode(data))
+
+    assert (reason.loc, reason.type) == ("schema_version", "unsupported_version")
+    assert reason.message.endswith("is not a version intake reads; send 1 or 2")
+    if version == 3:
+        assert reason.message.startswith("schema_version 3 ")
+
+
+def test_version_1_fields_under_version_2_need_the_prior_report() -> None:
     data = example()
     data["schema_version"] = 2
 
     reason = only_reason(encode(data))
 
-    assert (reason.loc, reason.type) == ("schema_version", "literal_error")
+    assert (reason.loc, reason.type) == ("prior_report", "missing")
+
+
+def test_a_version_2_report_parses_with_its_prior_report() -> None:
+    data = example()
+    data["schema_version"] = 2
+    data["prior_report"] = {
+        "reported_to_platform": True,
+        "reported_at": "2026-11-18T16:40:00+01:00",
+        "platform_answer": "no_answer_yet",
+        "platform_reference": None,
+    }
+
+    result = validate_report(encode(data))
+
+    assert isinstance(result, ReportSubmittedV2)
+    assert result.prior_report.platform_answer == "no_answer_yet"
+    assert result.prior_report.reported_at is not None
+
+
+def test_a_prior_report_that_was_not_made_has_no_answer() -> None:
+    data = example()
+    data["schema_version"] = 2
+    data["prior_report"] = {"reported_to_platform": False, "platform_answer": "content_removed"}
+
+    reason = only_reason(encode(data))
+
+    assert (reason.loc, reason.type) == ("prior_report", "value_error")
+    data["prior_report"] = {"reported_to_platform": False}
+    assert isinstance(validate_report(encode(data)), ReportSubmittedV2)
 
 
 def test_missing_reporter() -> None:
@@ -169,7 +214,7 @@ def test_message_at_the_limit_is_parsed_not_refused_for_size() -> None:
 
 def test_every_problem_gets_its_own_reason() -> None:
     data = example()
-    data["schema_version"] = 3
+    data["submitted_at"] = "yesterday"
     data["reporter"]["email"] = "nobody"
     data["urls"] = ["ftp://files.example/x"]
     data["issue_types"] = ["made_up"]
@@ -177,7 +222,7 @@ def test_every_problem_gets_its_own_reason() -> None:
     reasons = rejected(encode(data))
 
     assert {(r.loc, r.type) for r in reasons} == {
-        ("schema_version", "literal_error"),
+        ("submitted_at", "datetime_from_date_parsing"),
         ("reporter.email", "value_error"),
         ("urls.0", "value_error"),
         ("issue_types.0", "literal_error"),

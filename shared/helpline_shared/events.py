@@ -153,6 +153,60 @@ class ReportSubmittedV1(_Event):
         return self
 
 
+PlatformAnswer = Literal[
+    "no_answer_yet",
+    "content_removed",
+    "content_restricted",
+    "no_violation_found",
+    "refused_other_reason",
+]
+
+
+class PriorReport(_Event):
+    """Whether the reporter already reported the content to the platform, when, and what
+    the platform answered (the platform's own reference, if it gave one)."""
+
+    reported_to_platform: bool = Field(
+        description="True if the reporter already used the platform's own reporting tools."
+    )
+    reported_at: Annotated[datetime | None, AfterValidator(_check_utc_range)] = Field(
+        None, description="When they reported it to the platform, if they did and know."
+    )
+    platform_answer: PlatformAnswer | None = Field(
+        None, description="What the platform answered, if they reported it."
+    )
+    platform_reference: str | None = Field(
+        None,
+        max_length=200,
+        description="The platform's reference for that report (a ticket or case number).",
+        examples=["TT-REPORT-88123"],
+    )
+
+    @model_validator(mode="after")
+    def _details_only_if_reported(self) -> PriorReport:
+        if not self.reported_to_platform and (
+            self.reported_at or self.platform_answer or self.platform_reference
+        ):
+            raise ValueError(
+                "reported_at, platform_answer and platform_reference need "
+                "reported_to_platform: true"
+            )
+        return self
+
+
+class ReportSubmittedV2(ReportSubmittedV1):
+    """Version 2 of a report on `helpline.reports.submitted`: version 1 and whether the
+    reporter already reported the content to the platform (`prior_report`). Intake reads
+    both versions side by side, by `schema_version`."""
+
+    schema_version: Literal[2] = Field(  # type: ignore[assignment]
+        description="Contract version of this payload."
+    )
+    prior_report: PriorReport = Field(
+        description="Whether the reporter already reported it to the platform, and what came of it."
+    )
+
+
 class RejectionReason(_Event):
     loc: str = Field(description="Where in the payload, dotted; empty for the whole message.")
     message: str
@@ -209,6 +263,12 @@ class CaseOpenedV1(_Event):
     description: str
     urls: list[str]
     issue_types: list[HarmType] = Field(default_factory=list)
+    prior_report: PriorReport | None = Field(
+        None,
+        description="From a version 2 report: whether the reporter already reported it to "
+        "the platform, when, and what the platform answered. Absent for version 1 reports "
+        "(the question was not asked).",
+    )
 
 
 class TriagedUrl(_Event):

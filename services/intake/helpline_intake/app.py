@@ -9,6 +9,7 @@ from helpline_intake.http import build_routes
 from helpline_intake.redaction import redact_dead_letter
 from helpline_intake.usecase import Intake
 from helpline_shared.db import Database
+from helpline_shared.events import ReportSubmittedV1, ReportSubmittedV2
 from helpline_shared.settings import Settings
 from helpline_shared.topics import CASES_OPENED, REPORTS_REJECTED, REPORTS_SUBMITTED
 from helpline_shared.wiring import ServiceWiring
@@ -22,6 +23,14 @@ def create_app(settings: Settings) -> AsgiFastStream:
         "intake",
         publishes=[REPORTS_REJECTED, CASES_OPENED],
         redact=redact_dead_letter,  # reporters' personal data stays off the dead-letter topic
+    )
+    # The HTTP API and the form publish reports for the consumer: either version, as others may.
+    wiring.broker.publisher(
+        REPORTS_SUBMITTED.name,
+        schema=ReportSubmittedV1 | ReportSubmittedV2,
+        title=f"{REPORTS_SUBMITTED.name}:publish",
+        description="Reports taken by the HTTP API and the form. Version 1 or 2 "
+        "(`schema_version`); intake reads both side by side.",
     )
     db = Database(settings.database_url, max_size=settings.database_pool_max)
     wiring.consume(

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 
 from helpline_intake.validation import content_hash
 from helpline_shared.db import Conn
-from helpline_shared.events import ReportRejectedV1, ReportSubmittedV1
+from helpline_shared.events import (
+    PriorReport,
+    ReportRejectedV1,
+    ReportSubmittedV1,
+    ReportSubmittedV2,
+)
 
 
 @dataclass(frozen=True)
@@ -21,6 +27,23 @@ class StoredReport:
     report: ReportSubmittedV1
     via: str
     received_at: datetime
+
+
+def prior_report(report: ReportSubmittedV1) -> PriorReport | None:
+    """What a version 2 report says of its report to the platform (None for version 1)."""
+    return report.prior_report if isinstance(report, ReportSubmittedV2) else None
+
+
+def stored_prior_report(row: asyncpg.Record | Mapping[str, Any]) -> PriorReport | None:
+    """The prior report kept with a stored report (None when it was a version 1 report)."""
+    if row.get("prior_reported") is None:
+        return None
+    return PriorReport(
+        reported_to_platform=row["prior_reported"],
+        reported_at=row["prior_reported_at"],
+        platform_answer=row["prior_platform_answer"],
+        platform_reference=row["prior_platform_reference"],
+    )
 
 
 async def claim_positions(conn: Conn, positions: Sequence[str]) -> set[str]:
@@ -49,21 +72,27 @@ async def insert_reports(conn: Conn, reports: Sequence[StoredReport]) -> list[as
     """Insert reports not stored yet; returns the rows inserted."""
     if not reports:
         return []
+    priors = [prior_report(s.report) for s in reports]
     return await conn.fetch(
         """
         INSERT INTO intake.reports (case_id, source, report_id, via, received_at, submitted_at,
             reporter_name, reporter_email, reporter_role, organisation, description, urls,
-            issue_types, content_hash)
+            issue_types, content_hash, schema_version, prior_reported, prior_reported_at,
+            prior_platform_answer, prior_platform_reference)
         SELECT u.case_id, u.source, u.report_id, u.via, u.received_at, u.submitted_at,
             u.reporter_name, u.reporter_email, u.reporter_role, u.organisation, u.description,
             ARRAY(SELECT jsonb_array_elements_text(u.urls::jsonb)),
-            ARRAY(SELECT jsonb_array_elements_text(u.issue_types::jsonb)), u.content_hash
+            ARRAY(SELECT jsonb_array_elements_text(u.issue_types::jsonb)), u.content_hash,
+            u.schema_version, u.prior_reported, u.prior_reported_at, u.prior_platform_answer,
+            u.prior_platform_reference
         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],
             $6::timestamptz[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],
-            $12::text[], $13::text[], $14::text[])
+            $12::text[], $13::text[], $14::text[], $15::smallint[], $16::boolean[],
+            $17::timestamptz[], $18::text[], $19::text[])
           AS u(case_id, source, report_id, via, received_at, submitted_at, reporter_name,
             reporter_email, reporter_role, organisation, description, urls, issue_types,
-            content_hash)
+            content_hash, schema_version, prior_reported, prior_reported_at,
+            prior_platform_answer, prior_platform_reference)
         ON CONFLICT DO NOTHING
         RETURNING *
         """,
@@ -81,6 +110,11 @@ async def insert_reports(conn: Conn, reports: Sequence[StoredReport]) -> list[as
         [json.dumps(s.report.urls) for s in reports],
         [json.dumps(s.report.issue_types) for s in reports],
         [content_hash(s.report) for s in reports],
+        [s.report.schema_version for s in reports],
+        [p.reported_to_platform if p else None for p in priors],
+        [p.reported_at if p else None for p in priors],
+        [p.platform_answer if p else None for p in priors],
+        [p.platform_reference if p else None for p in priors],
     )
 
 

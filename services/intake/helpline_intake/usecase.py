@@ -1,7 +1,8 @@
 """Intake's work on a batch of submitted messages.
 
 Promises, per message, at least once and idempotently:
-- a valid report is stored once per `(source, report_id)` under a deterministic case id,
+- a valid report, of either version of the contract (`schema_version` 1 or 2, read side by
+  side), is stored once per `(source, report_id)` under a deterministic case id,
   and `helpline.cases.opened` carries it, built from the stored row (event id derived from
   the case id), so a redelivery republishes exactly what was stored;
 - a repeat of a stored report (the same canonical content) opens nothing and is counted
@@ -17,6 +18,7 @@ Offsets are committed by the caller only after this returns.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
@@ -70,8 +72,9 @@ def opened_message(row: asyncpg.Record | Mapping[str, Any]) -> OutgoingMessage:
         description=row["description"],
         urls=list(row["urls"]),
         issue_types=list(row["issue_types"]),
+        prior_report=repository.stored_prior_report(row),
     )
-    return cloudevents.event_message(
+    message = cloudevents.event_message(
         CASES_OPENED.name,
         event,
         event_id=event.event_id,
@@ -81,6 +84,12 @@ def opened_message(row: asyncpg.Record | Mapping[str, Any]) -> OutgoingMessage:
         time=event.received_at,
         subject=event.case_id,
     )
+    if event.prior_report is None:
+        # From a version 1 report: the event is as before the field existed, so a consumer
+        # not yet released with it (unknown fields are refused) still reads it.
+        value = event.model_dump_json(exclude={"prior_report"}).encode()
+        message = dataclasses.replace(message, value=value)
+    return message
 
 
 MAX_KEY_BYTES = 1024

@@ -6,15 +6,22 @@ import hashlib
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_core import from_json
 
-from helpline_shared.events import RejectionReason, ReportSubmittedV1
+from helpline_shared.events import RejectionReason, ReportSubmittedV1, ReportSubmittedV2
 
 # Reports are small; this leaves room for a rejection (base64) under Kafka's 1 MB default.
 MAX_MESSAGE_BYTES = 512_000
 
+# The report contract's versions intake reads side by side, by `schema_version`. A report
+# without one is read as version 1 (whose validation then says it is missing).
+VERSIONS: dict[int, type[ReportSubmittedV1]] = {1: ReportSubmittedV1, 2: ReportSubmittedV2}
+
 
 def validate_report(raw: bytes | None) -> ReportSubmittedV1 | list[RejectionReason]:
-    """Parse a submitted report. Never raises: invalid input yields one reason per problem.
+    """Parse a submitted report of a version intake reads (see `VERSIONS`). Never raises:
+    invalid input yields one reason per problem; an unknown `schema_version` yields one
+    reason (`unsupported_version`), its other fields not judged against any contract.
 
     Reasons never echo the input (it may hold personal data), only where and what.
     """
@@ -28,10 +35,34 @@ def validate_report(raw: bytes | None) -> ReportSubmittedV1 | list[RejectionReas
                 type="too_large",
             )
         ]
+    model = _version_of(raw)
+    if not isinstance(model, type):
+        return [model]
     try:
-        return ReportSubmittedV1.model_validate_json(raw)
+        return model.model_validate_json(raw)
     except ValidationError as exc:
         return [_reason(err) for err in exc.errors(include_input=False, include_url=False)]
+
+
+def _version_of(raw: bytes) -> type[ReportSubmittedV1] | RejectionReason:
+    """The model for the report's `schema_version`, or why that version cannot be read.
+    Bytes that are not a JSON object go to version 1, whose validation says what is wrong."""
+    try:
+        data = from_json(raw)
+    except ValueError:
+        return ReportSubmittedV1
+    if not isinstance(data, dict) or "schema_version" not in data:
+        return ReportSubmittedV1
+    version = data["schema_version"]
+    if isinstance(version, int | float) and version in VERSIONS:  # 1.0 is 1, as before
+        return VERSIONS[int(version)]
+    named = f" {version}" if type(version) is int and abs(version) < 10**6 else ""
+    readable = " or ".join(str(v) for v in VERSIONS)
+    return RejectionReason(
+        loc="schema_version",
+        message=f"schema_version{named} is not a version intake reads; send {readable}",
+        type="unsupported_version",
+    )
 
 
 def _reason(err: Any) -> RejectionReason:
