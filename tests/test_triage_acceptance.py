@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from helpline_triage.evaluate import CRITICAL, LabelledCase, evaluate, facts_of, load_set
-from helpline_triage.links import understand
+from helpline_triage.links import extract_urls, understand
 from helpline_triage.rules import RuleSet
 
 RULES = RuleSet.load()
@@ -247,3 +247,12 @@ def test_a_hostile_description_of_the_longest_allowed_size_classifies_in_time() 
     seconds = [float(line) for line in done.stdout.split()]
     assert len(seconds) == len(HOSTILE)
     assert max(seconds) < 0.5, seconds  # about 0.05 s each here; 1 s and more before
+
+
+def test_a_link_pasted_before_an_ellipsis_or_with_a_short_code_is_understood() -> None:
+    text = "He posted instagr.am/p/ABC/ and then reddit.com/r/SchoolGossip\u2026 last night"
+    found = [understand(url) for url in extract_urls(text)]
+    assert [(i.platform, i.kind, i.canonical_url) for i in found] == [
+        ("instagram", "post", "https://www.instagram.com/p/ABC"),
+        ("reddit", "group", "https://www.reddit.com/r/schoolgossip"),
+    ]

@@ -18,7 +18,7 @@ from helpline_triage.platform_urls import platform_table
 
 _SCHEME = re.compile(r"https?://", re.IGNORECASE)
 _PIECE = re.compile(r"[^\s<>\"`\u00ab\u00bb\u201c\u201d\u2018\u2019\u3001\u3002]+")
-_TRAILING = ".,;:!?'*"
+_TRAILING = ".,;:!?'*\u2026"
 _CLOSERS = {")": "(", "]": "[", "}": "{", ">": "<"}
 _LEADING = "([{<'*"
 _MAX_URL_CHARS = 4096
