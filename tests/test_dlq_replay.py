@@ -39,6 +39,11 @@ from tests.infra import Infra, dedicated_broker
 from tests.intake_support import original, record, report
 
 
+def new_marker() -> str:
+    """A unique text without runs of digits (redaction takes those for phone numbers)."""
+    return uuid.uuid4().hex.translate(str.maketrans("0123456789", "ghijklmnop"))
+
+
 @dataclass
 class Stack:
     """Intake consuming `helpline.reports.submitted` as the service does, one call at a time."""
@@ -133,8 +138,7 @@ async def publish(
 
 
 async def test_a_dead_letter_replayed_after_the_fix_has_one_effect(stack: Stack) -> None:
-    # No run of digits: the screen's redaction takes those for phone numbers.
-    marker = uuid.uuid4().hex.translate(str.maketrans("0123456789", "ghijklmnop"))
+    marker = new_marker()
     email = f"teacher.{marker}@school.example"
     data = report(f"src-{marker}", "r1", reporter={"name": "A. Teacher", "email": email})
     raw = json.dumps(data).encode()
@@ -213,7 +217,7 @@ async def test_a_dead_letter_replayed_after_the_fix_has_one_effect(stack: Stack)
 async def test_a_refusal_is_replayed_from_intakes_table_when_its_source_is_gone(
     stack: Stack,
 ) -> None:
-    marker = uuid.uuid4().hex
+    marker = new_marker()
     email = f"head.{marker}@school.example"
     data = report(f"src-{marker}", "r2", reporter={"name": "B. Head", "email": email})
     del data["description"]
@@ -260,7 +264,7 @@ async def test_a_refusal_is_replayed_from_intakes_table_when_its_source_is_gone(
 async def test_a_refusal_is_replayed_from_its_source_while_the_topic_holds_it(
     stack: Stack,
 ) -> None:
-    marker = uuid.uuid4().hex
+    marker = new_marker()
     data = report(f"src-{marker}", "r3")
     del data["urls"]
     raw = json.dumps(data).encode()
@@ -282,7 +286,7 @@ async def test_a_refusal_is_replayed_from_its_source_while_the_topic_holds_it(
 async def test_replay_all_replays_each_letter_once_with_progress_and_a_summary(
     stack: Stack,
 ) -> None:
-    marker = uuid.uuid4().hex
+    marker = new_marker()
     triage = DeadLetters("triage", max_ratio=0.9, window=10)
     for offset in range(3):
         value = json.dumps({"case": f"{marker}-{offset}"}).encode()
