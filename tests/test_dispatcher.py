@@ -421,6 +421,25 @@ async def test_urgent_escalations_are_claimed_first(
     assert len(ids) == 3
 
 
+async def test_an_urgency_outside_the_order_is_claimed_last_not_never(
+    db: Database, simulator: str, http: aiohttp.ClientSession
+) -> None:
+    await db.pool.execute("TRUNCATE escalator.escalations, escalator.attempts, outbox CASCADE")
+    one_at_a_time = Settings(escalation_claim_batch=1, escalation_claim_lease_s=30)
+    worker = PlatformWorker(
+        TikTokAdapter(http, simulator), db, Outbox(db, KafkaBroker(), "e"), one_at_a_time
+    )
+    old = utcnow() - timedelta(minutes=10)
+    await add_escalation(db, urgency="someday", next_action_at=old)
+    await add_escalation(db, urgency="normal", next_action_at=old + timedelta(minutes=1))
+    for _ in range(2):
+        assert await worker.step() == 1
+    rows = await db.pool.fetch(
+        "SELECT urgency FROM escalator.escalations WHERE state = 'decided' ORDER BY decided_at"
+    )
+    assert [r["urgency"] for r in rows] == ["normal", "someday"]
+
+
 async def test_a_pending_decision_is_chased_less_and_less_often(
     db: Database, simulator: str, http: aiohttp.ClientSession
 ) -> None:

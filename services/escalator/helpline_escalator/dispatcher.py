@@ -25,7 +25,7 @@ import contextlib
 from collections.abc import AsyncIterator, Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, get_args
 
 import asyncpg
 from aiolimiter import AsyncLimiter
@@ -57,7 +57,7 @@ from helpline_escalator.repository import (
 from helpline_escalator.severity import most_severe_first, orders
 from helpline_escalator.transitions import Policy, after_failure, after_success
 from helpline_shared.db import Database
-from helpline_shared.events import utcnow
+from helpline_shared.events import Urgency, utcnow
 from helpline_shared.logging import bind_event, get_logger
 from helpline_shared.loop import WorkLoop
 from helpline_shared.outbox import Outbox
@@ -102,6 +102,13 @@ def notice_for(row: asyncpg.Record | Mapping[str, Any], settings: Settings) -> N
         category=row.get("dsa_category"),
         reason_code=row.get("reason_code"),
     )
+
+
+def claim_order() -> tuple[str, ...]:
+    """Urgencies most urgent first (`severity.json`), then any other the events allow, so
+    that every urgency an escalation can have is claimed by its own index range."""
+    listed = orders().urgencies
+    return listed + tuple(u for u in get_args(Urgency) if u not in listed)
 
 
 def rate_limiter(per_s: float) -> AsyncLimiter:
@@ -379,7 +386,7 @@ class PlatformWorker:
                 self.adapter.slug,
                 limit,
                 s.escalation_claim_lease_s,
-                urgency_order=orders().urgencies,
+                urgency_order=claim_order(),
             )
         if not claims:
             return 0

@@ -16,16 +16,38 @@ import asyncpg
 
 from helpline_shared.db import Conn
 
-_CLAIM = """
-WITH due AS (
-    SELECT escalation_id, state AS prior, claimed_at AS prior_claim FROM escalator.escalations
-    WHERE platform = $1
-      AND state IN ('queued', 'retrying', 'submitted', 'in_flight')
-      AND next_action_at <= now()
-      AND (claimed_at IS NULL OR claimed_at < now() - make_interval(secs => $3))
-    ORDER BY array_position($4::text[], urgency) NULLS LAST, next_action_at
+_ACTIVE = "state IN ('queued', 'retrying', 'submitted', 'in_flight')"
+_CLAIMABLE = "(claimed_at IS NULL OR claimed_at < now() - make_interval(secs => $3))"
+# Candidates per urgency, each an index range in due order (migration 0010), so a claim
+# reads about what it claims however many escalations of the platform are due; then the
+# rows are locked and the conditions checked again on what is locked.
+_CLAIM = f"""
+WITH candidates AS (
+    SELECT c.escalation_id, u.rank
+    FROM unnest($4::text[]) WITH ORDINALITY AS u(urgency, rank)
+    CROSS JOIN LATERAL (
+        SELECT escalation_id FROM escalator.escalations
+        WHERE platform = $1 AND urgency = u.urgency AND {_ACTIVE}
+          AND next_action_at <= now() AND {_CLAIMABLE}
+        ORDER BY next_action_at
+        LIMIT $2 * 2
+    ) c
+    UNION ALL
+    (SELECT escalation_id, NULL FROM escalator.escalations
+     WHERE platform = $1 AND {_ACTIVE} AND urgency NOT IN ('critical', 'high', 'normal')
+       AND urgency <> ALL($4::text[]) AND next_action_at <= now() AND {_CLAIMABLE}
+     ORDER BY next_action_at
+     LIMIT $2 * 2)
+),
+due AS (
+    SELECT e.escalation_id, e.state AS prior, e.claimed_at AS prior_claim
+    FROM escalator.escalations e JOIN candidates c USING (escalation_id)
+    WHERE e.state IN ('queued', 'retrying', 'submitted', 'in_flight')
+      AND e.next_action_at <= now()
+      AND (e.claimed_at IS NULL OR e.claimed_at < now() - make_interval(secs => $3))
+    ORDER BY c.rank NULLS LAST, e.next_action_at
     LIMIT $2
-    FOR UPDATE SKIP LOCKED
+    FOR UPDATE OF e SKIP LOCKED
 )
 UPDATE escalator.escalations e
 SET claimed_at = now(),
@@ -55,8 +77,8 @@ async def claim_due(
 ) -> list[Claim]:
     """Claim due escalations of one platform and record an attempt for each, atomically.
 
-    The most urgent are claimed first (`urgency_order`, most urgent first), then the
-    longest due.
+    The most urgent are claimed first (`urgency_order`, most urgent first, and every
+    urgency the event schema allows), then the longest due; any other urgency last.
 
     Reclaiming an escalation whose lease expired (the process holding it died) first
     closes every attempt of it still open, whatever its kind, as `lost`: every attempt
@@ -220,9 +242,6 @@ async def release_claims(conn: Conn, releases: Sequence[Release]) -> None:
         [r.http_status for r in releases],
         [r.error for r in releases],
     )
-
-
-_ACTIVE = "state IN ('queued', 'retrying', 'submitted', 'in_flight')"
 
 
 async def park(conn: Conn, platform: str, until: datetime, reason: str) -> int:
