@@ -150,6 +150,15 @@ SAME_CONTENT: list[tuple[str, str, list[str]]] = [
         ],
     ),
     (
+        "snapchat",
+        "https://www.snapchat.com/add/some.user",
+        [
+            "https://story.snapchat.com/@Some.User",
+            "https://snapchat.com/add/Some.User?share_id=abc&locale=en-GB",
+            "https://www.snapchat.com/@some.user/",
+        ],
+    ),
+    (
         "threads",
         "https://www.threads.com/t/C1aBcD2eFgH",
         [
