@@ -194,7 +194,18 @@ SAME_CONTENT: list[tuple[str, str, list[str]]] = [
     (
         "roblox",
         "https://www.roblox.com/games/123456",
-        ["https://web.roblox.com/games/123456/Some-Game"],
+        [
+            "https://web.roblox.com/games/123456/Some-Game",
+            "https://www.roblox.com/games/start?placeId=123456&launchData=abc",
+        ],
+    ),
+    (
+        "facebook",
+        "https://www.facebook.com/groups/123/posts/456",
+        [
+            "https://m.facebook.com/groups/123/permalink/456/",
+            "https://www.facebook.com/groups/123/?multi_permalinks=456&ref=share",
+        ],
     ),
 ]
 
