@@ -295,3 +295,20 @@ def test_a_link_pasted_before_an_ellipsis_or_with_a_short_code_is_understood() -
 )
 def test_fresh_forms_of_impersonation_and_bullying(description: str, harm_type: str) -> None:
     assert harm_type in RULES.classify(description).harm_types
+
+
+@pytest.mark.parametrize(
+    "description",
+    [
+        "Comments say k\u200bys under her video.",  # a zero-width space hides the word
+        "Her friend says she is sucidal.",  # misspelt
+        "He said he will s*icide tonight.",  # starred out
+        "she wants to commit s**cide",
+    ],
+)
+def test_self_harm_hidden_by_invisible_characters_misspelling_or_stars_is_found(
+    description: str,
+) -> None:
+    got = RULES.classify(description)
+    assert "self_harm" in got.harm_types
+    assert got.urgency == "critical"

@@ -1,9 +1,10 @@
 """Text normalisation for the rules: views of a description that patterns match against.
 
-A `View` is the description lower-cased with accents removed (Unicode NFKD, combining marks
-dropped) and typographic quotes and dashes made plain; the "decoded" view also reads
-letter-for-digit spellings (`k1ll`, `h8`, `$u1c1de`, `r@cist`) and spaced-out words
-(`k i l l`, `k.y.s`) as words. Every character of a view remembers where it came from, so a
+A `View` is the description lower-cased with accents and invisible characters removed
+(Unicode NFKD, combining marks and format characters such as zero-width spaces dropped) and
+typographic quotes and dashes made plain; the "decoded" view also reads letter-for-digit
+spellings (`k1ll`, `h8`, `$u1c1de`, `r@cist`) and spaced-out words (`k i l l`, `k.y.s`) as
+words. Every character of a view remembers where it came from, so a
 match is reported as the text as it appears in the original description (the evidence).
 Pure functions: the same text always gives the same views.
 """
@@ -79,8 +80,8 @@ def _plain(text: str) -> View:
     origin: list[int] = []
     for i, ch in enumerate(text):
         for part in unicodedata.normalize("NFKD", _PLAIN.get(ch, ch)):
-            if unicodedata.combining(part):
-                continue
+            if unicodedata.combining(part) or unicodedata.category(part) == "Cf":
+                continue  # accents; invisible format characters ("k\u200bys", bidi marks)
             for low in part.lower():
                 chars.append(low)
                 origin.append(i)
