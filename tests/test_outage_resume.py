@@ -1,0 +1,129 @@
+"""Calm during outages: a consumer waiting on its database resumes as soon as the database
+answers again (its dependencies are probed while it backs off) instead of sleeping out the
+backoff. The intake service on the real broker and a PostgreSQL server of this test's own,
+stopped and started again mid-run; the delay from "database back" to "work resumed" is
+printed and asserted only loosely (before the backoff in progress would have run out)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+import httpx
+from aiokafka import AIOKafkaProducer
+
+from helpline_cli.infra import create_database
+from helpline_intake.app import create_app
+from helpline_shared.db import migrate
+from helpline_shared.kafka import create_topics
+from helpline_shared.settings import Settings
+from helpline_shared.topics import REPORTS_SUBMITTED
+from tests.faults.harness import OwnPostgres
+from tests.infra import Infra, dedicated_broker
+from tests.served import served
+
+# The runner's backoff (BatchRunner's defaults): 0.5 s doubled per consecutive failure.
+BACKOFF_BASE_S, BACKOFF_MAX_S = 0.5, 30.0
+FAILURES_BEFORE_RESTART = 5  # the failure whose backoff is then in progress: 8 s
+FAILURES = re.compile(r'^helpline_consumer_batch_failures\{service="intake"\} (\S+)$', re.M)
+
+
+def backoff_s(failures: int) -> float:
+    return min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** max(0, failures - 1))
+
+
+def report(source: str, report_id: str) -> bytes:
+    return json.dumps(
+        {
+            "schema_version": 1,
+            "source": source,
+            "report_id": report_id,
+            "reporter": {"name": "R", "email": "r@school.example"},
+            "description": "A fake account of our head teacher.",
+            "urls": ["https://www.tiktok.com/@fake_head/video/7301234567890123456"],
+        }
+    ).encode()
+
+
+async def received_at(database_url: str, source: str, report_id: str) -> datetime | None:
+    """When intake's batch that stored the report began, if it is stored (None if not, or
+    while the database cannot be asked)."""
+    try:
+        conn = await asyncpg.connect(database_url, timeout=2)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+        return None
+    try:
+        value = await conn.fetchval(
+            "SELECT received_at FROM intake.reports WHERE source = $1 AND report_id = $2",
+            source,
+            report_id,
+        )
+        return value if isinstance(value, datetime) else None
+    finally:
+        await conn.close()
+
+
+async def stored(database_url: str, source: str, report_id: str, timeout_s: float) -> datetime:
+    deadline = time.monotonic() + timeout_s
+    while (at := await received_at(database_url, source, report_id)) is None:
+        assert time.monotonic() < deadline, f"{report_id} was never stored"
+        await asyncio.sleep(0.1)
+    return at
+
+
+async def batch_failures(client: httpx.AsyncClient) -> int:
+    found = FAILURES.search((await client.get("/metrics")).text)
+    return int(float(found.group(1))) if found else 0
+
+
+async def test_a_consumer_resumes_as_soon_as_its_database_is_back(
+    infra: Infra, tmp_dir: Path
+) -> None:
+    postgres = await asyncio.to_thread(OwnPostgres, tmp_dir / f"resume-pg-{uuid.uuid4().hex[:6]}")
+    source = f"resume-{uuid.uuid4().hex[:8]}"
+    try:
+        database_url = await create_database(postgres.url, "helpline_resume")
+        await migrate(database_url)
+        with dedicated_broker(infra, tmp_dir) as servers:
+            settings = Settings(kafka_bootstrap_servers=servers, database_url=database_url)
+            await create_topics(settings)
+            producer = AIOKafkaProducer(bootstrap_servers=servers, acks="all")
+            await producer.start()
+            try:
+                async with (
+                    served(create_app(settings)) as url,
+                    httpx.AsyncClient(base_url=url, timeout=5) as client,
+                ):
+                    await producer.send_and_wait(REPORTS_SUBMITTED.name, report(source, "before"))
+                    await stored(database_url, source, "before", 60)
+
+                    await asyncio.to_thread(postgres.stop)
+                    await producer.send_and_wait(REPORTS_SUBMITTED.name, report(source, "during"))
+                    # Wait for the failure whose backoff (8 s) is long enough to tell apart
+                    # sleeping it out from resuming at once.
+                    deadline = time.monotonic() + 90
+                    while (failures := await batch_failures(client)) < FAILURES_BEFORE_RESTART:
+                        assert time.monotonic() < deadline, f"only {failures} failures"
+                        await asyncio.sleep(0.1)
+                    # The backoff began at most one poll ago; slept out it would end here:
+                    backoff_ends = datetime.now(UTC).timestamp() - 0.2 + backoff_s(failures)
+                    await asyncio.to_thread(postgres.start)
+                    back = datetime.now(UTC).timestamp()
+                    resumed = (await stored(database_url, source, "during", 60)).timestamp()
+            finally:
+                await producer.stop()
+    finally:
+        await asyncio.to_thread(postgres.stop)
+
+    print(
+        f"\ndatabase back -> work resumed: {resumed - back:.2f} s "
+        f"(the backoff in progress, {backoff_s(failures):.0f} s after failure {failures}, "
+        f"would have run until {backoff_ends - back:+.2f} s)"
+    )
+    assert resumed < backoff_ends, "the consumer slept out its backoff"
