@@ -22,10 +22,16 @@ from helpline_intake import usecase as intake_usecase
 from helpline_metrics import provenance
 from helpline_metrics.app import create_app
 from helpline_shared import cloudevents
-from helpline_shared.events import EscalationOutcomeV1, derive_id, utcnow
+from helpline_shared.events import (
+    CaseTriagedV1,
+    EscalationOutcomeV1,
+    TriagedUrl,
+    derive_id,
+    utcnow,
+)
 from helpline_shared.kafka import OutgoingMessage, create_topics, publish_all
 from helpline_shared.settings import Settings
-from helpline_shared.topics import DEAD_LETTERS, ESCALATION_OUTCOMES
+from helpline_shared.topics import CASES_TRIAGED, DEAD_LETTERS, ESCALATION_OUTCOMES
 from helpline_triage import usecase as triage_usecase
 from tests.conftest import fresh_database
 from tests.helpers import read_topic
@@ -61,6 +67,38 @@ def outcome(platform: str, decision: str = "removed") -> EscalationOutcomeV1:
         received_at=utcnow(),
         occurred_at=utcnow(),
         url_id=url_id,
+    )
+
+
+def triaged(platform: str, source: str) -> OutgoingMessage:
+    case_id = uuid.uuid4()
+    event = CaseTriagedV1(
+        event_id=derive_id("case.triaged", case_id),
+        case_id=case_id,
+        received_at=utcnow(),
+        triaged_at=utcnow(),
+        harm_types=["impersonation"],
+        urgency="normal",
+        route="platform",
+        rules_fired=[],
+        urls=[
+            TriagedUrl(
+                url_id=uuid.uuid4(),
+                url=f"https://example.org/{case_id}",
+                normalized_url=f"https://example.org/{case_id}",
+                platform=platform,
+                route="platform",
+            )
+        ],
+    )
+    return cloudevents.event_message(
+        CASES_TRIAGED.name,
+        event,
+        event_id=event.event_id,
+        key=case_id,
+        type_="helpline.case.triaged.v1",
+        source=source,
+        time=event.triaged_at,
     )
 
 
@@ -104,13 +142,21 @@ async def test_forged_outcomes_are_dead_lettered_and_never_counted(
             "wrong source": message(outcome("tiktok"), "urn:attacker"),
             "no source": message(outcome("x"), None),
             "unknown platform": message(outcome("forged-platform"), outcomes.SOURCE),
+            # The escalator's source on a topic only triage produces.
+            "triaged by another": triaged("tiktok", outcomes.SOURCE),
         }
         async with served(create_app(settings)) as url:
             # The forged events first: were they counted, the totals below would show them.
             await publish_all_of(settings, list(forged.values()))
-            await publish_all_of(settings, [message(e, outcomes.SOURCE) for e in genuine])
-            t = await totals_when(url, lambda t: t["escalations"]["total"] >= 2)
-            letters = await read_topic(servers, DEAD_LETTERS["metrics"].name, expected=3)
+            await publish_all_of(
+                settings,
+                [
+                    *(message(e, outcomes.SOURCE) for e in genuine),
+                    triaged("youtube", triage_usecase.SOURCE),
+                ],
+            )
+            t = await totals_when(url, lambda t: t["escalations"]["total"] >= 2 and t["cases"] >= 1)
+            letters = await read_topic(servers, DEAD_LETTERS["metrics"].name, expected=len(forged))
             await asyncio.sleep(1)  # anything counted late would show now
             t = await totals_when(url, lambda _: True)
 
@@ -118,13 +164,15 @@ async def test_forged_outcomes_are_dead_lettered_and_never_counted(
     assert t["takedowns"] == 1
     assert t["decisions"] == {"no_violation": 1, "removed": 1}
     assert set(t["escalations"]["by_platform"]) == {"tiktok", "youtube"}
+    assert t["cases"] == 1
+    assert set(t["cases_by_platform"]) == {"youtube"}
 
     errors = {}
     for letter in letters:
         headers = {k: v.decode() for k, v in letter.headers}
         event_id = json.loads(letter.value)["event_id"]
         errors[event_id] = headers["dlq_error"]
-        assert headers["dlq_source_topic"] == ESCALATION_OUTCOMES.name
+        assert headers["dlq_error"].startswith(f"forged {headers['dlq_source_topic']}: ")
     by_kind = {kind: errors[json.loads(m.value)["event_id"]] for kind, m in forged.items()}
     assert by_kind["wrong source"].startswith(
         "forged helpline.escalations.outcomes: ce_source 'urn:attacker' is not its "
@@ -132,6 +180,10 @@ async def test_forged_outcomes_are_dead_lettered_and_never_counted(
     )
     assert "no ce_source header (expected urn:helpline:escalator)" in by_kind["no source"]
     assert by_kind["unknown platform"].endswith("unknown platform 'forged-platform'")
+    assert by_kind["triaged by another"] == (
+        "forged helpline.cases.triaged: ce_source 'urn:helpline:escalator' is not its "
+        "registered producer (urn:helpline:triage)"
+    )
 
 
 async def publish_all_of(settings: Settings, messages: list[OutgoingMessage]) -> None:
