@@ -26,6 +26,7 @@ from helpline_shared.topics import CASES_OPENED, REPORTS_REJECTED, REPORTS_SUBMI
 from tests.conftest import fresh_database
 from tests.helpers import read_topic
 from tests.infra import Infra, dedicated_broker
+from tests.intake_support import intake_under_test, record
 from tests.served import served
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "docs/contracts/examples"
@@ -147,3 +148,55 @@ async def test_v1_and_v2_reports_side_by_side_both_open_cases(infra: Infra, tmp_
     for rid in ("kafka-v1", "http-v1"):
         assert rows[rid]["schema_version"] == 1
         assert rows[rid]["prior_reported"] is None
+
+
+async def test_the_web_form_asks_about_a_prior_report_and_sends_version_2(infra: Infra) -> None:
+    """Answered, the question makes the form's report version 2, stored with its answer;
+    left unanswered, the report is version 1 as before."""
+    marker = uuid.uuid4().hex[:8]
+    fields = {
+        "name": "N",
+        "email": "n@school.example",
+        "description": "A fake account of our head teacher.",
+        "urls": "https://www.tiktok.com/@fake_head",
+    }
+    answered = fields | {
+        "report_id": f"form-v2-{marker}",
+        "reported_to_platform": "yes",
+        "reported_on": "2026-11-18",
+        "platform_answer": "no_answer_yet",
+        "platform_reference": "",
+    }
+    async for intake in intake_under_test(infra):
+        page = await intake.http.get("/report")
+        assert 'name="reported_to_platform"' in page.text
+        assert (await intake.http.post("/report", data=answered)).status_code == 202
+        plain = fields | {"report_id": f"form-v1-{marker}"}
+        assert (await intake.http.post("/report", data=plain)).status_code == 202
+        published = {
+            json.loads(r.value)["report_id"]: r
+            for r in await intake.topic(REPORTS_SUBMITTED.name, marker)
+        }
+        v2 = json.loads(published[f"form-v2-{marker}"].value)
+        assert (v2["schema_version"], v2["prior_report"]) == (
+            2,
+            {
+                "reported_to_platform": True,
+                "reported_at": "2026-11-18T00:00:00Z",
+                "platform_answer": "no_answer_yet",
+                "platform_reference": None,
+            },
+        )
+        v1 = json.loads(published[f"form-v1-{marker}"].value)
+        assert v1["schema_version"] == 1
+        assert "prior_report" not in v1
+
+        await intake.service.process(
+            [record(9100 + n, r.value) for n, r in enumerate(published.values())]
+        )
+        row = await intake.db.pool.fetchrow(
+            "SELECT schema_version, prior_reported, prior_reported_at, prior_platform_answer"
+            " FROM intake.reports WHERE report_id = $1",
+            f"form-v2-{marker}",
+        )
+        assert tuple(row) == (2, True, datetime(2026, 11, 18, tzinfo=UTC), "no_answer_yet")

@@ -1,7 +1,9 @@
 """A plain web form for people: `GET /report` shows it, `POST /report` submits it.
 
-The form posts ordinary form fields; they become the same v1 JSON report other systems
-publish, validated and published the same way as `POST /v1/reports`. Each form carries a
+The form posts ordinary form fields; they become the same JSON report other systems
+publish, validated and published the same way as `POST /v1/reports`: version 2 when the
+reporter answered whether they already reported it to the platform (with when, the
+platform's answer and its reference), else version 1. Each form carries a
 fresh hidden `report_id`, so pressing submit twice opens one case, not two.
 """
 
@@ -33,6 +35,14 @@ HARM_CHOICES = [
     ("threats_risk_to_life", "Threats, risk to life, self-harm"),
 ]
 
+ANSWER_CHOICES = [
+    ("no_answer_yet", "No answer yet"),
+    ("content_removed", "They removed it"),
+    ("content_restricted", "They restricted it"),
+    ("no_violation_found", "They said it breaks no rules"),
+    ("refused_other_reason", "They refused for another reason"),
+]
+
 PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 <title>Report harmful content</title></head><body>
 <h1>Report harmful content</h1>{body}</body></html>"""
@@ -40,6 +50,7 @@ PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 
 def _form(report_id: str, errors: list[str]) -> str:
     problems = "".join(f"<li>{html.escape(e)}</li>" for e in errors)
+    answers = "".join(f'<option value="{v}">{label}</option>' for v, label in ANSWER_CHOICES)
     choices = "".join(
         f'<label><input type="checkbox" name="issue_types" value="{v}"> {label}</label><br>'
         for v, label in HARM_CHOICES
@@ -56,6 +67,14 @@ def _form(report_id: str, errors: list[str]) -> str:
 <p><label>Links to the content, one per line<br>
 <textarea name="urls" rows="4" cols="60" required></textarea></label></p>
 <fieldset><legend>What kind of harm (optional)</legend>{choices}</fieldset>
+<fieldset><legend>Have you already reported it to the platform?</legend>
+<label><input type="radio" name="reported_to_platform" value="yes"> Yes</label>
+<label><input type="radio" name="reported_to_platform" value="no"> No</label><br>
+<label>If so, on <input type="date" name="reported_on"></label><br>
+<label>What did the platform answer? <select name="platform_answer">
+<option value="">(choose)</option>{answers}</select></label><br>
+<label>Their reference, if they gave one <input name="platform_reference"></label>
+</fieldset>
 <p><button type="submit">Send report</button></p></form>"""
 
 
@@ -74,6 +93,16 @@ def to_report(fields: dict[str, list[str]]) -> bytes:
         "urls": [u.strip() for u in (one("urls") or "").splitlines() if u.strip()],
         "issue_types": fields.get("issue_types", []),
     }
+    answered = one("reported_to_platform")
+    if answered is not None:  # asked and answered: version 2 carries the answer
+        on = one("reported_on")
+        report["schema_version"] = 2
+        report["prior_report"] = {
+            "reported_to_platform": answered == "yes",
+            "reported_at": f"{on}T00:00:00Z" if on else None,
+            "platform_answer": one("platform_answer"),
+            "platform_reference": one("platform_reference"),
+        }
     return json.dumps(report).encode()
 
 
