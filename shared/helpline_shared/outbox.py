@@ -67,7 +67,13 @@ class Outbox:
         self._broker = broker
         self._service = service
         self._batch_size = batch_size
-        self._loop = WorkLoop(f"{service}-outbox", self._step, idle_s=idle_interval_s)
+        self._loop = WorkLoop(
+            f"{service}-outbox",
+            self._step,
+            idle_s=idle_interval_s,
+            # After an outage the relay resumes as soon as both answer again.
+            probes=[db.ready, lambda: broker.ping(timeout=2.0)],
+        )
         self._log = get_logger(f"helpline.{service}.outbox")
 
     async def add(self, conn: Conn, messages: Sequence[OutgoingMessage]) -> None:
