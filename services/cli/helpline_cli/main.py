@@ -51,6 +51,9 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="isolation: then queue N escalations on the faulty platform; escalator RSS",
     )
+    bench.add_argument(
+        "--rounds", type=int, default=2, help="isolation: faulty passes, each between clean ones"
+    )
     intake = sub.add_parser("intake", help="intake's data")
     intake_sub = intake.add_subparsers(dest="action", required=True)
     purge = intake_sub.add_parser(
@@ -132,7 +135,8 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         print(f"published {n} report(s) to {args.topic or DEFAULT_TOPIC}")
         return 0
     if args.command == "bench" and args.scenario == "isolation":
-        from helpline_cli.bench.isolation import Faults, run_isolation
+        from helpline_cli.bench.isolation import run_isolation
+        from helpline_cli.bench.passes import Faults
 
         return await run_isolation(
             settings,
@@ -141,6 +145,7 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             faulty=args.faulty_platform,
             faults=Faults(),
             backlog=args.backlog_platform_escalations,
+            rounds=args.rounds,
         )
     if args.command == "bench":
         from helpline_cli.bench import run_bench

@@ -24,6 +24,9 @@ from helpline_shared.wiring import ServiceWiring
 log = get_logger("helpline.escalator")
 
 
+KEEPALIVE_S = 4.0
+
+
 def create_app(settings: Settings) -> AsgiFastStream:
     if not settings.database_url:
         raise ValueError("HELPLINE_DATABASE_URL is required to run the escalator")
@@ -54,7 +57,11 @@ def create_app(settings: Settings) -> AsgiFastStream:
     def client_for(slug: str) -> aiohttp.ClientSession:
         clients[slug] = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=platforms[slug].timeout_s),
-            connector=aiohttp.TCPConnector(limit=platforms[slug].concurrency),
+            # Idle connections are dropped before a server would (uvicorn after 5 s): one it
+            # had closed fails the next burst of calls with a reset, each then looked up.
+            connector=aiohttp.TCPConnector(
+                limit=platforms[slug].concurrency, keepalive_timeout=KEEPALIVE_S
+            ),
             cookie_jar=aiohttp.DummyCookieJar(),  # notices are stateless: no cookies to keep
         )
         return clients[slug]
