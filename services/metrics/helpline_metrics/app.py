@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from faststream.asgi import AsgiFastStream
 
-from helpline_metrics.http import build_routes, totals_renderer
+from helpline_metrics.http import build_routes
+from helpline_metrics.prometheus import totals_renderer
 from helpline_metrics.usecase import TOPICS, Metrics
 from helpline_shared.db import Database
 from helpline_shared.settings import Settings
