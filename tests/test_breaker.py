@@ -143,3 +143,10 @@ def test_retry_after_holds_every_call_without_opening() -> None:
     clock.now += 0.01
     assert b.admit() is Pass.CALL
     assert b.reason is None
+
+
+def test_a_retry_after_hold_is_capped() -> None:
+    clock = Clock()
+    b = breaker(clock)
+    b.failed(Pass.CALL, RetryableError("x", http_status=429, retry_after_s=10**9))
+    assert b.resume_in_s() == 35.0

@@ -10,8 +10,8 @@ Promises:
 - Credentials refused (401/403) open the circuit at once, whatever the count, with the
   reason "credentials refused: configuration error"; `refuse_credentials` reports the first
   such refusal of an incident so that it is logged once, not per escalation.
-- A `Retry-After` on a 429 holds every call to the platform until it has passed, without
-  opening the circuit by itself.
+- A `Retry-After` on a 429 holds every call to the platform until it has passed (at most
+  `max_open_s`), without opening the circuit by itself.
 - Results of calls that started before the circuit opened neither close nor re-open it.
 
 Times are taken from the monotonic clock; `resume_at` gives the wall-clock time at which
@@ -145,7 +145,8 @@ class CircuitBreaker:
     def failed(self, granted: Pass, error: AdapterError) -> bool:
         """A retryable failure; returns True when it opened (or re-opened) the circuit."""
         if isinstance(error, base.RetryableError) and error.retry_after_s:
-            self._held_until = max(self._held_until, self._clock() + error.retry_after_s)
+            hold = min(error.retry_after_s, self.policy.max_open_s)
+            self._held_until = max(self._held_until, self._clock() + hold)
         if granted is Pass.CALL and self.state != "closed":
             return False  # started before the circuit opened: already counted
         self.consecutive += 1
