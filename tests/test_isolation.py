@@ -10,9 +10,11 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Iterator
+from functools import partial
 from typing import Any
 
 import aiohttp
+import httpx
 import pytest
 import structlog
 from faststream.kafka import KafkaBroker
@@ -26,6 +28,7 @@ from helpline_escalator.dispatcher import Dispatcher, PlatformWorker
 from helpline_shared.db import Database
 from helpline_shared.logging import configure_logging
 from helpline_shared.outbox import Outbox
+from helpline_shared.service import health_routes
 from helpline_shared.settings import Settings
 from tests.conftest import fresh_database
 from tests.helpers import serve_simulator
@@ -104,6 +107,22 @@ async def rows(db: Database, platform: str) -> list[Any]:
     )
 
 
+async def readiness(dispatcher: Dispatcher) -> Any:
+    """`/health/ready` as the escalator's app builds it: a passing check, and the circuits."""
+
+    async def fine() -> bool:
+        return True
+
+    routes = dict(
+        health_routes({"database": fine}, {"open_circuits": partial(open_circuits, dispatcher)})
+    )
+    transport = httpx.ASGITransport(app=routes["/health/ready"])
+    async with httpx.AsyncClient(transport=transport, base_url="http://escalator") as client:
+        r = await client.get("/health/ready")
+    assert r.status_code == 200
+    return r.json()
+
+
 def gauge(registry: CollectorRegistry, name: str, **labels: str) -> float | None:
     return registry.get_sample_value(name, labels)
 
@@ -125,7 +144,10 @@ async def test_an_outage_opens_the_circuit_and_a_probe_closes_it(
     assert await answers(http, simulator, "tiktok") == {"503": 3}
     assert gauge(registry, "helpline_platform_circuit_open", platform="tiktok") == 1
     assert gauge(registry, "helpline_platform_circuit_state", platform="tiktok", state="open") == 1
-    assert "tiktok" in open_circuits(dispatcher)
+    ready = await readiness(dispatcher)
+    assert ready["status"] == "ready"  # one platform down never takes the escalator out
+    assert ready["details"]["open_circuits"]["tiktok"]["state"] == "open"
+    assert ready["details"]["open_circuits"]["tiktok"]["reason"].startswith("circuit open")
     waiting = await rows(db, "tiktok")
     assert sorted((r["state"], r["attempts"]) for r in waiting) == [
         ("queued", 0),
