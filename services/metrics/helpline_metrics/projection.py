@@ -4,7 +4,17 @@ Each batch runs in one transaction (replicas serialise on per-id advisory locks)
 keeps the ids of events already counted (redelivery and replays count nothing twice), and
 two tables keep the latest state of what is counted, so a later state moves one count to
 another and an older or repeated state changes nothing, whatever order the topics deliver
-in. `metrics.counters` holds the totals.
+in. `metrics.counters` holds the all-time totals.
+
+Beside the counters, the facts each figure per period, platform and harm type is computed
+from (:mod:`helpline_metrics.figures`): `metrics.cases` (one row per triaged case), the
+escalations' `received_at`, `decided_at` and exact `decision_seconds`, each URL report's
+escalation and decision time, and `metrics.breaches` (URL reports an outcome in state
+`breached` named: the escalator does not send that state yet; when it does, such an event
+is recorded there and moves no state).
+
+Every statement names its tables in `schema` (default `metrics`): `helpline metrics
+rebuild` folds the same events with the same code into a fresh schema and swaps it in.
 
 Two levels, as the published report counts them:
 - URL reports (`metrics.url_reports`, per case and URL): every triaged URL of every case,
@@ -22,6 +32,7 @@ import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from helpline_shared.db import Conn
 from helpline_shared.events import (
@@ -31,6 +42,7 @@ from helpline_shared.events import (
     ReportRejectedV1,
 )
 
+SCHEMAS = ("metrics", "metrics_rebuild")
 STATE_RANK = {"queued": 0, "submitted": 1, "needs_manual": 2, "decided": 3, "failed": 3}
 NOTIFIED = ("submitted", "decided")
 
@@ -45,6 +57,10 @@ class _Esc:
     rank: int
     decision: str | None
     notified: bool = False
+    received_at: datetime | None = None
+    decided_at: datetime | None = None
+    decision_seconds: int | None = None
+    escalation_id: uuid.UUID | None = None
 
 
 def _move(counts: Counter[tuple[str, str]], esc: _Esc, delta: int) -> None:
@@ -65,20 +81,30 @@ def _move_report(counts: Counter[tuple[str, str]], report: _Esc, delta: int) -> 
 class _Latest:
     """The latest known state of each id of one table, moving its counts as it changes."""
 
-    def __init__(self, table: str, key: str, counts: Counter[tuple[str, str]]) -> None:
-        self.table, self.key, self.counts = table, key, counts
+    def __init__(self, schema: str, table: str, key: str, counts: Counter[tuple[str, str]]) -> None:
+        self.schema, self.table, self.key, self.counts = schema, table, key, counts
         self.current: dict[uuid.UUID, _Esc] = {}
         self.changed: set[uuid.UUID] = set()
 
     async def load(self, conn: Conn, ids: set[uuid.UUID]) -> None:
         rows = await conn.fetch(
-            f"SELECT * FROM metrics.{self.table} WHERE {self.key} = ANY($1::uuid[]) FOR UPDATE",
+            f"SELECT * FROM {self.schema}.{self.table} "
+            f"WHERE {self.key} = ANY($1::uuid[]) FOR UPDATE",
             list(ids),
         )
         for r in rows:
             notified = bool(r.get("notified", False))
             self.current[r[self.key]] = _Esc(
-                r["case_id"], r["platform"], r["state"], r["rank"], r["decision"], notified
+                r["case_id"],
+                r["platform"],
+                r["state"],
+                r["rank"],
+                r["decision"],
+                notified,
+                r["received_at"],
+                r["decided_at"],
+                r.get("decision_seconds"),
+                r.get("escalation_id"),
             )
 
     def observe(self, eid: uuid.UUID, new: _Esc) -> bool:
@@ -93,11 +119,16 @@ class _Latest:
                 new.notified = True
                 self.counts["urls_escalated", ""] += 1
         if old is not None and old.rank >= new.rank:
+            if old.escalation_id is None and new.escalation_id is not None:
+                old.escalation_id = new.escalation_id  # a report's escalation, once known
+                self.changed.add(eid)
             return False
         move = _move if self.table == "escalations" else _move_report
         if old is not None:
             move(self.counts, old, -1)
             new.notified = new.notified or old.notified
+            new.received_at = old.received_at or new.received_at
+            new.escalation_id = new.escalation_id or old.escalation_id
         elif self.table == "escalations":
             self.counts["escalations_total", ""] += 1
         move(self.counts, new, +1)
@@ -110,35 +141,47 @@ class _Latest:
             return
         ordered = sorted(self.changed)
         rows = [self.current[i] for i in ordered]
-        notified = ", notified" if self.table == "escalations" else ""
+        columns: list[tuple[str, str, list[object]]] = [
+            (self.key, "uuid", list(ordered)),
+            ("case_id", "uuid", [r.case_id for r in rows]),
+            ("platform", "text", [r.platform for r in rows]),
+            ("state", "text", [r.state for r in rows]),
+            ("rank", "int", [r.rank for r in rows]),
+            ("decision", "text", [r.decision for r in rows]),
+            ("received_at", "timestamptz", [r.received_at for r in rows]),
+            ("decided_at", "timestamptz", [r.decided_at for r in rows]),
+        ]
+        if self.table == "escalations":
+            columns += [
+                ("notified", "bool", [r.notified for r in rows]),
+                ("decision_seconds", "bigint", [r.decision_seconds for r in rows]),
+            ]
+        else:
+            columns.append(("escalation_id", "uuid", [r.escalation_id for r in rows]))
+        names = ", ".join(c[0] for c in columns)
+        arrays = ", ".join(f"${n}::{c[1]}[]" for n, c in enumerate(columns, 1))
+        updates = ", ".join(f"{c[0]} = EXCLUDED.{c[0]}" for c in columns[3:])
         await conn.execute(
             f"""
-            INSERT INTO metrics.{self.table} AS m
-                ({self.key}, case_id, platform, state, rank, decision{notified})
-            SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::int[],
-                                 $6::text[]{", $7::bool[]" if notified else ""})
-            ON CONFLICT ({self.key}) DO UPDATE
-            SET state = EXCLUDED.state, rank = EXCLUDED.rank, decision = EXCLUDED.decision
-                {", notified = EXCLUDED.notified" if notified else ""}
+            INSERT INTO {self.schema}.{self.table} AS m ({names})
+            SELECT * FROM unnest({arrays})
+            ON CONFLICT ({self.key}) DO UPDATE SET {updates}
             """,
-            ordered,
-            [r.case_id for r in rows],
-            [r.platform for r in rows],
-            [r.state for r in rows],
-            [r.rank for r in rows],
-            [r.decision for r in rows],
-            *([[r.notified for r in rows]] if notified else []),
+            *[c[2] for c in columns],
         )
 
 
-async def apply(conn: Conn, events: Sequence[Event]) -> int:
-    """Count the events not counted before; returns how many were new."""
+async def apply(conn: Conn, events: Sequence[Event], schema: str = "metrics") -> int:
+    """Count the events not counted before into the tables of `schema`; returns how many
+    were new."""
+    if schema not in SCHEMAS:
+        raise ValueError(f"unknown metrics schema {schema!r}")
     if not events:
         return 0
     fresh_ids = {
         r["event_id"]
         for r in await conn.fetch(
-            """INSERT INTO metrics.inbox (event_id) SELECT unnest($1::uuid[])
+            f"""INSERT INTO {schema}.inbox (event_id) SELECT unnest($1::uuid[])
                ON CONFLICT DO NOTHING RETURNING event_id""",
             [e.event_id for e in events],
         )
@@ -166,13 +209,16 @@ async def apply(conn: Conn, events: Sequence[Event]) -> int:
                FROM unnest($1::uuid[]) AS id ORDER BY h) AS locks""",
         list(contents | reports),
     )
-    escalations = _Latest("escalations", "escalation_id", counts)
-    url_reports = _Latest("url_reports", "url_id", counts)
+    escalations = _Latest(schema, "escalations", "escalation_id", counts)
+    url_reports = _Latest(schema, "url_reports", "url_id", counts)
+    cases: list[CaseTriagedV1] = []
+    breaches: list[EscalationOutcomeV1] = []
     await escalations.load(conn, contents)
     await url_reports.load(conn, reports)
 
     for e in fresh:
         if isinstance(e, CaseTriagedV1):
+            cases.append(e)
             counts["cases_total", ""] += 1
             counts["urls_total", ""] += len(e.urls)
             counts["cases_by_urgency", e.urgency] += 1
@@ -181,19 +227,13 @@ async def apply(conn: Conn, events: Sequence[Event]) -> int:
             for platform in {u.platform for u in e.urls}:
                 counts["cases_by_platform", platform] += 1
             for u in e.urls:
-                url_reports.observe(u.url_id, _Esc(e.case_id, u.platform, "queued", 0, None))
+                url_reports.observe(
+                    u.url_id,
+                    _Esc(e.case_id, u.platform, "queued", 0, None, received_at=e.received_at),
+                )
         elif isinstance(e, EscalationOutcomeV1):
-            rank = STATE_RANK[e.state]
-            url_reports.observe(
-                e.url_id or e.escalation_id, _Esc(e.case_id, e.platform, e.state, rank, e.decision)
-            )
-            moved = escalations.observe(
-                e.escalation_id, _Esc(e.case_id, e.platform, e.state, rank, e.decision)
-            )
-            if moved and e.state == "decided":
-                # Time from the first report of the content reaching intake to the decision.
-                waited = (e.occurred_at - (e.first_received_at or e.received_at)).total_seconds()
-                counts["decision_seconds", e.platform] += max(0, round(waited))
+            if not _outcome(e, escalations, url_reports):
+                breaches.append(e)
         else:
             counts["reports_rejected_total", ""] += 1
             for kind in {r.type for r in e.reasons}:  # e.g. "conflict"
@@ -201,12 +241,14 @@ async def apply(conn: Conn, events: Sequence[Event]) -> int:
 
     await escalations.store(conn)
     await url_reports.store(conn)
+    await _store_cases(conn, schema, cases)
+    await _store_breaches(conn, schema, breaches)
     # Sorted: concurrent replicas lock counter rows in one order, so they cannot deadlock.
     nonzero = sorted((k, v) for k, v in counts.items() if v != 0)
     if nonzero:
         await conn.execute(
-            """
-            INSERT INTO metrics.counters AS c (name, label, value)
+            f"""
+            INSERT INTO {schema}.counters AS c (name, label, value)
             SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])
             ON CONFLICT (name, label) DO UPDATE SET value = c.value + EXCLUDED.value
             """,
@@ -215,3 +257,88 @@ async def apply(conn: Conn, events: Sequence[Event]) -> int:
             [v for _, v in nonzero],
         )
     return len(fresh)
+
+
+def _outcome(e: EscalationOutcomeV1, escalations: _Latest, url_reports: _Latest) -> bool:
+    """Folds an outcome into the latest states; False for a `breached` outcome, which moves
+    no state (recorded apart)."""
+    state: str = e.state
+    if state == "breached":
+        return False
+    rank = STATE_RANK[state]
+    decided_at = e.occurred_at if state == "decided" else None
+    url_reports.observe(
+        e.url_id or e.escalation_id,
+        _Esc(
+            e.case_id,
+            e.platform,
+            e.state,
+            rank,
+            e.decision,
+            received_at=e.received_at,
+            decided_at=decided_at,
+            escalation_id=e.escalation_id,
+        ),
+    )
+    # Time from the first report of the content reaching intake to the decision.
+    opened = e.first_received_at or e.received_at
+    waited = max(0, round((e.occurred_at - opened).total_seconds()))
+    decided = e.state == "decided"
+    moved = escalations.observe(
+        e.escalation_id,
+        _Esc(
+            e.case_id,
+            e.platform,
+            e.state,
+            rank,
+            e.decision,
+            received_at=opened,
+            decided_at=decided_at,
+            decision_seconds=waited if decided else None,
+        ),
+    )
+    if moved and decided:
+        escalations.counts["decision_seconds", e.platform] += waited
+    return True
+
+
+async def _store_cases(conn: Conn, schema: str, cases: list[CaseTriagedV1]) -> None:
+    if not cases:
+        return
+    await conn.execute(
+        f"""
+        INSERT INTO {schema}.cases
+            (case_id, received_at, urgency, harm_types, platforms, urls, decision_due_at)
+        SELECT c.case_id, c.received_at, c.urgency,
+               string_to_array(c.harm, ' '), string_to_array(c.platforms, ' '), c.urls, c.due
+        FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::text[],
+                    $6::int[], $7::timestamptz[])
+             AS c(case_id, received_at, urgency, harm, platforms, urls, due)
+        ON CONFLICT (case_id) DO NOTHING
+        """,
+        [c.case_id for c in cases],
+        [c.received_at for c in cases],
+        [c.urgency for c in cases],
+        # Space-separated slugs (harm types and platforms never contain a space).
+        [" ".join(sorted(set(c.harm_types))) for c in cases],
+        [" ".join(sorted({u.platform for u in c.urls})) for c in cases],
+        [len(c.urls) for c in cases],
+        [c.decision_due_at for c in cases],
+    )
+
+
+async def _store_breaches(conn: Conn, schema: str, breaches: list[EscalationOutcomeV1]) -> None:
+    if not breaches:
+        return
+    await conn.execute(
+        f"""
+        INSERT INTO {schema}.breaches (url_id, escalation_id, case_id, platform, occurred_at)
+        SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::timestamptz[])
+        ON CONFLICT (url_id) DO NOTHING
+        """,
+        [e.url_id or e.escalation_id for e in breaches],
+        [e.escalation_id for e in breaches],
+        [e.case_id for e in breaches],
+        [e.platform for e in breaches],
+        [e.occurred_at for e in breaches],
+    )

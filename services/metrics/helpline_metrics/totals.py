@@ -1,10 +1,19 @@
-"""Reading the running totals: the JSON document of `GET /v1/totals`."""
+"""Reading the running totals: the JSON document of `GET /v1/totals`.
+
+Without filters the fields of the first version come from the all-time counters
+(:mod:`helpline_metrics.projection`); with a filter (period, platform, harm type) every
+field is computed from the kept facts (:mod:`helpline_metrics.figures`), except the
+rejected reports, which belong to no case and stay all-time. The figures added in
+issue 9 come from the facts either way.
+"""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from typing import Any
 
+from helpline_metrics.figures import figures
+from helpline_metrics.periods import Filters
 from helpline_shared.db import Conn
 from helpline_shared.events import utcnow
 
@@ -21,7 +30,7 @@ def _one(c: dict[str, dict[str, int]], name: str) -> int:
     return c.get(name, {}).get("", 0)
 
 
-async def totals(conn: Conn) -> dict[str, Any]:
+async def totals(conn: Conn, filters: Filters | None = None) -> dict[str, Any]:
     """Every total, with the takedown rate and per-platform case shares derived from them.
 
     Distinct content and URL reports are counted apart, as the published report does:
@@ -33,7 +42,14 @@ async def totals(conn: Conn) -> dict[str, Any]:
     already gone) / distinct content with a platform decision; null until there is one.
     time_to_decision_by_platform: mean time from intake receiving the first report of the
     content to the platform's decision, over the decided content of each platform.
+
+    Added: `filters`, `cases_by_month`, `decisions_by_platform`, `takedowns_by_platform`,
+    `time_to_decision` and `time_to_removal` (per platform: count, exact median and p90 in
+    seconds and hours), `breaches_by_platform`, `open_escalations` (per platform: open,
+    past_due, oldest and median age in hours); see :mod:`helpline_metrics.figures`.
     """
+    f = filters or Filters()
+    facts = await figures(conn, f)
     c = await read_counters(conn)
     cases = _one(c, "cases_total")
     decided = c.get("escalations_by_state", {}).get("decided", 0)
@@ -51,8 +67,9 @@ async def totals(conn: Conn) -> dict[str, Any]:
         for platform, states in sorted(by_platform.items())
         if states.get("decided")
     }
-    return {
+    doc: dict[str, Any] = {
         "as_of": utcnow().isoformat(),
+        "filters": f.as_dict(),
         "cases": cases,
         "urls": _one(c, "urls_total"),
         "urls_escalated": _one(c, "urls_escalated"),
@@ -79,3 +96,12 @@ async def totals(conn: Conn) -> dict[str, Any]:
         "time_to_decision_by_platform": time_to_decision,
         "cases_by_urgency": dict(sorted(c.get("cases_by_urgency", {}).items())),
     }
+    added = {k: v for k, v in facts.items() if k not in doc}
+    if f.empty:
+        return doc | added
+    replaced = {k: v for k, v in facts.items() if k in doc}
+    by_platform = facts["time_to_decision"]
+    replaced["time_to_decision_by_platform"] = {
+        p: {"decided": d["decided"], "mean_hours": d["mean_hours"]} for p, d in by_platform.items()
+    }
+    return doc | replaced | added
