@@ -392,3 +392,43 @@ class EscalationOutcomeV1(_Event):
         description="When intake received the report of the case that opened the "
         "escalation: time to decision for the content is measured from it.",
     )
+
+
+class PlatformFiguresV1(_Event):
+    decisions: int = Field(ge=0, description="Distinct content the platform decided on.")
+    takedowns: int = Field(
+        ge=0, description="Of those, decisions that took it down (removed, disabled, gone)."
+    )
+    open_escalations: int = Field(
+        ge=0, description="Distinct content escalated to it and not yet decided or failed."
+    )
+
+
+class MetricsSnapshotV1(_Event):
+    """The headline totals at one moment, on `helpline.metrics.snapshots`.
+
+    Published by metrics at an interval and soon after the totals change. `sequence` is the
+    number of events metrics had counted: it only grows, so a consumer keeps the snapshot
+    with the highest sequence and drops older ones. `event_id` is uuid5 of the sequence and
+    the figures (not `as_of`): the same totals republished carry the same id. Figures count
+    as `GET /v1/totals` does (distinct content for escalations, decisions and takedowns).
+    """
+
+    schema_version: Literal[1] = 1
+    event_id: uuid.UUID
+    sequence: int = Field(ge=0, description="Events counted so far; larger is newer.")
+    as_of: datetime = Field(description="When the totals were read.")
+    cases: int = Field(ge=0)
+    urls: int = Field(ge=0, description="URLs of cases after triage (URL reports).")
+    url_reports: int = Field(ge=0, description="Same as `urls`: each URL of each case.")
+    urls_escalated: int = Field(ge=0, description="Distinct content a platform was notified of.")
+    decisions: int = Field(ge=0, description="Distinct content with a platform decision.")
+    decisions_by_type: dict[str, int] = Field(description="Those decisions by their kind.")
+    takedowns: int = Field(ge=0)
+    takedown_rate: float | None = Field(
+        description="takedowns / decisions, 4 decimals; null until there is a decision."
+    )
+    open_escalations: int = Field(
+        ge=0, description="Distinct content escalated and not yet decided or failed."
+    )
+    platforms: dict[str, PlatformFiguresV1] = Field(description="By platform slug.")

@@ -129,6 +129,12 @@ class Settings(BaseSettings):
     )
 
     graceful_timeout_s: float = Field(15.0, gt=0)
+    metrics_snapshot_interval_s: float = Field(
+        60.0, gt=0, description="Metrics publishes a totals snapshot at least this often."
+    )
+    metrics_snapshot_debounce_s: float = Field(
+        1.0, gt=0, description="...and at most this often when the totals change."
+    )
     log_level: str = "INFO"
     log_json: bool | None = Field(None, description="JSON logs; default: JSON unless on a TTY.")
     data_dir: Path = Field(Path(".helpline"), description="Where `helpline dev` keeps state.")

@@ -92,6 +92,21 @@ ESCALATION_OUTCOMES = Topic(
     retention_ms=FOREVER,  # metrics rebuilds its counts from it
 )
 
+METRICS_SNAPSHOTS = Topic(
+    "helpline.metrics.snapshots",
+    key='"totals" (one key: the latest snapshot is the one kept)',
+    producers=("metrics",),
+    consumers=("external systems",),
+    model=events.MetricsSnapshotV1,
+    external=True,
+    description="The headline totals, at an interval and soon after they change.",
+    partitions=1,  # one key anyway; one partition keeps every snapshot in sequence order
+    # State, not history: compaction keeps the latest snapshot (what a new subscriber
+    # reading from the beginning wants) and drops the older ones; any snapshot can be
+    # derived again from the totals, and metrics rebuilds from the event topics, never this.
+    cleanup_policy="compact",
+)
+
 
 def dead_letter(service: str) -> Topic:
     return Topic(
@@ -115,5 +130,6 @@ ALL_TOPICS: tuple[Topic, ...] = (
     CASES_OPENED,
     CASES_TRIAGED,
     ESCALATION_OUTCOMES,
+    METRICS_SNAPSHOTS,
     *DEAD_LETTERS.values(),
 )

@@ -6,16 +6,18 @@ from faststream.asgi import AsgiFastStream
 
 from helpline_metrics.http import build_routes
 from helpline_metrics.prometheus import totals_renderer
+from helpline_metrics.snapshots import SnapshotPublisher
 from helpline_metrics.usecase import TOPICS, Metrics
 from helpline_shared.db import Database
 from helpline_shared.settings import Settings
+from helpline_shared.topics import METRICS_SNAPSHOTS
 from helpline_shared.wiring import ServiceWiring
 
 
 def create_app(settings: Settings) -> AsgiFastStream:
     if not settings.database_url:
         raise ValueError("HELPLINE_DATABASE_URL is required to run metrics")
-    wiring = ServiceWiring(settings, "metrics", publishes=[])
+    wiring = ServiceWiring(settings, "metrics", publishes=[METRICS_SNAPSHOTS])
     db = Database(settings.database_url, max_size=settings.database_pool_max)
     wiring.consume(
         *TOPICS,
@@ -23,10 +25,18 @@ def create_app(settings: Settings) -> AsgiFastStream:
         description="Folds triaged cases, escalation outcomes and rejections into totals.",
         depends_on=[db.ready],
     )
+    snapshots = SnapshotPublisher(
+        db,
+        wiring.broker,
+        interval_s=settings.metrics_snapshot_interval_s,
+        debounce_s=settings.metrics_snapshot_debounce_s,
+    )
     return wiring.app(
         routes=build_routes(db),
         metrics_extra=totals_renderer(db),
         checks={"database": db.ready},
         on_startup=[db.open],
+        after_startup=[snapshots.start],
+        on_shutdown=[snapshots.stop],
         after_shutdown=[db.close],
     )
