@@ -94,17 +94,18 @@ ESCALATION_OUTCOMES = Topic(
 
 METRICS_SNAPSHOTS = Topic(
     "helpline.metrics.snapshots",
-    key='"totals" (one key: the latest snapshot is the one kept)',
+    key="totals (one key, one partition: snapshots in sequence order)",
     producers=("metrics",),
     consumers=("external systems",),
     model=events.MetricsSnapshotV1,
     external=True,
     description="The headline totals, at an interval and soon after they change.",
-    partitions=1,  # one key anyway; one partition keeps every snapshot in sequence order
-    # State, not history: compaction keeps the latest snapshot (what a new subscriber
-    # reading from the beginning wants) and drops the older ones; any snapshot can be
-    # derived again from the totals, and metrics rebuilds from the event topics, never this.
-    cleanup_policy="compact",
+    partitions=1,
+    # Derived and repeatable: metrics rebuilds from the event topics, never from this, and
+    # the latest snapshot is the last record. Deleted by age like every topic here: three
+    # days (about 4,300 at the default minute) let a subscriber that was away a weekend see
+    # how the figures moved, which compaction (the latest only) would not.
+    retention_ms=3 * DAY_MS,
 )
 
 
