@@ -123,8 +123,8 @@ async def test_the_same_content_from_three_cases_gets_one_notice(stack: Stack) -
     assert sum(t["decisions"].values()) == 1
     async with httpx.AsyncClient() as client:
         text = (await client.get(f"{stack.url('metrics')}/metrics")).text
-    assert "helpline_urls_escalated 1.0" in text
-    assert 'helpline_url_reports_by_state{key="decided"} 3.0' in text
+    assert "helpline_urls_escalated_total 1.0" in text
+    assert 'helpline_url_reports{state="decided"} 3.0' in text
 
 
 _RNG = random.Random()

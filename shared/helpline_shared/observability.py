@@ -1,17 +1,21 @@
 """Each service's Prometheus metrics, served at `GET /metrics` on its HTTP port.
 
 FastStream's Kafka middleware records messages received and published, processing time,
-errors and in-flight batches per topic; the service adds its own counters (dead letters)
-and gauges read at scrape time, some of them from the database (the outbox backlog).
+errors and in-flight batches per topic; the service adds its own counters (dead letters),
+the time each consumed batch takes to process (`helpline_batch_processing_seconds`), and
+gauges read at scrape time: its consumer lag per partition (`helpline_consumer_lag`), and
+some read from the database (the outbox backlog).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp
@@ -19,6 +23,8 @@ from starlette.types import ASGIApp
 from helpline_shared.service import endpoint
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+BATCH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+T = TypeVar("T")
 
 
 class ServiceMetrics:
@@ -32,6 +38,62 @@ class ServiceMetrics:
             registry=self.registry,
         ).labels(service)
         self._refresh: list[Callable[[], Awaitable[None]]] = []
+        self._batch_seconds = Histogram(
+            "helpline_batch_processing_seconds",
+            "Time the service took to process one consumed batch (successful or not).",
+            ["service"],
+            buckets=BATCH_BUCKETS,
+            registry=self.registry,
+        ).labels(service)
+
+    def timed(
+        self, process: Callable[[Sequence[T]], Awaitable[None]]
+    ) -> Callable[[Sequence[T]], Awaitable[None]]:
+        """`process`, observing each call's duration in `helpline_batch_processing_seconds`."""
+
+        async def run(batch: Sequence[T]) -> None:
+            start = time.perf_counter()
+            try:
+                await process(batch)
+            finally:
+                self._batch_seconds.observe(time.perf_counter() - start)
+
+        return run
+
+    def consumer_lag(self, broker: Any, timeout_s: float = 2.0) -> None:
+        """`helpline_consumer_lag{service,topic,partition}`: at each scrape, for every
+        partition assigned to the service's consumers, the end offset minus the group's
+        committed offset (the records not yet processed and committed). A partition whose
+        offsets cannot be read within `timeout_s` is left out of that scrape."""
+        gauge = Gauge(
+            "helpline_consumer_lag",
+            "Records on an assigned partition not yet committed by the consumer group.",
+            ["service", "topic", "partition"],
+            registry=self.registry,
+        )
+
+        async def read(consumer: Any) -> dict[Any, int]:
+            parts = sorted(consumer.assignment(), key=lambda tp: (tp.topic, tp.partition))
+            if not parts:
+                return {}
+            ends = await consumer.end_offsets(parts)
+            committed = await asyncio.gather(*(consumer.committed(tp) for tp in parts))
+            return {tp: max(0, ends[tp] - (c or 0)) for tp, c in zip(parts, committed, strict=True)}
+
+        async def refresh() -> None:
+            gauge.clear()
+            for subscriber in broker.subscribers:
+                consumer = getattr(subscriber, "consumer", None)
+                if consumer is None:
+                    continue
+                try:
+                    lags = await asyncio.wait_for(read(consumer), timeout_s)
+                except Exception:  # broker away or rebalancing: no lag this scrape
+                    lags = {}
+                for tp, lag in lags.items():
+                    gauge.labels(self.service, tp.topic, str(tp.partition)).set(lag)
+
+        self._refresh.append(refresh)
 
     def outbox_backlog(self, read: Callable[[], Awaitable[float]]) -> None:
         """`helpline_outbox_oldest_pending_seconds{service}`: the age of the oldest outbox

@@ -60,6 +60,7 @@ class ServiceWiring:
         )
         self.health = ConsumerHealth(settings.consumer_stuck_after_s)
         self.observed.watch(self.dead_letters, self.health)
+        self.observed.consumer_lag(self.broker)
 
     def consume(
         self,
@@ -72,6 +73,7 @@ class ServiceWiring:
         :class:`~helpline_shared.consumer.BatchRunner`). After an outage the consumer resumes
         as soon as the broker and every check in `depends_on` answer again."""
         router = KafkaRouter()
+        process = self.observed.timed(process)
         if self.tracing is not None:
             process = self.tracing.per_record(process)
         runner = BatchRunner(

@@ -1,15 +1,96 @@
-"""Metrics' running totals in Prometheus text, appended to the service's `/metrics`."""
+"""Metrics' running totals in Prometheus text, appended to the service's `/metrics`.
+
+Names follow Prometheus conventions: what only grows is a counter ending in `_total`
+(`helpline_cases_total`), a level that moves is a gauge without it
+(`helpline_escalations{platform,state}`), time is in seconds (`_seconds_total`), and each
+label is named for what it holds (`platform`, `state`, `harm_type`, `urgency`, ...).
+A total this table does not know yet is still exposed, as a gauge named after it (without
+`_total`), its label named after the word following its last `_by_` (else `key`).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from helpline_metrics.totals import read_counters
 from helpline_shared.db import Database
+
+
+@dataclass(frozen=True)
+class Exposed:
+    """How one stored total is exposed: metric name (a counter's without `_total`), kind,
+    label names (a stored label `a:b` splits into two labels), help."""
+
+    name: str
+    kind: str
+    labels: tuple[str, ...]
+    help: str
+
+
+EXPOSED: dict[str, Exposed] = {
+    "cases_total": Exposed("helpline_cases", "counter", (), "Cases triaged."),
+    "cases_by_platform": Exposed(
+        "helpline_cases_by_platform", "counter", ("platform",), "Cases involving a platform."
+    ),
+    "cases_by_harm_type": Exposed(
+        "helpline_cases_by_harm_type", "counter", ("harm_type",), "Cases per harm type."
+    ),
+    "cases_by_urgency": Exposed(
+        "helpline_cases_by_urgency", "counter", ("urgency",), "Cases per urgency."
+    ),
+    "urls_total": Exposed("helpline_urls", "counter", (), "URL reports (each URL of a case)."),
+    "url_reports_by_state": Exposed(
+        "helpline_url_reports", "gauge", ("state",), "URL reports in each escalation state."
+    ),
+    "url_report_takedowns": Exposed(
+        "helpline_url_report_takedowns", "counter", (), "URL reports whose content came down."
+    ),
+    "urls_escalated": Exposed(
+        "helpline_urls_escalated", "counter", (), "Distinct content a platform was notified of."
+    ),
+    "escalations_total": Exposed(
+        "helpline_escalations", "counter", (), "Distinct content escalated (first outcome)."
+    ),
+    "escalations_by_platform_state": Exposed(
+        "helpline_escalations",
+        "gauge",
+        ("platform", "state"),
+        "Escalations (distinct content) in each state, per platform.",
+    ),
+    "decisions": Exposed(
+        "helpline_decisions", "counter", ("decision",), "Platform decisions per decision."
+    ),
+    "takedowns": Exposed(
+        "helpline_takedowns", "counter", (), "Distinct content a platform's decision took down."
+    ),
+    "decision_seconds": Exposed(
+        "helpline_decision_wait_seconds",
+        "counter",
+        ("platform",),
+        "Summed time from first report to platform decision, over decided content.",
+    ),
+    "reports_rejected_total": Exposed(
+        "helpline_reports_rejected", "counter", (), "Reports refused by intake."
+    ),
+    "reports_rejected_by_type": Exposed(
+        "helpline_report_rejections_by_type", "counter", ("type",), "Refusals per reason type."
+    ),
+    # Sums of other series: escalations_by_platform_state summed by state.
+    "escalations_by_state": Exposed("", "skip", (), ""),
+}
+
+
+def exposed(name: str) -> Exposed:
+    """How the stored total `name` is exposed (see the module's note on unknown names)."""
+    if name in EXPOSED:
+        return EXPOSED[name]
+    label = name.rsplit("_by_", 1)[1] if "_by_" in name else "key"
+    return Exposed(f"helpline_{name.removesuffix('_total')}", "gauge", (label,), f"Total {name}.")
 
 
 class _Snapshot(Collector):
@@ -17,15 +98,19 @@ class _Snapshot(Collector):
         self._counters = counters
 
     def collect(self) -> Iterator[Metric]:
-        for name, labels in sorted(self._counters.items()):
-            if set(labels) == {""}:
-                g = GaugeMetricFamily(f"helpline_{name}", f"Running total {name}.")
-                g.add_metric([], labels[""])
-            else:
-                g = GaugeMetricFamily(f"helpline_{name}", f"Running total {name}.", labels=["key"])
-                for label, value in sorted(labels.items()):
-                    g.add_metric([label], value)
-            yield g
+        for stored, values in sorted(self._counters.items()):
+            how = exposed(stored)
+            if how.kind == "skip":
+                continue
+            labels = list(how.labels) if set(values) != {""} else []
+            family = CounterMetricFamily if how.kind == "counter" else GaugeMetricFamily
+            m = family(how.name, how.help, labels=labels)
+            for label, value in sorted(values.items()):
+                parts = label.rsplit(":", len(labels) - 1) if labels else []
+                if len(parts) != len(labels):
+                    parts = [label, *[""] * (len(labels) - 1)]
+                m.add_metric(parts, value)
+            yield m
 
 
 def totals_renderer(db: Database) -> Callable[[], Awaitable[bytes]]:

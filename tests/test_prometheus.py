@@ -1,0 +1,173 @@
+"""Every service's `/metrics` passes `promtool check metrics`, and a real Prometheus
+(Debian's `prometheus`) scrapes all four services and answers a query with the totals."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from helpline_cli.infra import free_port
+from helpline_cli.stack import Stack
+from helpline_shared.topics import REPORTS_SUBMITTED
+from tests.infra import Infra, dedicated_broker
+from tests.test_e2e import _stack, make_report, wait_until
+
+pytestmark = pytest.mark.e2e
+
+SERVICES = ("intake", "triage", "escalator", "metrics")
+REPORTS = 6
+
+
+def _need(binary: str) -> str:
+    path = shutil.which(binary)
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{binary} is required in CI (Debian's prometheus package)")
+        pytest.skip(f"{binary} not installed (Debian's prometheus package)")
+    return path
+
+
+@pytest.fixture(scope="module")
+async def stack(infra: Infra, tmp_dir: Path) -> AsyncIterator[Stack]:
+    with dedicated_broker(infra, tmp_dir) as servers:
+        async for s in _stack(infra, servers, tmp_dir):
+            yield s
+
+
+async def publish_reports(stack: Stack, n: int, seed: int) -> None:
+    """Publish `n` reports as an outside system would and wait until metrics counted them."""
+    rng = random.Random(seed)
+    reports = [make_report(10_000 + seed * 100 + i, rng) for i in range(n)]
+    producer = AIOKafkaProducer(bootstrap_servers=stack.settings.kafka_bootstrap_servers)
+    await producer.start()
+    try:
+        for r in reports:
+            await producer.send_and_wait(
+                REPORTS_SUBMITTED.name, json.dumps(r).encode(), key=r["report_id"].encode()
+            )
+    finally:
+        await producer.stop()
+
+
+async def totals(stack: Stack) -> dict[str, Any]:
+    async with httpx.AsyncClient() as client:
+        r = await client.get(f"{stack.url('metrics')}/v1/totals")
+        r.raise_for_status()
+        return dict(r.json())
+
+
+async def test_every_service_metrics_pass_promtool_and_prometheus_scrapes_them(
+    stack: Stack, tmp_path: Path
+) -> None:
+    promtool, prometheus = _need("promtool"), _need("prometheus")
+    await stack.wait_ready(SERVICES)
+    await publish_reports(stack, REPORTS, seed=1)
+
+    async def counted() -> tuple[bool, Any]:
+        t = await totals(stack)
+        return t["cases"] == REPORTS and t["escalations"]["total"] > 0, t["cases"]
+
+    await wait_until(counted, 60, "metrics to count the reports")
+
+    async with httpx.AsyncClient() as client:
+        for service in SERVICES:
+            text = (await client.get(f"{stack.url(service)}/metrics")).text
+            assert "helpline_batch_processing_seconds_bucket" in text, service
+            assert f'helpline_consumer_lag{{partition="0",service="{service}"' in text, service
+            lint = await asyncio.create_subprocess_exec(
+                promtool,
+                "check",
+                "metrics",
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+            )
+            out, _ = await lint.communicate(text.encode())
+            assert lint.returncode == 0, (service, out.decode())
+            assert not out.strip(), (service, out.decode())
+    metrics_text = await client_get(stack, "metrics")
+    assert "# TYPE helpline_cases_total counter" in metrics_text
+    assert f"helpline_cases_total {float(REPORTS)}" in metrics_text
+    assert 'helpline_escalations{platform="tiktok",state=' in metrics_text
+
+    port = free_port()
+    config = tmp_path / "prometheus.yml"
+    targets = [f"127.0.0.1:{stack.port(s)}" for s in SERVICES]
+    config.write_text(
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        "scrape_configs:\n"
+        "  - job_name: helpline\n"
+        f"    static_configs: [{{targets: {json.dumps(targets)}}}]\n"
+    )
+    with (tmp_path / "prometheus.log").open("w") as log:
+        proc = await asyncio.create_subprocess_exec(
+            prometheus,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            stdout=log,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+    api = f"http://127.0.0.1:{port}/api/v1/query"
+    try:
+        async with httpx.AsyncClient(timeout=5) as client:
+
+            async def query(expr: str) -> list[dict[str, Any]]:
+                r = await client.get(api, params={"query": expr})
+                r.raise_for_status()
+                return list(r.json()["data"]["result"])
+
+            async def all_up() -> tuple[bool, Any]:
+                try:
+                    up = {s["metric"]["instance"]: s["value"][1] for s in await query("up")}
+                except httpx.HTTPError as exc:
+                    return False, repr(exc)
+                return up == {t: "1" for t in targets}, up
+
+            await wait_until(all_up, 30, "Prometheus to scrape all four services")
+
+            await publish_reports(stack, 2, seed=2)
+            expected = REPORTS + 2
+            await wait_until(counted_as(stack, expected), 60, "metrics to count two more")
+
+            async def answered() -> tuple[bool, Any]:
+                result = await query("helpline_cases_total")
+                values = [float(s["value"][1]) for s in result]
+                return values == [float(expected)], values
+
+            await wait_until(answered, 20, "Prometheus to answer helpline_cases_total")
+
+            async def caught_up() -> tuple[bool, Any]:
+                lag = await query("sum by (service) (helpline_consumer_lag)")
+                seen = {s["metric"]["service"]: float(s["value"][1]) for s in lag}
+                return seen == dict.fromkeys(SERVICES, 0.0), seen
+
+            await wait_until(caught_up, 20, "every service's consumer lag to reach 0")
+            batches = await query("sum by (service) (helpline_batch_processing_seconds_count)")
+            assert {s["metric"]["service"] for s in batches} == set(SERVICES)
+    finally:
+        proc.terminate()
+        await asyncio.wait_for(proc.wait(), 20)
+
+
+async def client_get(stack: Stack, service: str) -> str:
+    async with httpx.AsyncClient() as client:
+        return (await client.get(f"{stack.url(service)}/metrics")).text
+
+
+def counted_as(stack: Stack, n: int) -> Any:
+    async def check() -> tuple[bool, Any]:
+        t = await totals(stack)
+        return t["cases"] == n, t["cases"]
+
+    return check
