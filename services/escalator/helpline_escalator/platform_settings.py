@@ -26,7 +26,15 @@ from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from helpline_escalator.platforms_file import FILE_ENV, FileSource, read_platforms_file
@@ -75,6 +83,22 @@ class PlatformConfig(BaseModel):
     breaker_open_s: float = Field(
         30.0, gt=0, allow_inf_nan=False, description="Open before a probe."
     )
+
+    @field_validator("base_url")
+    @classmethod
+    def _an_http_url(cls, value: str | None) -> str | None:
+        """An endpoint is an http(s) URL with a host; anything else is refused at start-up
+        rather than failing every call later."""
+        if value is None:
+            return None
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises on a port that is not a number
+        except ValueError:
+            raise ValueError("not a URL (expected http(s)://host[:port])") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("not a URL (expected http(s)://host[:port])")
+        return value
 
 
 class PlatformsConfig(BaseSettings):

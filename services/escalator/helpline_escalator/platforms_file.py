@@ -43,7 +43,17 @@ def read_platforms_file(path: Path) -> dict[str, Any]:
         elif path.suffix in (".yaml", ".yml"):
             import yaml  # type: ignore[import-untyped]
 
-            data = yaml.safe_load(text) or {}
+            try:
+                data = yaml.safe_load(text) or {}
+            except yaml.YAMLError as exc:
+                # Only the problem and where: the parser's own message quotes the line,
+                # which may hold a secret.
+                mark = getattr(exc, "problem_mark", None)
+                where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+                problem = getattr(exc, "problem", None) or type(exc).__name__
+                raise ValueError(
+                    f"{FILE_ENV}: {path} is not valid YAML: {problem}{where}"
+                ) from None
         else:
             raise ValueError(f"{FILE_ENV}: {path} must end in .toml, .json or .yaml")
     except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:

@@ -40,7 +40,9 @@ class ManualChannelAdapter(PlatformAdapter):
         """What the practitioner does, with nothing about the reporter or the URL in it
         (the URL is on the escalation itself)."""
         lead = notice.harm_types[0] if notice.harm_types else "other"
-        code = notice.reason_code or self.categories.get(lead, "other")
+        code = notice.reason_code or self.categories.get(
+            lead, self.categories.get("other", "other")
+        )
         how = f" {self.how}" if self.how else ""
         return (
             f"{self.slug}: no notice API; report by hand at {self.where}.{how} Include the "

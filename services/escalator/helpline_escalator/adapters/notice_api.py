@@ -16,9 +16,12 @@ below the rest of the pipeline.
 from __future__ import annotations
 
 import base64
+import email.utils
 import json
+import math
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import aiohttp
@@ -54,11 +57,22 @@ class Reply:
 
 
 def _retry_after(response: Reply) -> float | None:
+    """The `Retry-After` header in seconds: a number of seconds or an HTTP date (RFC 9110);
+    None when absent or unreadable (not a finite, non-negative number or a date)."""
     value = response.headers.get("retry-after")
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
+    if value is None:
         return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        return max(0.0, (when - datetime.now(UTC)).total_seconds())
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
 class NoticeApiAdapter(PlatformAdapter):
@@ -119,16 +133,13 @@ class NoticeApiAdapter(PlatformAdapter):
         adapter's for the lead harm."""
         if notice.reason_code:
             return notice.reason_code
-        lead = notice.harm_types[0] if notice.harm_types else None
-        return self.categories.get(lead or "", self.default_category)
+        return self.category(notice.harm_types)
 
     def category(self, harm_types: tuple[str, ...]) -> str:
-        """The platform's own code for the lead harm, when triage's rules gave none."""
-        return (
-            self.categories.get(harm_types[0], self.default_category)
-            if harm_types
-            else (self.default_category)
-        )
+        """The platform's own code for the lead harm, when triage's rules gave none; for no
+        harm type, or one the adapter does not know, the platform's own code for "other"."""
+        fallback = self.categories.get("other", self.default_category)
+        return self.categories.get(harm_types[0], fallback) if harm_types else fallback
 
     def payload(self, notice: Notice) -> dict[str, Any]:
         """The request body in the platform's own shape (this default: a plain one)."""

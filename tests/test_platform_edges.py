@@ -1,0 +1,125 @@
+"""Edges of the per-platform settings and adapters found by review: a malformed YAML file or
+an endpoint that is not a URL is refused at start-up naming the file or the platform and
+field (never quoting a secret); a notice whose harm type the adapter does not know still
+carries a reason code the platform accepts; `Retry-After` is read in both forms HTTP allows
+and an absurd one is ignored."""
+
+from __future__ import annotations
+
+import email.utils
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from helpline_escalator.adapters.base import Notice, PlatformResult
+from helpline_escalator.adapters.notice_api import Reply, _retry_after
+from helpline_escalator.adapters.registry import NOTICE_APIS
+from helpline_escalator.platform_settings import load_platform_settings, load_platforms_config
+from helpline_shared.settings import Settings
+from tests.helpers import serve_simulator
+
+SECRET = "s3cr3t-never-quoted-7731"
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("HELPLINE_PLATFORMS"):
+            monkeypatch.delenv(name)
+
+
+def test_a_malformed_yaml_file_is_refused_naming_the_file_and_never_the_secret(
+    tmp_path: Path,
+) -> None:
+    file = tmp_path / "platforms.yaml"
+    file.write_text(f'tiktok:\n  credentials: "{SECRET}\n  rate_per_s: [\n', encoding="utf-8")
+
+    with pytest.raises(ValueError, match="not valid YAML") as caught:
+        load_platforms_config(file)
+
+    message = str(caught.value)
+    assert "HELPLINE_PLATFORMS_FILE" in message
+    assert str(file) in message
+    assert "line" in message
+    assert SECRET not in message
+    assert "s3cr3t" not in message
+
+
+@pytest.mark.parametrize(
+    "base_url", ["not a url", "ftp://platform.example.net", "https://", "http://host:port"]
+)
+def test_an_endpoint_that_is_not_an_http_url_is_refused_naming_platform_and_field(
+    monkeypatch: pytest.MonkeyPatch, base_url: str
+) -> None:
+    monkeypatch.setenv("HELPLINE_PLATFORMS__TIKTOK__BASE_URL", base_url)
+    monkeypatch.setenv("HELPLINE_PLATFORMS__TIKTOK__CREDENTIALS", SECRET)
+
+    with pytest.raises(ValueError, match="invalid platform settings") as caught:
+        load_platform_settings(Settings())
+
+    message = str(caught.value)
+    assert "tiktok" in message
+    assert "base_url" in message
+    assert SECRET not in message
+
+
+def test_a_real_endpoint_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HELPLINE_PLATFORMS__TIKTOK__BASE_URL", "https://open.example.net:8443")
+    monkeypatch.setenv("HELPLINE_PLATFORMS__TIKTOK__CREDENTIALS", SECRET)
+
+    assert load_platform_settings(Settings()).tiktok.base_url == "https://open.example.net:8443"
+
+
+@pytest.fixture(scope="module")
+async def simulator() -> AsyncIterator[str]:
+    async with serve_simulator() as url:
+        yield url
+
+
+@pytest.mark.parametrize("slug", sorted(NOTICE_APIS))
+@pytest.mark.parametrize("harm_types", [(), ("a_harm_type_added_later",)])
+async def test_a_notice_without_a_known_harm_type_is_accepted_by_its_platform(
+    simulator: str, slug: str, harm_types: tuple[str, ...]
+) -> None:
+    """Without triage's reason code and with no harm type the adapter knows, the notice
+    carries the platform's own code for "other", which the (strict) simulator accepts."""
+    sent = Notice(
+        client_reference=uuid.uuid4(),
+        url="https://example.org/content/9",
+        harm_types=harm_types,
+        urgency="normal",
+        explanation="Reported by a school.",
+        notifier_name="Helpline Practitioner",
+        notifier_email="practitioner@helpline.example",
+    )
+    async with aiohttp.ClientSession() as session:
+        result = await NOTICE_APIS[slug](session, simulator).submit(sent)
+
+    assert isinstance(result, PlatformResult)
+    assert result.reference
+
+
+def reply(value: str) -> Reply:
+    return Reply(429, {"retry-after": value}, b"")
+
+
+def test_retry_after_in_seconds_and_as_an_http_date() -> None:
+    assert _retry_after(reply("7")) == 7.0
+    assert _retry_after(reply("0")) == 0.0
+    later = datetime.now(UTC) + timedelta(seconds=90)
+    seconds = _retry_after(reply(email.utils.format_datetime(later, usegmt=True)))
+    assert seconds is not None
+    assert 80 <= seconds <= 91
+    past = datetime.now(UTC) - timedelta(hours=1)
+    assert _retry_after(reply(email.utils.format_datetime(past, usegmt=True))) == 0.0
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-5", "soon", ""])
+def test_an_absurd_retry_after_is_ignored(value: str) -> None:
+    assert _retry_after(reply(value)) is None
