@@ -33,24 +33,34 @@ class Metrics:
         """Folds every valid event from its registered producer into the totals in one
         transaction; marks the others dead with the reason (published by the runner after
         the transaction committed)."""
-        events: list[projection.Event] = []
-        refused: list[tuple[Record, str]] = []
-        for record in records:
-            try:
-                event = MODELS[record.topic].model_validate_json(record.value or b"")
-            except ValidationError as exc:
-                refused.append((record, f"invalid {record.topic}: {describe(exc)}"))
-                continue
-            forged = provenance.refusal(record, _platforms(event))
-            if forged is not None:
-                refused.append((record, forged))
-                continue
-            events.append(event)  # type: ignore[arg-type]
+        events, refused = admit(records)
         self._dead.admit(records, [r for r, _ in refused])
         async with self._db.pool.acquire() as conn, conn.transaction():
             await projection.apply(conn, events)
         for record, error in refused:
             self._dead.add(record, error)
+
+
+def admit(
+    records: Sequence[Record],
+) -> tuple[list[projection.Event], list[tuple[Record, str]]]:
+    """The events metrics counts from `records`, and the records it refuses with why:
+    invalid, or not from the topic's registered producer. `helpline metrics rebuild`
+    admits exactly what the running service admits."""
+    events: list[projection.Event] = []
+    refused: list[tuple[Record, str]] = []
+    for record in records:
+        try:
+            event = MODELS[record.topic].model_validate_json(record.value or b"")
+        except ValidationError as exc:
+            refused.append((record, f"invalid {record.topic}: {describe(exc)}"))
+            continue
+        forged = provenance.refusal(record, _platforms(event))
+        if forged is not None:
+            refused.append((record, forged))
+            continue
+        events.append(event)  # type: ignore[arg-type]
+    return events, refused
 
 
 def _platforms(event: BaseModel) -> list[str]:
