@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from faststream.asgi import AsgiFastStream
 
+from helpline_metrics.dashboard import dashboard_route
 from helpline_metrics.http import build_routes
 from helpline_metrics.prometheus import totals_renderer
 from helpline_metrics.snapshots import SnapshotPublisher
@@ -32,7 +33,7 @@ def create_app(settings: Settings) -> AsgiFastStream:
         debounce_s=settings.metrics_snapshot_debounce_s,
     )
     return wiring.app(
-        routes=build_routes(db),
+        routes=[*build_routes(db), dashboard_route(db)],
         metrics_extra=totals_renderer(db),
         checks={"database": db.ready},
         on_startup=[db.open],

@@ -1,0 +1,124 @@
+"""The dashboard in headless Chromium (Debian's `chromium`, driven by Playwright): after
+reports went through the real stack, its headline numbers equal the API's `/v1/totals`,
+its five charts are accessible SVGs, it loads nothing from elsewhere, and a screenshot is
+saved under the pytest basetemp."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from helpline_cli.stack import Stack
+from tests.test_e2e import wait_until
+from tests.test_prometheus import SERVICES, publish_reports, stack, totals
+
+pytestmark = pytest.mark.e2e
+CHROMIUM = "/usr/bin/chromium"
+REPORTS = 8
+
+__all__ = ["stack"]
+
+
+def _browser() -> Any:
+    """Playwright's async API, or a skip (outside CI) when it or chromium is missing."""
+    missing = []
+    try:
+        from playwright import async_api
+    except ImportError:
+        missing.append("playwright (PyPI)")
+    if not shutil.which(CHROMIUM):
+        missing.append(f"{CHROMIUM} (Debian's chromium)")
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail(f"required in CI: {', '.join(missing)}")
+        pytest.skip(f"not installed: {', '.join(missing)}")
+    return async_api
+
+
+def expected_headline(t: dict[str, Any]) -> dict[str, str]:
+    """The headline as the page should show it, computed here from the API document."""
+    rate = t["takedown_rate"]
+    past_due = sum(p["past_due"] for p in t["open_escalations"].values())
+    return {
+        "cases": f"{t['cases']:,}",
+        "urls_escalated": f"{t['urls_escalated']:,}",
+        "url_reports": f"{t['url_reports']['total']:,}",
+        "takedown_rate": "n/a" if rate is None else f"{100 * rate:.1f}%",
+        "past_due": f"{past_due:,}",
+    }
+
+
+async def test_dashboard_in_chromium_shows_the_apis_numbers(
+    stack: Stack, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    async_api = _browser()
+    await stack.wait_ready(SERVICES)
+    await publish_reports(stack, REPORTS, seed=3)
+
+    async def decided() -> tuple[bool, Any]:
+        t = await totals(stack)
+        return t["cases"] == REPORTS and t["decisions"] != {}, (t["cases"], t["decisions"])
+
+    await wait_until(decided, 60, "reports counted and some platform decisions")
+
+    url = f"{stack.url('metrics')}/dashboard"
+    async with async_api.async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM)
+        try:
+            page = await browser.new_page(viewport={"width": 1366, "height": 900})
+            requested: list[str] = []
+            page.on("request", lambda r: requested.append(r.url))
+            for _ in range(20):  # the pipeline may still move: compare a quiet moment
+                before = await totals(stack)
+                response = await page.goto(url)
+                assert response is not None
+                assert response.status == 200
+                shown = {
+                    await dd.get_attribute("data-figure"): (await dd.inner_text()).strip()
+                    for dd in await page.query_selector_all("dd[data-figure]")
+                }
+                after = await totals(stack)
+                if {**before, "as_of": ""} == {**after, "as_of": ""}:
+                    break
+            else:
+                raise AssertionError("the totals never held still for one page load")
+            assert shown == expected_headline(after)
+            assert shown["cases"] == str(REPORTS)
+
+            assert await page.title() == "Helpline dashboard"
+            assert await page.inner_text("h1") == "Helpline dashboard"
+            svgs = await page.query_selector_all("figure svg[role=img]")
+            assert len(svgs) == 5
+            for svg in svgs:
+                for part in ("title", "desc"):
+                    node = await svg.query_selector(part)
+                    assert node is not None
+                    assert ((await node.text_content()) or "").strip()
+            headings = [await h.inner_text() for h in await page.query_selector_all("figure h2")]
+            assert headings == [
+                "Cases per month",
+                "Share of cases involving each platform",
+                "Platform decisions per platform",
+                "Median time to removal per platform",
+                "Open escalations past their deadline",
+            ]
+            month = after["as_of"][:7]
+            desc = await page.text_content("#cases-per-month desc") or ""
+            assert f"{month}: {after['cases_by_month'][month]}" in desc
+            share = await page.text_content("#platform-share desc") or ""
+            for platform, v in after["cases_by_platform"].items():
+                assert f"{platform}: {100 * v['share']:.1f}%" in share
+            origin = stack.url("metrics")
+            assert requested
+            assert all(r.startswith(origin) for r in requested), requested
+
+            shot = Path(tmp_path_factory.getbasetemp()) / "dashboard.png"
+            await page.screenshot(path=str(shot), full_page=True)
+            assert shot.stat().st_size > 10_000
+            print(f"dashboard screenshot: {shot}")
+        finally:
+            await browser.close()
