@@ -66,14 +66,15 @@ async def test_an_outage_opens_the_circuit_on_metrics_and_readiness_and_a_probe_
             )
             assert r.status_code == 200
         with dedicated_broker(infra, tmp_dir) as servers:
+            database_url = await fresh_database(infra, "helpline_circuit_served")
             settings = Settings(
                 kafka_bootstrap_servers=servers,
-                database_url=await fresh_database(infra, "helpline_circuit_served"),
+                database_url=database_url,
                 platform_base_url=sim,
                 escalation_retry_base_s=0.05,
             )
             await create_topics(settings)
-            db = Database(settings.database_url)
+            db = Database(database_url)
             await db.open()
             try:
                 async with (
