@@ -15,9 +15,11 @@ from typing import Any
 import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
+from prometheus_client import CollectorRegistry, generate_latest
 
 from helpline_cli.infra import free_port
 from helpline_cli.stack import Stack
+from helpline_metrics.prometheus import TotalsCollector
 from helpline_shared.topics import REPORTS_SUBMITTED
 from tests.infra import Infra, dedicated_broker
 from tests.test_e2e import _stack, make_report, wait_until
@@ -171,3 +173,47 @@ def counted_as(stack: Stack, n: int) -> Any:
         return t["cases"] == n, t["cases"]
 
     return check
+
+
+async def test_every_stored_total_renders_under_conventional_names() -> None:
+    """Known totals get their names, kinds and labels; an unknown one a gauge named after it
+    with the label after its last `_by_`; promtool accepts the whole text."""
+    promtool = _need("promtool")
+    stored = {
+        "cases_total": {"": 5},
+        "cases_by_platform": {"tiktok": 4, "youtube": 1},
+        "cases_by_harm_type": {"bullying": 3},
+        "escalations_total": {"": 3},
+        "escalations_by_state": {"decided": 2, "submitted": 1},
+        "escalations_by_platform_state": {"tiktok:decided": 2, "youtube:submitted": 1},
+        "decision_seconds": {"tiktok": 7200},
+        "url_reports_by_state": {"decided": 4},
+        "breaches_total": {"": 1},
+        "appeals_by_outcome": {"upheld": 2},
+    }
+    registry = CollectorRegistry()
+    registry.register(TotalsCollector(stored))
+    text = generate_latest(registry).decode()
+    lines = set(text.splitlines())
+    for line in (
+        "# TYPE helpline_cases_total counter",
+        "helpline_cases_total 5.0",
+        'helpline_cases_by_platform_total{platform="youtube"} 1.0',
+        'helpline_cases_by_harm_type_total{harm_type="bullying"} 3.0',
+        "# TYPE helpline_escalations gauge",
+        'helpline_escalations{platform="tiktok",state="decided"} 2.0',
+        "helpline_escalations_total 3.0",
+        'helpline_decision_wait_seconds_total{platform="tiktok"} 7200.0',
+        'helpline_url_reports{state="decided"} 4.0',
+        "# TYPE helpline_breaches gauge",
+        "helpline_breaches 1.0",
+        'helpline_appeals_by_outcome{outcome="upheld"} 2.0',
+    ):
+        assert line in lines, (line, text)
+    assert "escalations_by_state" not in text
+    lint = await asyncio.create_subprocess_exec(
+        promtool, "check", "metrics", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await lint.communicate(text.encode())
+    assert lint.returncode == 0, out.decode()
+    assert not out.strip(), out.decode()

@@ -93,7 +93,9 @@ def exposed(name: str) -> Exposed:
     return Exposed(f"helpline_{name.removesuffix('_total')}", "gauge", (label,), f"Total {name}.")
 
 
-class _Snapshot(Collector):
+class TotalsCollector(Collector):
+    """The stored totals `{name: {label: value}}` as Prometheus families (see `exposed`)."""
+
     def __init__(self, counters: dict[str, dict[str, int]]) -> None:
         self._counters = counters
 
@@ -120,7 +122,7 @@ def totals_renderer(db: Database) -> Callable[[], Awaitable[bytes]]:
         async with db.pool.acquire() as conn:
             counters = await read_counters(conn)
         registry = CollectorRegistry()
-        registry.register(_Snapshot(counters))
+        registry.register(TotalsCollector(counters))
         return bytes(generate_latest(registry))
 
     return render
