@@ -13,7 +13,13 @@ from types import ModuleType
 
 import pytest
 import yaml
+from pydantic import AliasChoices
 
+from helpline_escalator.platform_settings import (
+    PLATFORM_SLUGS,
+    PlatformConfig,
+    load_platform_settings,
+)
 from helpline_shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,11 +27,50 @@ FILES = [ROOT / "docker-compose.yml", *sorted((ROOT / "deploy").rglob("*.yaml"))
 BUILD_ARGS = {"HELPLINE_UID", "HELPLINE_GID"}  # Dockerfile build arguments, not settings
 
 
+def _platform_variables() -> set[str]:
+    """`HELPLINE_PLATFORMS__<SLUG>__<FIELD>`: the escalator's per-platform settings."""
+    fields = set(PlatformConfig.model_fields)
+    for field in PlatformConfig.model_fields.values():
+        alias = field.validation_alias
+        if isinstance(alias, AliasChoices):
+            fields |= {str(choice) for choice in alias.choices}
+    return {
+        f"HELPLINE_PLATFORMS__{slug.upper()}__{name.upper()}"
+        for slug in PLATFORM_SLUGS
+        for name in fields
+    }
+
+
 def test_every_helpline_variable_is_a_setting() -> None:
     known = {f"HELPLINE_{name.upper()}" for name in Settings.model_fields}
+    known |= _platform_variables()
     for path in FILES:
         used = set(re.findall(r"HELPLINE_[A-Z0-9_]+", path.read_text())) - BUILD_ARGS
         assert used <= known, f"{path.relative_to(ROOT)}: {sorted(used - known)}"
+
+
+def _production_platform_url() -> str:
+    patch = yaml.safe_load((ROOT / "deploy/overlays/production/configmap-patch.yaml").read_text())
+    return str(patch["data"]["HELPLINE_PLATFORM_BASE_URL"])
+
+
+def test_the_example_platform_secret_lets_production_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An operator filling in `helpline-platforms` as the example shows gets an escalator that
+    starts against real platforms; without it, it refuses to (no development credentials)."""
+    docs = yaml.safe_load_all((ROOT / "deploy/base/secret.example.yaml").read_text())
+    secret = next(d for d in docs if d["metadata"]["name"] == "helpline-platforms")
+    settings = Settings(platform_base_url=_production_platform_url())
+    for name in secret["stringData"]:
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ValueError, match="no credentials configured"):
+        load_platform_settings(settings)
+    for name, value in secret["stringData"].items():
+        monkeypatch.setenv(name, value)
+    resolved = load_platform_settings(settings)
+    assert not [slug for slug, p in resolved.items() if p.dev_credentials]
+    assert resolved["tiktok"].base_url == settings.platform_base_url
 
 
 def test_compose_runs_real_kafka_with_idempotence_and_no_auto_creation() -> None:

@@ -188,3 +188,25 @@ def test_keda_never_scales_past_the_partitions(rendered: dict[str, Docs]) -> Non
             for trigger in obj["spec"]["triggers"]:
                 assert trigger["metadata"]["consumerGroup"] == obj["metadata"]["name"]
                 assert trigger["metadata"]["allowIdleConsumers"] == "false"
+
+
+def _secrets_read(workload: dict[str, Any]) -> set[str]:
+    pod = workload["spec"]["template"]["spec"]
+    names: set[str] = set()
+    for container in pod["containers"]:
+        names |= {e["secretRef"]["name"] for e in container.get("envFrom", []) if "secretRef" in e}
+        names |= {
+            e["valueFrom"]["secretKeyRef"]["name"]
+            for e in container.get("env", [])
+            if "secretKeyRef" in e.get("valueFrom", {})
+        }
+    return names
+
+
+def test_only_the_escalator_holds_the_platforms_api_keys(rendered: dict[str, Docs]) -> None:
+    for name, docs in rendered.items():
+        workloads = [*_kind(docs, "Deployment").values(), *_kind(docs, "Job").values()]
+        holders = {
+            w["metadata"]["name"] for w in workloads if "helpline-platforms" in _secrets_read(w)
+        }
+        assert holders == {"helpline-escalator"}, name
