@@ -6,13 +6,19 @@ saved under the pytest basetemp."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 
 from helpline_cli.stack import Stack
+from helpline_metrics.dashboard import render
+from helpline_metrics.totals import totals as totals_of
+from tests.conftest import fresh_database
+from tests.infra import Infra
 from tests.test_e2e import wait_until
 from tests.test_prometheus import SERVICES, publish_reports, stack, totals
 
@@ -122,3 +128,23 @@ async def test_dashboard_in_chromium_shows_the_apis_numbers(
             print(f"dashboard screenshot: {shot}")
         finally:
             await browser.close()
+
+
+async def test_dashboard_of_an_empty_database_says_so(infra: Infra) -> None:
+    """Before any case: zeros, a takedown rate of n/a, and each chart says it has no data."""
+    conn = await asyncpg.connect(await fresh_database(infra, "helpline_dash"))
+    try:
+        page = render(await totals_of(conn))
+    finally:
+        await conn.close()
+    shown = dict(re.findall(r'data-figure="(\w+)" data-value="[^"]*">([^<]*)<', page))
+    assert shown == {
+        "cases": "0",
+        "urls_escalated": "0",
+        "url_reports": "0",
+        "takedown_rate": "n/a",
+        "past_due": "0",
+    }
+    assert page.count("<desc") == 5
+    assert page.count("No data yet.</desc>") == 5
+    assert "://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
