@@ -228,6 +228,14 @@ async def test_a_platforms_own_behaviour_is_cleared_with_null(
         ({"platforms": {"tiktok": {"error_rate": 2}}}, "error_rate"),
         ({"platforms": {"tiktok": {"latency_ms": -1}}}, "latency_ms"),
         ({"no_such_knob": 1}, "no_such_knob"),
+        # The whole simulator's behaviour is checked as one platform's is.
+        ({"error_rate": 2}, "error_rate"),
+        ({"rate_limit_rate": "often"}, "rate_limit_rate"),
+        ({"latency_ms": -5}, "latency_ms"),
+        ({"retry_after_s": "nan"}, "retry_after_s"),
+        ({"lost_reply_rate": 1.5}, "lost_reply_rate"),
+        ({"takedown_rate": -0.1}, "takedown_rate"),
+        ({"platforms": ["tiktok"]}, "platforms"),
     ],
 )
 async def test_an_invalid_change_is_refused_and_named(

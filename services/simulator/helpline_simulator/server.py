@@ -44,6 +44,7 @@ from helpline_simulator.settings import (
     CREDENTIAL_FIELDS,
     platforms_from_environment,
     validate_behaviour,
+    validate_global,
 )
 
 
@@ -78,9 +79,15 @@ class SimConfig:
     def changed(self, changes: dict[str, Any]) -> SimConfig:
         """The configuration with `changes` applied; `platforms` merges into each named
         platform's own values (`null` clears them). Raises on an unknown or invalid one."""
+        if not isinstance(changes, dict):
+            raise ValueError("a change is an object of settings")
         changes = dict(changes)
+        own_changes = changes.pop("platforms", None) or {}
+        if not isinstance(own_changes, dict):
+            raise ValueError("platforms must map each platform to its changes")
+        changes = validate_global(changes)
         platforms = {slug: dict(own) for slug, own in self.platforms.items()}
-        for slug, own in (changes.pop("platforms", None) or {}).items():
+        for slug, own in own_changes.items():
             if own is None:
                 platforms.pop(slug, None)
             else:
@@ -314,7 +321,10 @@ def create_simulator(config: SimConfig) -> Starlette:
         )
 
     async def configure(request: Request) -> JSONResponse:
-        changes = await request.json()
+        try:
+            changes = await request.json()
+        except ValueError:
+            return JSONResponse({"error": "the body must be JSON"}, status_code=400)
         try:
             state.config = state.config.changed(changes)
         except (TypeError, ValueError, AttributeError) as exc:

@@ -46,6 +46,29 @@ class PlatformBehaviour(BaseModel):
         return self.model_dump(exclude_none=True)
 
 
+class GlobalBehaviour(PlatformBehaviour):
+    """A run-time change to every platform's behaviour (`/_sim/config` without `platforms`):
+    the same checks as one platform's, with the knobs only the whole simulator has."""
+
+    credentials: None = None
+    client_id: None = None
+    client_secret: None = None
+    seed: int | None = None
+    status_override: str | None = None
+    lost_reply_rate: float | None = Field(None, ge=0, le=1)
+    store_delay_ms: float | None = Field(None, ge=0, allow_inf_nan=False)
+
+
+def validate_global(changes: dict[str, Any]) -> dict[str, Any]:
+    """`changes` to the global behaviour, checked; raises `ValueError` naming the field."""
+    try:
+        return GlobalBehaviour.model_validate(changes).changes()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise ValueError(f"simulator field {field}: {first['msg']}") from None
+
+
 class _Environment(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="HELPLINE_", env_nested_delimiter="__", extra="ignore"
