@@ -81,11 +81,21 @@ async def rebuild_command(conn: Any, settings: Settings, console: Console) -> in
         console=console,
     ) as progress:
         task = progress.add_task("replay", total=None)
+        read = 0
+
+        def advance(n: int) -> None:
+            nonlocal read
+            read += n
+            total = progress.tasks[0].total
+            if total is not None and read > total:  # the broker's end offset fell short
+                progress.update(task, total=read)
+            progress.update(task, completed=read)
+
         done = await rebuild.replay(
             settings,
             conn,
             on_start=lambda total: progress.update(task, total=total),
-            on_batch=lambda n: progress.advance(task, n),
+            on_batch=advance,
         )
     await rebuild.swap(conn)
     after = await rebuild.headline(conn)

@@ -5,7 +5,8 @@
 1. :func:`prepare`: a fresh schema `metrics_rebuild` with a table like each of `metrics`
    (columns, defaults, keys and indexes), empty;
 2. :func:`replay`: every record of the topics metrics consumes, from the beginning of each
-   partition up to its end offset when the rebuild started, admitted exactly as the service
+   partition to its end (at least its end offset when the rebuild started, and on until a
+   poll finds nothing new), admitted exactly as the service
    admits them (:func:`helpline_metrics.usecase.admit`) and folded by the same code
    (:func:`helpline_metrics.projection.apply` with `schema="metrics_rebuild"`), inbox
    included, so the new tables are what the service would have built;
@@ -13,12 +14,13 @@
    becomes `metrics`, and the replaced schema is dropped.
 
 Run it with the metrics service stopped: stop metrics, rebuild, start it. The new inbox
-holds every event up to the end offsets, so when metrics starts again from its committed
-offsets, what it had not committed is redelivered and counted nothing twice, and what came
-after is counted once. A service left running while the rebuild swaps could count a batch
-into the replaced schema and commit its offsets, and that batch would be lost from the
-totals. The topics are kept forever (retention.ms -1, see `helpline_shared.topics`), so the
-beginning of each topic is the beginning of the helpline's history.
+holds every event up to the end of the topics when it read them, so when metrics starts
+again from its committed offsets, what it had not committed is redelivered and counted
+nothing twice, and what came after is counted once. A service left running while the
+rebuild swaps could count a batch into the replaced schema and commit its offsets, and
+that batch would be lost from the totals. The topics are kept forever (retention.ms -1, see
+`helpline_shared.topics`), so the beginning of each topic is the beginning of the
+helpline's history.
 """
 
 from __future__ import annotations
@@ -73,9 +75,9 @@ async def replay(
     on_batch: Callable[[int], None] = lambda n: None,
     batch_size: int = 2000,
 ) -> Replayed:
-    """Folds every record of metrics' topics, up to their end offsets at the start, into
-    `metrics_rebuild`; `on_start` gets the number of records to read, `on_batch` each
-    batch's size."""
+    """Folds every record of metrics' topics, from the beginning to the end, into
+    `metrics_rebuild`; `on_start` gets the number of records the broker says there are,
+    `on_batch` each batch's size."""
     consumer = AIOKafkaConsumer(
         **client_kwargs(settings, "metrics-rebuild"),
         group_id=None,
@@ -94,21 +96,17 @@ async def replay(
         consumer.assign(partitions)
         begin = await consumer.beginning_offsets(partitions)
         end = await consumer.end_offsets(partitions)
-        pending = {tp for tp in partitions if end[tp] > begin[tp]}
         on_start(sum(end[tp] - begin[tp] for tp in partitions))
         await consumer.seek_to_beginning(*partitions)
-        while pending:
-            got = await consumer.getmany(*pending, timeout_ms=1000, max_records=batch_size)
-            batch: list[Record] = []
-            for tp, records in got.items():
-                batch += [r for r in records if r.offset < end[tp]]
-                if records and records[-1].offset + 1 >= end[tp]:
-                    pending.discard(tp)
-            for tp in list(pending):
-                if await consumer.position(tp) >= end[tp]:
-                    pending.discard(tp)
+        # Read to the end offsets of the start, then on until a poll finds nothing new (some
+        # brokers, Tansu among them, report an end offset short of the last batch).
+        while True:
+            got = await consumer.getmany(*partitions, timeout_ms=1000, max_records=batch_size)
+            batch: list[Record] = [r for records in got.values() for r in records]
             await _fold(conn, batch, done)
             on_batch(len(batch))
+            if not batch and all([await consumer.position(tp) >= end[tp] for tp in partitions]):
+                break
     finally:
         await consumer.stop()
     return done
