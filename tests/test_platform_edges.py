@@ -123,3 +123,66 @@ def test_retry_after_in_seconds_and_as_an_http_date() -> None:
 @pytest.mark.parametrize("value", ["nan", "inf", "-5", "soon", ""])
 def test_an_absurd_retry_after_is_ignored(value: str) -> None:
     assert _retry_after(reply(value)) is None
+
+
+def production_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every API platform's credentials, as a production deployment sets them."""
+    for slug, cls in NOTICE_APIS.items():
+        prefix = f"HELPLINE_PLATFORMS__{slug.upper()}__"
+        monkeypatch.setenv(prefix + "CREDENTIALS", SECRET)
+        if cls.auth in ("basic", "client_id_bearer"):
+            monkeypatch.setenv(prefix + "CLIENT_ID", f"{slug}-id")
+        if cls.auth == "basic":
+            monkeypatch.setenv(prefix + "CLIENT_SECRET", SECRET)
+
+
+PRODUCTION = Settings(platform_base_url="https://platform-gateway.example.net")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("HELPLINE_PLATFORMS__TIKTOK__CREDENTIALS", ""),
+        ("HELPLINE_PLATFORMS__TIKTOK__CREDENTIALS", "   "),
+        ("HELPLINE_PLATFORMS__SNAPCHAT__CLIENT_SECRET", ""),
+        ("HELPLINE_PLATFORMS__TIKTOK__CREDENTIALS", f"{SECRET}\r\nX-Injected: 1"),
+        ("HELPLINE_PLATFORMS__TWITCH__CLIENT_ID", "twitch\nid"),
+    ],
+)
+def test_an_empty_or_broken_credential_is_refused_at_start_up_without_quoting_it(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    production_credentials(monkeypatch)
+    monkeypatch.setenv(variable, value)
+
+    with pytest.raises(ValueError, match="invalid platform settings") as caught:
+        load_platform_settings(PRODUCTION)
+
+    message = str(caught.value)
+    slug, field = variable.removeprefix("HELPLINE_PLATFORMS__").lower().split("__")
+    assert f"platform {slug}, field {field}" in message
+    assert SECRET not in message
+
+
+def test_a_secret_files_trailing_newline_is_not_part_of_the_credential(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    production_credentials(monkeypatch)
+    monkeypatch.setenv("HELPLINE_PLATFORMS__TIKTOK__CREDENTIALS", SECRET + "\n")
+
+    credentials = load_platform_settings(PRODUCTION).tiktok.credentials
+
+    assert credentials is not None
+    assert credentials.get_secret_value() == SECRET
+
+
+def test_a_platform_given_as_json_that_does_not_parse_is_named_not_quoted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HELPLINE_PLATFORMS__TIKTOK", f'{{"credentials": "{SECRET}", ')
+
+    with pytest.raises(ValueError, match="platform tiktok") as caught:
+        load_platforms_config()
+
+    assert "HELPLINE_PLATFORMS__TIKTOK" in str(caught.value)
+    assert SECRET not in str(caught.value)

@@ -35,7 +35,12 @@ from pydantic import (
     ValidationError,
     field_validator,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from helpline_escalator.platforms_file import FILE_ENV, FileSource, read_platforms_file
 from helpline_shared.settings import Settings
@@ -83,6 +88,22 @@ class PlatformConfig(BaseModel):
     breaker_open_s: float = Field(
         30.0, gt=0, allow_inf_nan=False, description="Open before a probe."
     )
+
+    @field_validator("credentials", "client_secret", "client_id")
+    @classmethod
+    def _a_usable_credential(cls, value: SecretStr | str | None) -> SecretStr | str | None:
+        """A credential without surrounding whitespace (a secret file's trailing newline is
+        dropped); an empty one, or one with a control character inside (it could not go
+        into a header), is refused at start-up. The message never quotes it."""
+        if value is None:
+            return None
+        secret = value.get_secret_value() if isinstance(value, SecretStr) else value
+        secret = secret.strip()
+        if not secret:
+            raise ValueError("empty")
+        if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in secret):
+            raise ValueError("contains a control character (a line break?)")
+        return SecretStr(secret) if isinstance(value, SecretStr) else secret
 
     @field_validator("base_url")
     @classmethod
@@ -209,6 +230,14 @@ def load_platforms_config(file: Path | None = None) -> PlatformsConfig:
         config: PlatformsConfig = Loaded()
     except ValidationError as exc:
         raise ValueError(_explain(exc)) from None
+    except SettingsError as exc:
+        # A whole platform given as JSON (HELPLINE_PLATFORMS__TIKTOK='{...}') that does not
+        # parse; the message names the field, never the value.
+        field = str(exc).split('field "', 1)[-1].split('"', 1)[0]
+        raise ValueError(
+            f"invalid platform settings: platform {field}: HELPLINE_PLATFORMS__"
+            f"{field.upper()} is not valid JSON"
+        ) from None
     return config
 
 

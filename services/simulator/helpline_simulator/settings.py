@@ -95,7 +95,8 @@ def _escalator_credentials(platforms: dict[str, Any]) -> dict[str, dict[str, Any
     for slug, values in platforms.items():
         if slug in PLATFORMS and isinstance(values, dict):
             creds = {_ALIASES.get(k, k): v for k, v in values.items()}
-            found[slug] = {k: str(v) for k, v in creds.items() if k in CREDENTIAL_FIELDS}
+            # As the escalator reads them: surrounding whitespace dropped.
+            found[slug] = {k: str(v).strip() for k, v in creds.items() if k in CREDENTIAL_FIELDS}
     return found
 
 
