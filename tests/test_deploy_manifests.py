@@ -210,3 +210,17 @@ def test_only_the_escalator_holds_the_platforms_api_keys(rendered: dict[str, Doc
             w["metadata"]["name"] for w in workloads if "helpline-platforms" in _secrets_read(w)
         }
         assert holders == {"helpline-escalator"}, name
+
+
+def test_keda_scales_each_consumer_on_every_topic_it_reads(rendered: dict[str, Docs]) -> None:
+    """A ScaledObject watches the lag of exactly the topics the registry says its service
+    consumes, so a topic added to a service in the registry cannot be left unwatched."""
+    from helpline_shared.topics import ALL_TOPICS, SERVICES
+
+    for name in ("dev+keda", "production+keda"):
+        scaled = _kind(rendered[name], "ScaledObject")
+        for service in SERVICES:
+            consumed = {t.name for t in ALL_TOPICS if service in t.consumers}
+            triggers = scaled[f"helpline-{service}"]["spec"]["triggers"]
+            assert {t["metadata"]["topic"] for t in triggers} == consumed, (name, service)
+            assert len(triggers) == len(consumed), (name, service)

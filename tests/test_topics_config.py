@@ -191,3 +191,23 @@ async def test_check_reports_drift_on_a_running_cluster(fresh_broker: str) -> No
     code, out = await helpline(fresh_broker, "topics", "check")
     assert code == 1  # the hand-made topics still drift
     assert "helpline.metrics.dlq" not in out  # created
+
+
+async def test_check_says_when_it_cannot_ask_the_cluster(tmp_path: Path) -> None:
+    """No broker: not "no drift" (0) nor "drift" (1), but one line and exit 2."""
+    with tansu(tmp_path) as servers:
+        pass  # a broker that was there and is gone: nothing listens on its port
+    proc = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).parent / "helpline"),
+        "topics",
+        "check",
+        env={**os.environ, "HELPLINE_KAFKA_BOOTSTRAP_SERVERS": servers},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode == 2, (out, err)
+    lines = [line for line in err.decode().splitlines() if "topics check:" in line]
+    assert lines == [lines[0]]
+    assert lines[0].startswith(f"topics check: cannot ask the brokers at {servers}: ")
+    assert "Traceback" not in err.decode()

@@ -4,12 +4,16 @@ Prints one line per drift (a missing topic, a partition count or replication low
 than the registry's, a config value that differs) and exits 1 if there is any, else 0.
 Settings the broker does not report (Tansu reports only the configs a topic was created
 with) are listed as "not reported by the broker": unknown, not matching; `--strict` makes
-them fail the check too.
+them fail the check too. A cluster that cannot be asked is neither: one line on stderr
+naming the brokers, exit 2, so a script tells "drifted" from "could not check".
 """
 
 from __future__ import annotations
 
+import sys
 from collections import defaultdict
+
+from aiokafka.errors import KafkaError
 
 from helpline_shared.settings import Settings
 from helpline_shared.topic_admin import Drift, check_topics
@@ -38,7 +42,12 @@ def report(
 
 async def check(settings: Settings, *, strict: bool = False) -> int:
     """Run the check against the configured cluster; prints the report, returns the code."""
-    drifts, unreported = await check_topics(settings, ALL_TOPICS)
+    try:
+        drifts, unreported = await check_topics(settings, ALL_TOPICS)
+    except (KafkaError, OSError) as exc:
+        servers = settings.kafka_bootstrap_servers
+        print(f"topics check: cannot ask the brokers at {servers}: {exc}", file=sys.stderr)
+        return 2
     lines, code = report(drifts, unreported, len(ALL_TOPICS), strict=strict)
     print("\n".join(lines))
     return code
