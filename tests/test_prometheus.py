@@ -8,18 +8,22 @@ import json
 import os
 import random
 import shutil
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from prometheus_client import CollectorRegistry, generate_latest
 
 from helpline_cli.infra import free_port
 from helpline_cli.stack import Stack
 from helpline_metrics.prometheus import TotalsCollector
+from helpline_shared.observability import ServiceMetrics
 from helpline_shared.topics import REPORTS_SUBMITTED
 from tests.infra import Infra, dedicated_broker
 from tests.test_e2e import _stack, make_report, wait_until
@@ -217,3 +221,56 @@ async def test_every_stored_total_renders_under_conventional_names() -> None:
     out, _ = await lint.communicate(text.encode())
     assert lint.returncode == 0, out.decode()
     assert not out.strip(), out.decode()
+
+
+async def test_consumer_lag_is_end_offset_minus_committed(infra: Infra) -> None:
+    """On the real broker: 5 records, nothing committed, lag 5; committed 3, lag 2; all, 0."""
+    topic = f"helpline.test.lag-{uuid.uuid4().hex[:8]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=infra.bootstrap_servers)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
+    finally:
+        await admin.close()
+    producer = AIOKafkaProducer(bootstrap_servers=infra.bootstrap_servers)
+    await producer.start()
+    try:
+        for i in range(5):
+            await producer.send_and_wait(topic, f"r{i}".encode())
+    finally:
+        await producer.stop()
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=infra.bootstrap_servers,
+        group_id=f"lag-{uuid.uuid4().hex[:8]}",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    try:
+        seen = 0
+        for _ in range(40):
+            batches = await consumer.getmany(timeout_ms=500)
+            seen += sum(len(b) for b in batches.values())
+            if seen >= 5:
+                break
+        assert seen == 5
+        observed = ServiceMetrics("lagtest")
+        observed.consumer_lag(SimpleNamespace(subscribers=[SimpleNamespace(consumer=consumer)]))
+        _, app = observed.route()
+        line = f'helpline_consumer_lag{{partition="0",service="lagtest",topic="{topic}"}}'
+
+        async def lag() -> float:
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://x") as client:
+                text = (await client.get("/metrics")).text
+            return float(next(x for x in text.splitlines() if x.startswith(line)).split()[-1])
+
+        assert await lag() == 5
+        tp = TopicPartition(topic, 0)
+        await consumer.commit({tp: 3})
+        assert await lag() == 2
+        await consumer.commit({tp: 5})
+        assert await lag() == 0
+    finally:
+        await consumer.stop()
