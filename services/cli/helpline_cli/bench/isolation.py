@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -50,7 +51,17 @@ async def run_isolation(
     backlog: int,
     rounds: int = 2,
 ) -> int:
-    """The whole scenario on a fresh stack; prints the figures and the `isolation:` line."""
+    """The whole scenario on a fresh stack; prints the figures and the `isolation:` line.
+    Returns 2, starting nothing, for a faulty platform the workload does not use or fewer
+    than one faulty pass (there would be nothing to compare)."""
+    if faulty not in URLS or rounds < 1:
+        print(
+            "helpline bench --scenario isolation: --faulty-platform must be one of "
+            f"{', '.join(URLS)} (the platforms the workload spreads over; got {faulty!r}) "
+            f"and --rounds at least 1 (got {rounds})",
+            file=sys.stderr,
+        )
+        return 2
     console = Console(width=max(120, Console().width))
     run = f"iso-{uuid.uuid4().hex[:8]}"
     console.print(

@@ -8,6 +8,7 @@ import json
 import random
 import time
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import asyncpg
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -25,6 +26,12 @@ URLS = {
     "snapchat": "https://www.snapchat.com/add/acct{i}{n}",
 }
 FINAL = ("decided", "failed", "needs_manual")
+
+
+def on_platform(url: str, slug: str) -> bool:
+    """The workload's `url` is on platform `slug` (its host is that platform's, exactly:
+    `x` is x.com, not any host with an x in it)."""
+    return urlsplit(url).hostname == urlsplit(URLS[slug]).hostname
 
 
 @dataclass(frozen=True)
@@ -109,7 +116,7 @@ async def run_pass(  # noqa: PLR0917
     """Publish the workload; wait (with a progress bar) until every escalation of the other
     platforms is final; measure."""
     expected_others = sum(
-        1 for p in payloads for u in json.loads(p)["urls"] if faulty not in u.split("/")[2]
+        1 for p in payloads for u in json.loads(p)["urls"] if not on_platform(u, faulty)
     )
     with Progress(
         TextColumn("{task.description:<44}"),
