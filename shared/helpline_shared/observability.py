@@ -40,7 +40,8 @@ class ServiceMetrics:
         self._refresh: list[Callable[[], Awaitable[None]]] = []
         self._batch_seconds = Histogram(
             "helpline_batch_processing_seconds",
-            "Time the service took to process one consumed batch (successful or not).",
+            "Time the service took to process a consumed batch (or, while a poison message"
+            " is isolated, part of one), successful or not.",
             ["service"],
             buckets=BATCH_BUCKETS,
             registry=self.registry,
