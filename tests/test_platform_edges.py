@@ -186,3 +186,30 @@ def test_a_platform_given_as_json_that_does_not_parse_is_named_not_quoted(
 
     assert "HELPLINE_PLATFORMS__TIKTOK" in str(caught.value)
     assert SECRET not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("platforms.YAML", "TikTok:\n  RATE_PER_S: 4\n  Concurrency: 2\n"),
+        ("platforms.toml", "[PLATFORMS.TikTok]\nRATE_PER_S = 4\nconcurrency = 2\n"),
+        ("platforms.JSON", '{"TIKTOK": {"Rate_Per_S": 4, "CONCURRENCY": 2}}'),
+    ],
+)
+def test_a_files_names_are_read_whatever_their_case_as_the_environments_are(
+    tmp_path: Path, name: str, text: str
+) -> None:
+    file = tmp_path / name
+    file.write_text(text, encoding="utf-8")
+
+    tiktok = load_platform_settings(Settings(), file=file).tiktok
+
+    assert (tiktok.rate_per_s, tiktok.concurrency) == (4.0, 2)
+
+
+def test_a_file_giving_one_platform_twice_is_refused(tmp_path: Path) -> None:
+    file = tmp_path / "platforms.json"
+    file.write_text('{"tiktok": {"rate_per_s": 4}, "TikTok": {"rate_per_s": 9}}', "utf-8")
+
+    with pytest.raises(ValueError, match="given twice"):
+        load_platforms_config(file)

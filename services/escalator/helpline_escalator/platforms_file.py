@@ -36,11 +36,12 @@ def read_platforms_file(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise ValueError(f"{FILE_ENV}: cannot read {path}: {exc.strerror}") from None
     try:
-        if path.suffix == ".toml":
+        suffix = path.suffix.lower()
+        if suffix == ".toml":
             data: Any = tomllib.loads(text)
-        elif path.suffix == ".json":
+        elif suffix == ".json":
             data = json.loads(text)
-        elif path.suffix in (".yaml", ".yml"):
+        elif suffix in (".yaml", ".yml"):
             import yaml  # type: ignore[import-untyped]
 
             try:
@@ -61,7 +62,21 @@ def read_platforms_file(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValueError(f"{FILE_ENV}: {path} must hold one table per platform")
     # A file may keep its tables under [platforms.<slug>].
-    platforms = data.get("platforms", data)
+    platforms = data.get("platforms", data.get("PLATFORMS", data))
     if not isinstance(platforms, dict):
         raise ValueError(f"{FILE_ENV}: {path}: 'platforms' must be a table")
-    return platforms
+    # Names are read whatever their case, as the environment's are ([TikTok], RATE_PER_S).
+    return {
+        slug: _lowered(table, f"{path}: {slug}") if isinstance(table, dict) else table
+        for slug, table in _lowered(platforms, str(path)).items()
+    }
+
+
+def _lowered(table: dict[str, Any], where: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        name = str(key).lower()
+        if name in out:
+            raise ValueError(f"{FILE_ENV}: {where}: {name!r} is given twice")
+        out[name] = value
+    return out
