@@ -213,3 +213,21 @@ def test_a_file_giving_one_platform_twice_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(ValueError, match="given twice"):
         load_platforms_config(file)
+
+
+def test_the_simulator_expects_the_credentials_the_escalator_reads_from_the_same_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One platforms file configures both sides alike (`helpline dev`), whatever the case
+    of its names and with a secret's trailing newline."""
+    from helpline_simulator.server import SimConfig
+
+    file = tmp_path / "platforms.yaml"
+    file.write_text(f'TikTok:\n  API_KEY: "{SECRET}\\n"\n', encoding="utf-8")
+    monkeypatch.setenv("HELPLINE_PLATFORMS_FILE", str(file))
+
+    escalator = load_platform_settings(Settings()).tiktok.credentials
+    simulator = SimConfig.from_settings(Settings()).expects("tiktok", "credentials")
+
+    assert escalator is not None
+    assert escalator.get_secret_value() == simulator == SECRET

@@ -92,9 +92,10 @@ def validate_behaviour(slug: str, changes: dict[str, Any]) -> dict[str, Any]:
 
 def _escalator_credentials(platforms: dict[str, Any]) -> dict[str, dict[str, Any]]:
     found: dict[str, dict[str, Any]] = {}
-    for slug, values in platforms.items():
+    for name, values in platforms.items():
+        slug = str(name).lower()  # as the escalator reads names: whatever their case
         if slug in PLATFORMS and isinstance(values, dict):
-            creds = {_ALIASES.get(k, k): v for k, v in values.items()}
+            creds = {_ALIASES.get(str(k).lower(), str(k).lower()): v for k, v in values.items()}
             # As the escalator reads them: surrounding whitespace dropped.
             found[slug] = {k: str(v).strip() for k, v in creds.items() if k in CREDENTIAL_FIELDS}
     return found
@@ -106,15 +107,17 @@ def _platforms_file() -> dict[str, Any]:
         return {}
     path = Path(name)
     text = path.read_text(encoding="utf-8")
-    if path.suffix == ".toml":
+    if path.suffix.lower() == ".toml":
         data: Any = tomllib.loads(text)
-    elif path.suffix == ".json":
+    elif path.suffix.lower() == ".json":
         data = json.loads(text)
     else:
         import yaml  # type: ignore[import-untyped]
 
         data = yaml.safe_load(text) or {}
-    platforms = data.get("platforms", data) if isinstance(data, dict) else {}
+    if not isinstance(data, dict):
+        return {}
+    platforms = data.get("platforms", data.get("PLATFORMS", data))
     return platforms if isinstance(platforms, dict) else {}
 
 
