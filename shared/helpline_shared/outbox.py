@@ -15,7 +15,8 @@ advisory lock across replicas). Events of different keys have no order between t
 Shutdown: `stop` publishes everything committed by then (bounded by its timeout).
 
 Tracing: a row keeps the trace context of the work that added it (its `traceparent`
-header), so the relayed event continues that trace.
+header), so the relayed event continues that trace; a message given with a `traceparent`
+of its own continues that one instead. A service that does not trace writes none.
 """
 
 from __future__ import annotations
@@ -88,8 +89,15 @@ class Outbox:
             [m.topic for m in messages],
             [m.key for m in messages],
             [m.value for m in messages],
-            [json.dumps(tracing.stamped(self._broker, m.headers, m.key)) for m in messages],
+            [json.dumps(self._stamped(m)) for m in messages],
         )
+
+    def _stamped(self, m: OutgoingMessage) -> dict[str, str]:
+        """The headers a row keeps: with the trace context it continues when tracing,
+        without any (not even one the message brought) when not."""
+        if tracing.of(self._broker) is None:
+            return {k: v for k, v in m.headers.items() if k not in ("traceparent", "tracestate")}
+        return tracing.stamped(self._broker, m.headers, m.key)
 
     def wake(self) -> None:
         """Ask the relay to run now rather than at its next idle tick."""

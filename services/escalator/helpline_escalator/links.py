@@ -20,12 +20,16 @@ Promises, all in the caller's transaction:
   that is more urgent or names more harm types raises its urgency and adds its harm types
   (and, if its lead harm is more severe, its DSA category and reason code). A notice is
   never re-sent because a case was added.
+- Tracing: each link keeps the W3C `traceparent` given for its case (the processing of
+  its case.triaged record; none when tracing is off), and every outcome event of that
+  case carries it (see :mod:`helpline_escalator.outcomes`), so outcomes added later by a
+  platform worker continue the case's trace.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,16 +83,22 @@ class Content:
         self.urgency = _more_urgent(case.urgency, self.urgency) if self.links else case.urgency
 
 
-async def _insert_links(conn: Conn, rows: list[tuple[CaseTriagedV1, TriagedUrl]]) -> list[Any]:
+async def _insert_links(
+    conn: Conn,
+    rows: list[tuple[CaseTriagedV1, TriagedUrl]],
+    traceparents: Mapping[uuid.UUID, str],
+) -> list[Any]:
     rows = sorted(rows, key=lambda r: (escalation_id(r[1]), r[0].case_id))
     return await conn.fetch(
         """
         INSERT INTO escalator.escalation_cases
-            (escalation_id, case_id, url_id, url, harm_types, urgency, received_at)
+            (escalation_id, case_id, url_id, url, harm_types, urgency, received_at,
+             traceparent)
         SELECT u.eid, u.case_id, u.url_id, u.url, string_to_array(u.harm, ','), u.urgency,
-               u.received_at
+               u.received_at, u.traceparent
         FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[],
-                    $7::timestamptz[]) AS u(eid, case_id, url_id, url, harm, urgency, received_at)
+                    $7::timestamptz[], $8::text[])
+            AS u(eid, case_id, url_id, url, harm, urgency, received_at, traceparent)
         ON CONFLICT DO NOTHING
         RETURNING *
         """,
@@ -99,6 +109,7 @@ async def _insert_links(conn: Conn, rows: list[tuple[CaseTriagedV1, TriagedUrl]]
         [",".join(c.harm_types) for c, _ in rows],
         [c.urgency for c, _ in rows],
         [c.received_at for c, _ in rows],
+        [traceparents.get(c.case_id) for c, _ in rows],
     )
 
 
@@ -196,18 +207,23 @@ class Linked:
         return {r["platform"] for r in self.opened if r["state"] == "queued"}
 
 
-async def link_cases(conn: Conn, cases: Sequence[CaseTriagedV1]) -> Linked:
+async def link_cases(
+    conn: Conn,
+    cases: Sequence[CaseTriagedV1],
+    traceparents: Mapping[uuid.UUID, str] | None = None,
+) -> Linked:
     """Link every URL of `cases` to its content's escalation, opening those not known.
 
     New escalations on the hotline or manual route are `needs_manual` at once, announced
     to every case linked; cases joining an existing escalation hear its states so far.
+    `traceparents` (by case id) is the trace each case's links and outcomes continue.
     """
     rows = [(case, u) for case in cases for u in case.urls]
     if not rows:
         return Linked([], [])
     by_key = {(c.case_id, u.url_id): (c, u) for c, u in rows}
     contents: dict[uuid.UUID, Content] = {}
-    for link in await _insert_links(conn, rows):
+    for link in await _insert_links(conn, rows, traceparents or {}):
         case, url = by_key[(link["case_id"], link["url_id"])]
         eid = link["escalation_id"]
         content = contents.setdefault(eid, Content(eid, (case, url)))

@@ -10,6 +10,10 @@ Event id = uuid5(the case's URL id, state): each state is announced once per cas
 re-announcement (outbox replay) carries the same id. Escalations made before shared
 escalations have URL id = escalation id, so their event ids are unchanged.
 
+Tracing: an event carries its case link's `traceparent` (stored when the case was
+linked, while tracing was on) in its headers, so the outbox relays it in the case's trace
+whether it was added while the case was processed or later by a platform worker.
+
 Race-free by locking: a state is recorded and announced after its escalation's row is
 locked (the update that moves it), and a link to an existing escalation reads the states
 while holding the same row lock, so every linked case hears each state exactly once.
@@ -79,7 +83,7 @@ def outcome_message(escalation: Any, link: Any, reached: Reached) -> OutgoingMes
             "first_received_at": escalation["received_at"],
         }
     )
-    return cloudevents.event_message(
+    message = cloudevents.event_message(
         ESCALATION_OUTCOMES.name,
         event,
         event_id=event.event_id,
@@ -89,6 +93,9 @@ def outcome_message(escalation: Any, link: Any, reached: Reached) -> OutgoingMes
         time=event.occurred_at,
         subject=event.case_id,
     )
+    if traceparent := link.get("traceparent"):
+        message.headers["traceparent"] = traceparent
+    return message
 
 
 async def _escalations(conn: Conn, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Any]:

@@ -4,12 +4,15 @@ Promises: each triaged URL is linked once to the escalation of its content (see
 :mod:`helpline_escalator.links`): a new escalation is queued for its platform's worker or
 marked `needs_manual` (hotline route, unknown host, no adapter), and every outcome event
 this causes (a new manual escalation, states already reached by a shared one) is queued
-in the same transaction. Offsets are committed by the caller after that transaction
-commits: at least once, no duplicate escalation, no notice sent twice for one content.
+in the same transaction. While tracing, each case's links keep the trace context of its
+record's processing, which the case's later outcomes continue. Offsets are committed by
+the caller after that transaction commits: at least once, no duplicate escalation, no
+notice sent twice for one content.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 
 from faststream.kafka import KafkaBroker
@@ -17,6 +20,7 @@ from pydantic import ValidationError
 
 from helpline_escalator.dispatcher import Dispatcher
 from helpline_escalator.links import link_cases
+from helpline_shared import tracing
 from helpline_shared.consumer import DeadLetters, Record, describe
 from helpline_shared.db import Database
 from helpline_shared.events import CaseTriagedV1, TriagedUrl
@@ -49,9 +53,16 @@ class Escalator:
             return url.model_copy(update={"route": "manual"})
         return url
 
+    def _traceparent(self, record: Record) -> str | None:
+        """The W3C traceparent of `record`'s processing; None when not tracing."""
+        if record.key is None or tracing.of(self._broker) is None:
+            return None
+        return tracing.stamped(self._broker, {}, record.key).get("traceparent")
+
     async def process(self, records: Sequence[Record]) -> None:
         cases: list[CaseTriagedV1] = []
         refused: list[tuple[Record, str]] = []
+        traceparents: dict[uuid.UUID, str] = {}
         for record in records:
             try:
                 case = CaseTriagedV1.model_validate_json(record.value or b"")
@@ -59,10 +70,12 @@ class Escalator:
                 refused.append((record, f"invalid case.triaged: {describe(exc)}"))
                 continue
             cases.append(case.model_copy(update={"urls": [self._routable(u) for u in case.urls]}))
+            if (traceparent := self._traceparent(record)) is not None:
+                traceparents.setdefault(case.case_id, traceparent)
         self._dead.admit(records, [r for r, _ in refused])
 
         async with self._db.pool.acquire() as conn, conn.transaction():
-            linked = await link_cases(conn, cases)
+            linked = await link_cases(conn, cases, traceparents)
             await self._outbox.add(conn, linked.outcomes)
         for row in linked.opened:
             if row["state"] == "needs_manual":
