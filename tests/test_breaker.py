@@ -150,3 +150,16 @@ def test_a_retry_after_hold_is_capped() -> None:
     b = breaker(clock)
     b.failed(Pass.CALL, RetryableError("x", http_status=429, retry_after_s=10**9))
     assert b.resume_in_s() == 35.0
+
+
+def test_an_open_period_longer_than_the_default_cap_is_kept_not_cut() -> None:
+    """BREAKER_OPEN_S=900 means 900 s, though the doubling stops at 600 s by default."""
+    clock = Clock()
+    b = CircuitBreaker("tiktok", BreakerPolicy(failures=1, open_s=900.0), clock=clock)
+
+    assert b.failed(Pass.CALL, unavailable())
+    assert b.resume_in_s() == 900.0
+    clock.now += 900.0
+    assert b.admit() is Pass.PROBE
+    b.failed(Pass.PROBE, unavailable())
+    assert b.resume_in_s() == 900.0  # no shorter on a failed probe

@@ -37,7 +37,7 @@ STATES = ("closed", "open", "half_open")
 @dataclass(frozen=True)
 class BreakerPolicy:
     """`failures` consecutive failures open the circuit for `open_s`, doubling on each
-    failed probe up to `max_open_s`."""
+    failed probe up to `max_open_s` (or `open_s`, when that is longer)."""
 
     failures: int = 5
     open_s: float = 30.0
@@ -174,7 +174,9 @@ class CircuitBreaker:
     # -- transitions ------------------------------------------------------------------
 
     def _open(self) -> None:
-        delay = min(self.policy.max_open_s, self.policy.open_s * 2**self.opens)
+        # The cap never cuts a configured open period shorter than itself.
+        cap = max(self.policy.max_open_s, self.policy.open_s)
+        delay = min(cap, self.policy.open_s * 2**self.opens)
         self.opens += 1
         if self.state == "closed":
             self.opened_at = utcnow()
