@@ -147,6 +147,15 @@ async def test_snapshot_figures_equal_the_events_and_the_totals(db: Database) ->
     assert snap.decisions_by_type == api["decisions"]
     assert (snap.takedowns, snap.takedown_rate) == (api["takedowns"], api["takedown_rate"])
     assert snap.decisions == api["escalations"]["by_state"]["decided"]
+    assert {p: f.decisions for p, f in snap.platforms.items() if f.decisions} == {
+        p: sum(by_type.values()) for p, by_type in api["decisions_by_platform"].items()
+    }
+    assert {p: f.takedowns for p, f in snap.platforms.items() if f.decisions} == (
+        api["takedowns_by_platform"]
+    )
+    assert {p: f.open_escalations for p, f in snap.platforms.items() if f.open_escalations} == {
+        p: o["open"] for p, o in api["open_escalations"].items()
+    }
     # Same totals, same id; the time it was read is not part of it.
     assert again.event_id == snap.event_id
     assert again.as_of >= snap.as_of
