@@ -231,3 +231,24 @@ def test_the_simulator_expects_the_credentials_the_escalator_reads_from_the_same
 
     assert escalator is not None
     assert escalator.get_secret_value() == simulator == SECRET
+
+
+def test_an_endpoint_holding_credentials_is_refused_without_quoting_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(
+        "HELPLINE_PLATFORMS__TIKTOK__BASE_URL", f"https://partner:{SECRET}@open.example.net"
+    )
+    monkeypatch.setenv("HELPLINE_PLATFORMS__TIKTOK__CREDENTIALS", "token")
+
+    with pytest.raises(ValueError, match="platform tiktok, field base_url") as caught:
+        load_platform_settings(Settings())
+
+    assert SECRET not in str(caught.value)
+
+
+def test_a_global_endpoint_that_is_not_a_url_is_refused_naming_a_platform_and_field() -> None:
+    with pytest.raises(ValueError, match="field base_url") as caught:
+        load_platform_settings(Settings(platform_base_url="simulator:8010"))
+
+    assert "HELPLINE_PLATFORM_BASE_URL" in str(caught.value)

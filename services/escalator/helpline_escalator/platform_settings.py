@@ -108,18 +108,25 @@ class PlatformConfig(BaseModel):
     @field_validator("base_url")
     @classmethod
     def _an_http_url(cls, value: str | None) -> str | None:
-        """An endpoint is an http(s) URL with a host; anything else is refused at start-up
-        rather than failing every call later."""
-        if value is None:
-            return None
-        try:
-            parts = urlsplit(value)
-            parts.port  # noqa: B018 - raises on a port that is not a number
-        except ValueError:
-            raise ValueError("not a URL (expected http(s)://host[:port])") from None
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("not a URL (expected http(s)://host[:port])")
+        """An endpoint is an http(s) URL with a host and no credentials in it; anything
+        else is refused at start-up rather than failing every call later."""
+        if value is not None and (problem := url_problem(value)):
+            raise ValueError(problem)
         return value
+
+
+def url_problem(value: str) -> str | None:
+    """Why `value` cannot be a platform's endpoint, never quoting it; None when it can."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        return "not a URL (expected http(s)://host[:port])"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "not a URL (expected http(s)://host[:port])"
+    if parts.username is not None or parts.password is not None:
+        return "holds credentials: set them in CREDENTIALS (or the platforms file), not the URL"
+    return None
 
 
 class PlatformsConfig(BaseSettings):
@@ -264,6 +271,11 @@ def resolve(
     adapter's `defaults` (path, settle_s, status_lookup, appeals, withdrawal, auth).
     `dev_anywhere` (tests only) allows the development credentials whatever the host."""
     base_url = config.base_url or settings.platform_base_url
+    if problem := url_problem(base_url):
+        raise ValueError(
+            f"invalid platform settings: platform {slug}, field base_url: {problem} "
+            "(HELPLINE_PLATFORM_BASE_URL, the global endpoint it takes)"
+        )
     settle_s = config.settle_s
     if settle_s is None:
         settle_s = settings.platform_settle_s
