@@ -25,7 +25,7 @@ from aiokafka.structs import ConsumerRecord
 from faststream.kafka import KafkaBroker
 
 from helpline_cli.dlq import from_dead_letter, show_text
-from helpline_cli.dlq_replay import REPLAY_HEADER, choose
+from helpline_cli.dlq_replay import REPLAY_HEADER, choose, replay_one
 from helpline_intake.redaction import redact_dead_letter
 from helpline_intake.usecase import Intake
 from helpline_shared.consumer import BatchRunner, DeadLetters
@@ -375,3 +375,31 @@ def test_choose_replays_each_letter_once_and_names_the_unknown() -> None:
     a_again = from_dead_letter(dead_record({"dlq_id": "a"}, b"{}", 3))  # republished copy
     assert [x.id for x in choose([a, b, a_again], [], every=True)] == ["a", "b"]  # type: ignore[union-attr]
     assert choose([a, b], ["b", "zz", "b"], every=False) == [b, "zz"]
+
+
+async def test_a_letter_refused_as_forged_is_not_replayed_unless_forced() -> None:
+    """Metrics dead-letters an outcome not from the escalator; replaying it would publish the
+    forgery again on a topic external systems read, so `replay` skips it unless forced."""
+    headers = {
+        "ce_source": "urn:attacker",
+        "dlq_id": str(uuid.uuid4()),
+        "dlq_service": "metrics",
+        "dlq_error": "forged helpline.escalations.outcomes: ce_source 'urn:attacker' is not "
+        "its registered producer (urn:helpline:escalator)",
+        "dlq_source_topic": "helpline.escalations.outcomes",
+        "dlq_source_partition": "0",
+        "dlq_source_offset": "7",
+    }
+    letter = from_dead_letter(dead_record(headers, b'{"platform": "forged-platform"}'))
+    settings = Settings()
+    outcome, detail = await replay_one(settings, None, None, letter, by="t", force=False)
+    assert outcome == "skipped"
+    assert "not from its registered producer" in detail
+    genuine = from_dead_letter(
+        dead_record({**headers, "dlq_error": "invalid helpline.escalations.outcomes: x"}, b"{}")
+    )
+    assert (await replay_one(settings, None, None, genuine, by="t", force=False))[0] == (
+        "would replay"
+    )
+    forced = await replay_one(settings, None, None, letter, by="t", force=True)
+    assert forced[0] == "would replay"

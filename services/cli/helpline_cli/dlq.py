@@ -245,7 +245,9 @@ def add_parser(sub: Any) -> None:
     replay.add_argument("--all", action="store_true", help="every letter on the topic(s)")
     replay.add_argument("--topic", choices=READABLE, help=topic_help)
     replay.add_argument("--dry-run", action="store_true", help="say what would be done")
-    replay.add_argument("--force", action="store_true", help="replay even if replayed before")
+    replay.add_argument(
+        "--force", action="store_true", help="replay even if replayed before or refused as forged"
+    )
     replay.add_argument("--by", default=None, help="who replays (default: $USER)")
 
 

@@ -11,7 +11,9 @@ that needs the database). A letter whose original cannot be found is not replaye
 
 Each replay is recorded in `operations.dlq_replays` (migration 0008): the row is claimed
 before publishing and completed after the broker acknowledged, so a second replay of the same
-letter is skipped with a message unless `--force`. A message replayed twice still has one
+letter is skipped with a message unless `--force`. So is, unless `--force`, a letter
+refused as forged (metrics' provenance check): no fix makes it genuine, and replaying it
+would put it back on a topic that external systems read. A message replayed twice still has one
 effect: the consumers are idempotent (intake per `(source, report_id)`, the others per
 event id), which the record does not replace.
 """
@@ -41,6 +43,8 @@ from helpline_shared.topics import REPORTS_REJECTED
 
 REPLAY_HEADER = "helpline_replay_of"
 STALE_CLAIM_S = 60  # an unfinished replay older than this is taken over
+# The error metrics gives an event not from the producer the registry names (provenance.py).
+FORGED = "forged "
 
 
 @dataclass(frozen=True)
@@ -160,6 +164,11 @@ async def replay_one(
     force: bool,
 ) -> tuple[str, str]:
     """Replays one letter (a dry run without `producer`); returns (outcome, detail)."""
+    if letter.error.startswith(FORGED) and not force:
+        return "skipped", (
+            "refused as not from its registered producer; a replay would publish it again "
+            "(--force if the registry was wrong)"
+        )
     found = await original(settings, letter, conn)
     if isinstance(found, str):
         return "failed", found
