@@ -15,7 +15,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from helpline_escalator.adapters.base import Notice, PlatformResult
+from helpline_escalator.adapters.base import Notice, PermanentError, PlatformResult
 from helpline_escalator.adapters.notice_api import Reply, _retry_after
 from helpline_escalator.adapters.registry import NOTICE_APIS
 from helpline_escalator.platform_settings import load_platform_settings, load_platforms_config
@@ -252,3 +252,28 @@ def test_a_global_endpoint_that_is_not_a_url_is_refused_naming_a_platform_and_fi
         load_platform_settings(Settings(platform_base_url="simulator:8010"))
 
     assert "HELPLINE_PLATFORM_BASE_URL" in str(caught.value)
+
+
+@pytest.mark.parametrize("slug", sorted(NOTICE_APIS))
+@pytest.mark.parametrize("suffix", ["?x=1", "/../notices", "#frag"])
+async def test_a_status_is_asked_for_exactly_the_reference_the_platform_gave(
+    simulator: str, slug: str, suffix: str
+) -> None:
+    """A reference with a '/', '?', '#' or '..' stays one path segment: it names no
+    other notice (here: the one whose reference it starts with) and no other route."""
+    sent = Notice(
+        client_reference=uuid.uuid4(),
+        url="https://example.org/content/10",
+        harm_types=("bullying_harassment",),
+        urgency="normal",
+        explanation="Reported by a school.",
+        notifier_name="Helpline Practitioner",
+        notifier_email="practitioner@helpline.example",
+    )
+    async with aiohttp.ClientSession() as session:
+        adapter = NOTICE_APIS[slug](session, simulator)
+        accepted = await adapter.submit(sent)
+        assert (await adapter.status(accepted.reference)).reference == accepted.reference
+
+        with pytest.raises(PermanentError, match="404"):
+            await adapter.status(accepted.reference + suffix)

@@ -23,6 +23,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar
+from urllib.parse import quote
 
 import aiohttp
 
@@ -239,7 +240,9 @@ class NoticeApiAdapter(PlatformAdapter):
                 "(email): record it by hand",
                 reference=reference,
             )
-        response = await self._call("GET", f"{self._url}/{reference}")
+        # The platform's reference is one path segment, exactly as it gave it: a '/', '?'
+        # or '..' in it must not reach another path or query on the platform.
+        response = await self._call("GET", f"{self._url}/{quote(reference, safe='')}")
         if response.status_code != 200:
             raise self._refuse(self.slug, response)
         return self._result(response)
