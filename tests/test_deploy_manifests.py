@@ -89,8 +89,6 @@ def test_each_deployment_has_a_budget_and_measured_resources(rendered: dict[str,
         for deployment in _kind(docs, "Deployment").values():
             labels = deployment["spec"]["template"]["metadata"]["labels"]
             component = labels["app.kubernetes.io/component"]
-            if component == "simulator":
-                continue
             matching = [
                 b
                 for b in budgets.values()
