@@ -106,7 +106,8 @@ def _allows(policy: dict[str, Any], labels: dict[str, str]) -> bool:
     if not selector.get("matchLabels", {}).items() <= labels.items():
         return False
     for expression in selector.get("matchExpressions", []):
-        if labels.get(expression["key"]) not in expression["values"]:
+        found = labels.get(expression["key"]) in expression["values"]
+        if found != (expression["operator"] == "In"):
             return False
     return True
 
@@ -138,6 +139,8 @@ def test_network_access_is_denied_unless_needed(rendered: dict[str, Docs]) -> No
             ports = _egress_ports(docs, labels)
             assert {53, broker, 5432} <= ports, (name, component)
             assert (443 in ports) == (component == "escalator"), (name, component)
+    simulator = {"app.kubernetes.io/name": "helpline", "app.kubernetes.io/component": "simulator"}
+    assert not {9092, 9093, 5432} & _egress_ports(rendered["dev"], simulator)
     production = _kind(rendered["production"], "NetworkPolicy")
     kafka = production["helpline-egress-kafka"]["spec"]["egress"]
     assert all(rule.get("to") for rule in kafka)  # narrowed to the Strimzi brokers
@@ -204,6 +207,9 @@ def _secrets_read(workload: dict[str, Any]) -> set[str]:
 def test_only_the_escalator_holds_the_platforms_api_keys(rendered: dict[str, Docs]) -> None:
     for name, docs in rendered.items():
         workloads = [*_kind(docs, "Deployment").values(), *_kind(docs, "Job").values()]
+        simulator = _kind(docs, "Deployment").get("helpline-simulator")
+        if simulator is not None:  # it needs neither the database nor Kafka
+            assert _secrets_read(simulator) == set(), name
         holders = {
             w["metadata"]["name"] for w in workloads if "helpline-platforms" in _secrets_read(w)
         }
