@@ -444,12 +444,16 @@ class PlatformWorker:
 
     def start(self) -> None:
         """Start the step loops. Several per platform overlap one step's database work
-        with another's platform calls; the calls share one concurrency bound."""
+        with another's platform calls; the calls share one concurrency bound. After a
+        database outage a loop resumes as soon as the database answers again (its only
+        dependency: outcomes go to the outbox table; a platform's failures are its
+        breaker's business, never a loop's)."""
         for n in range(self._settings.escalation_loops_per_platform):
             loop = WorkLoop(
                 f"dispatch-{self.adapter.slug}-{n}",
                 self._step,
                 idle_s=self._settings.escalation_poll_interval_s,
+                probes=[self._db.ready],
             )
             self._loops.append(loop)
             loop.start()
