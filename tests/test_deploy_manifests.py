@@ -228,3 +228,19 @@ def test_keda_scales_each_consumer_on_every_topic_it_reads(rendered: dict[str, D
             triggers = scaled[f"helpline-{service}"]["spec"]["triggers"]
             assert {t["metadata"]["topic"] for t in triggers} == consumed, (name, service)
             assert len(triggers) == len(consumed), (name, service)
+
+
+def test_keda_reads_only_the_password_from_the_user_operators_secret(
+    rendered: dict[str, Docs],
+) -> None:
+    """Strimzi's User Operator makes and owns the Secret of each KafkaUser: KEDA takes its
+    password from there and nothing else, so no one has to write keys into that Secret."""
+    docs = rendered["production+keda"]
+    users = _kind(docs, "KafkaUser")
+    (auth,) = _kind(docs, "TriggerAuthentication").values()
+    refs = {r["parameter"]: (r["name"], r["key"]) for r in auth["spec"]["secretTargetRef"]}
+    assert refs["password"] == ("helpline-keda", "password")
+    assert "helpline-keda" in users
+    owned = {name for name in users}
+    assert [p for p, (name, _) in refs.items() if name in owned] == ["password"]
+    assert refs["ca"] == ("helpline-kafka-ca", "ca.crt")  # the CA the workloads mount
