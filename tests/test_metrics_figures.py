@@ -4,12 +4,18 @@ and the annual report's figures for a small known set of events."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import math
+import os
 import random
 import statistics
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -306,3 +312,50 @@ async def test_the_annual_report_for_known_events(conn: asyncpg.Connection) -> N
     assert "60.0%" in html
     csv_text = render(r, "csv")
     assert "platform_share,tiktok,3,0.6,," in csv_text.splitlines()
+
+
+async def test_breached_outcomes_count_once_per_url_report(conn: asyncpg.Connection) -> None:
+    """The escalator does not send `breached` yet; when it does (state `breached` on the
+    outcomes topic), each URL report it names counts once as a breach, moving no state."""
+    received = datetime(2024, 4, 2, tzinfo=UTC)
+    c, urls = case(received, ["tiktok", "x"], ["hate"], due=timedelta(days=30))
+    submitted = [outcome(c, u, "submitted", timedelta(minutes=1)) for u in urls]
+    breached = outcome(c, urls[0], "submitted", timedelta(hours=30)).model_copy(
+        update={"state": "breached", "event_id": derive_id("breached", urls[0].url_id)}
+    )
+    await fold(conn, [c, *submitted, breached, breached])
+    await fold(conn, [breached])
+    t = await totals(conn)
+    assert t["breaches_by_platform"] == {"tiktok": 1}
+    assert t["escalations"]["by_state"] == {"submitted": 2}
+
+
+def helpline(env: dict[str, str], *args: str) -> bytes:
+    """Runs the `helpline` command of this environment; its standard output."""
+    command = str(Path(sys.executable).with_name("helpline"))
+    done = subprocess.run([command, *args], env=env, capture_output=True, check=True, timeout=60)
+    return done.stdout
+
+
+async def test_the_report_command_prints_what_the_endpoint_computes(
+    infra: Infra, tmp_path: Any
+) -> None:
+    url = await fresh_database(infra, "helpline_report_cli")
+    conn = await asyncpg.connect(url)
+    try:
+        events: list[Any] = []
+        for n, platform in enumerate(["tiktok", "tiktok", "x"]):
+            when = datetime(2024, 3, 1 + n, tzinfo=UTC)
+            events += decided_case(when, platform, 2 + n, "removed", ["impersonation"])
+        await fold(conn, events)
+        expected = await annual_report(conn, 2024)
+    finally:
+        await conn.close()
+    env = {**os.environ, "HELPLINE_DATABASE_URL": url}
+    out = await asyncio.to_thread(helpline, env, "report", "--year", "2024", "--format", "json")
+    assert json.loads(out) == expected
+    page = tmp_path / "report.html"
+    await asyncio.to_thread(helpline, env, "report", "--year", "2024", "--output", str(page))
+    html = page.read_text()
+    assert html.startswith("<!DOCTYPE html>")
+    assert '<td>TikTok</td><td class="n">2</td>' in html
