@@ -241,6 +241,5 @@ def test_keda_reads_only_the_password_from_the_user_operators_secret(
     refs = {r["parameter"]: (r["name"], r["key"]) for r in auth["spec"]["secretTargetRef"]}
     assert refs["password"] == ("helpline-keda", "password")
     assert "helpline-keda" in users
-    owned = {name for name in users}
-    assert [p for p, (name, _) in refs.items() if name in owned] == ["password"]
+    assert [p for p, (name, _) in refs.items() if name in users] == ["password"]
     assert refs["ca"] == ("helpline-kafka-ca", "ca.crt")  # the CA the workloads mount
