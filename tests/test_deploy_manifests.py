@@ -139,6 +139,7 @@ def test_network_access_is_denied_unless_needed(rendered: dict[str, Docs]) -> No
             ports = _egress_ports(docs, labels)
             assert {53, broker, 5432} <= ports, (name, component)
             assert (443 in ports) == (component == "escalator"), (name, component)
+            assert {4317, 4318} <= ports, (name, component)  # traces, when switched on
     simulator = {"app.kubernetes.io/name": "helpline", "app.kubernetes.io/component": "simulator"}
     assert not {9092, 9093, 5432} & _egress_ports(rendered["dev"], simulator)
     production = _kind(rendered["production"], "NetworkPolicy")
