@@ -35,7 +35,7 @@ COMPOSE = ROOT / "docker-compose.yml"
 SCHEMAS = DEPLOY / "schemas"
 VERSIONS = ("1.30.0", "1.37.0")  # oldest Kubernetes we support, newest the package knows
 OVERLAYS = ("dev", "production")
-COMPONENTS = {"dev": ("keda",), "production": ("keda", "strimzi-topics")}
+COMPONENTS = {"dev": ("keda",), "production": ("keda", "strimzi-topics", "platforms-file")}
 
 
 @dataclass(frozen=True)
