@@ -141,7 +141,7 @@ def test_every_alert_links_to_its_runbook_section() -> None:
 
 # Named by an alert but exported by no service yet, each with the work that adds it; the
 # test below fails once one is exported, so the entry goes when the alert can fire.
-NOT_YET_EXPORTED = {"helpline_deadline_breaches_total": "the deadlines work"}
+NOT_YET_EXPORTED: dict[str, str] = {}
 
 
 def _exported(name: str, code: str) -> bool:

@@ -17,6 +17,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from helpline_metrics.figures import escalation_figures, report_figures
+from helpline_metrics.periods import Filters
 from helpline_metrics.totals import read_counters
 from helpline_shared.db import Database
 
@@ -115,14 +117,45 @@ class TotalsCollector(Collector):
             yield m
 
 
+class DeadlineCollector(Collector):
+    """Deadline figures the alerts watch: URL reports decided after their case's deadline
+    (or named by a `breached` outcome) per platform, and open escalations past it."""
+
+    def __init__(self, breaches: dict[str, int], past_due: dict[str, int]) -> None:
+        self._breaches = breaches
+        self._past_due = past_due
+
+    def collect(self) -> Iterator[Metric]:
+        b = CounterMetricFamily(
+            "helpline_deadline_breaches",
+            "URL reports whose platform decision came after the case's deadline.",
+            labels=["platform"],
+        )
+        for platform, n in sorted(self._breaches.items()):
+            b.add_metric([platform], n)
+        yield b
+        g = GaugeMetricFamily(
+            "helpline_open_escalations_past_due",
+            "Open escalations (distinct content) whose case's decision deadline has passed.",
+            labels=["platform"],
+        )
+        for platform, n in sorted(self._past_due.items()):
+            g.add_metric([platform], n)
+        yield g
+
+
 def totals_renderer(db: Database) -> Callable[[], Awaitable[bytes]]:
     """The running totals in Prometheus text, appended to the service's `/metrics`."""
 
     async def render() -> bytes:
         async with db.pool.acquire() as conn:
             counters = await read_counters(conn)
+            reports = await report_figures(conn, Filters())
+            escalations = await escalation_figures(conn, Filters())
         registry = CollectorRegistry()
         registry.register(TotalsCollector(counters))
+        past_due = {p: o["past_due"] for p, o in escalations["open_escalations"].items()}
+        registry.register(DeadlineCollector(reports["breaches_by_platform"], past_due))
         return bytes(generate_latest(registry))
 
     return render
