@@ -55,12 +55,13 @@ async def run_isolation(
     Returns 2, starting nothing, for a faulty platform the workload does not use or fewer
     than one faulty pass (there would be nothing to compare)."""
     if faulty not in URLS or rounds < 1:
-        print(
-            "helpline bench --scenario isolation: --faulty-platform must be one of "
-            f"{', '.join(URLS)} (the platforms the workload spreads over; got {faulty!r}) "
-            f"and --rounds at least 1 (got {rounds})",
-            file=sys.stderr,
+        problem = (
+            f"--faulty-platform must be one of {', '.join(URLS)} (the platforms the "
+            f"workload spreads over), not {faulty!r}"
+            if faulty not in URLS
+            else f"--rounds must be at least 1, not {rounds}"
         )
+        print(f"helpline bench --scenario isolation: {problem}", file=sys.stderr)
         return 2
     console = Console(width=max(120, Console().width))
     run = f"iso-{uuid.uuid4().hex[:8]}"
