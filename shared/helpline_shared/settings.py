@@ -115,6 +115,12 @@ class Settings(BaseSettings):
         0.0, ge=0, description="Time before a received notice is stored (visible to lookup)."
     )
 
+    allow_simulated_reports: bool = Field(
+        False,
+        description="Intake accepts reports whose source is in the simulated namespace "
+        "(`simulated:...`, from `helpline simulate`); refused otherwise.",
+    )
+
     # Dead letters: stop consuming when more than this share of a window is dead-lettered.
     dlq_max_ratio: float = Field(0.5, gt=0, le=1)
     dlq_window: int = Field(200, ge=1)

@@ -54,6 +54,13 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--rounds", type=int, default=2, help="isolation: faulty passes, each between clean ones"
     )
+    sim = sub.add_parser(
+        "simulate", help="a generated year through the whole pipeline, its annual report"
+    )
+    sim.add_argument("--year", type=int, default=2024)
+    sim.add_argument("--seed", type=int, default=1)
+    sim.add_argument("--scale", type=float, default=1.0, help="share of the published counts")
+    sim.add_argument("--latency-ms", type=float, default=None, help="simulator latency")
     intake = sub.add_parser("intake", help="intake's data")
     intake_sub = intake.add_subparsers(dest="action", required=True)
     purge = intake_sub.add_parser(
@@ -147,6 +154,16 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             faults=Faults(),
             backlog=args.backlog_platform_escalations,
             rounds=args.rounds,
+        )
+    if args.command == "simulate":
+        from helpline_cli.simulate import run_simulate
+
+        return await run_simulate(
+            settings,
+            year=args.year,
+            seed=args.seed,
+            scale=args.scale,
+            latency_ms=args.latency_ms,
         )
     if args.command == "bench":
         from helpline_cli.bench import run_bench

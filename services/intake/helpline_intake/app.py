@@ -35,7 +35,12 @@ def create_app(settings: Settings) -> AsgiFastStream:
     db = Database(settings.database_url, max_size=settings.database_pool_max)
     wiring.consume(
         REPORTS_SUBMITTED.name,
-        process=Intake(db, wiring.broker, wiring.dead_letters).process,
+        process=Intake(
+            db,
+            wiring.broker,
+            wiring.dead_letters,
+            allow_simulated=settings.allow_simulated_reports,
+        ).process,
         description="Validates, deduplicates and stores reports; opens cases or rejects them.",
         depends_on=[db.ready],
     )

@@ -45,6 +45,7 @@ from helpline_shared.events import (
     ReportRejectedV1,
     ReportSubmittedV1,
     derive_id,
+    is_simulated_source,
     utcnow,
 )
 from helpline_shared.kafka import OutgoingMessage, publish_all
@@ -73,6 +74,7 @@ def opened_message(row: asyncpg.Record | Mapping[str, Any]) -> OutgoingMessage:
         urls=list(row["urls"]),
         issue_types=list(row["issue_types"]),
         prior_report=repository.stored_prior_report(row),
+        simulated=is_simulated_source(row["source"]),
     )
     message = cloudevents.event_message(
         CASES_OPENED.name,
@@ -84,10 +86,12 @@ def opened_message(row: asyncpg.Record | Mapping[str, Any]) -> OutgoingMessage:
         time=event.received_at,
         subject=event.case_id,
     )
-    if event.prior_report is None:
-        # From a version 1 report: the event is as before the field existed, so a consumer
-        # not yet released with it (unknown fields are refused) still reads it.
-        value = event.model_dump_json(exclude={"prior_report"}).encode()
+    # Optional fields at their default are left out: the event is as before they existed,
+    # so a consumer not yet released with them (unknown fields are refused) still reads it.
+    absent = {"prior_report"} if event.prior_report is None else set()
+    absent |= set() if event.simulated else {"simulated"}
+    if absent:
+        value = event.model_dump_json(exclude=absent).encode()
         message = dataclasses.replace(message, value=value)
     return message
 
@@ -156,7 +160,15 @@ def refusal(exc: asyncpg.DataError) -> str:
 
 
 class Intake:
-    def __init__(self, db: Database, broker: KafkaBroker, dead_letters: DeadLetters) -> None:
+    def __init__(
+        self,
+        db: Database,
+        broker: KafkaBroker,
+        dead_letters: DeadLetters,
+        *,
+        allow_simulated: bool = False,
+    ) -> None:
+        self._allow_simulated = allow_simulated
         self._db = db
         self._broker = broker
         self._dead = dead_letters
@@ -167,7 +179,7 @@ class Intake:
         valid: list[tuple[Record, StoredReport]] = []
         rejected: list[tuple[Record, ReportRejectedV1]] = []
         for record in records:
-            result = validate_report(record.value)
+            result = validate_report(record.value, allow_simulated=self._allow_simulated)
             if isinstance(result, ReportSubmittedV1):
                 case_id = case_id_for(result)
                 tracing.follows(record, case_id)  # its case.opened continues its trace

@@ -8,7 +8,13 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import from_json
 
-from helpline_shared.events import RejectionReason, ReportSubmittedV1, ReportSubmittedV2
+from helpline_shared.events import (
+    SIMULATED_SOURCE_PREFIX,
+    RejectionReason,
+    ReportSubmittedV1,
+    ReportSubmittedV2,
+    is_simulated_source,
+)
 
 # Reports are small; this leaves room for a rejection (base64) under Kafka's 1 MB default.
 MAX_MESSAGE_BYTES = 512_000
@@ -18,10 +24,14 @@ MAX_MESSAGE_BYTES = 512_000
 VERSIONS: dict[int, type[ReportSubmittedV1]] = {1: ReportSubmittedV1, 2: ReportSubmittedV2}
 
 
-def validate_report(raw: bytes | None) -> ReportSubmittedV1 | list[RejectionReason]:
+def validate_report(
+    raw: bytes | None, *, allow_simulated: bool = False
+) -> ReportSubmittedV1 | list[RejectionReason]:
     """Parse a submitted report of a version intake reads (see `VERSIONS`). Never raises:
     invalid input yields one reason per problem; an unknown `schema_version` yields one
     reason (`unsupported_version`), its other fields not judged against any contract.
+    A report whose source is in the simulated namespace is refused (`simulated`) unless
+    `allow_simulated` (HELPLINE_ALLOW_SIMULATED_REPORTS, set by `helpline simulate`).
 
     Reasons never echo the input (it may hold personal data), only where and what.
     """
@@ -39,9 +49,21 @@ def validate_report(raw: bytes | None) -> ReportSubmittedV1 | list[RejectionReas
     if not isinstance(model, type):
         return [model]
     try:
-        return model.model_validate_json(raw)
+        report = model.model_validate_json(raw)
     except ValidationError as exc:
         return [_reason(err) for err in exc.errors(include_input=False, include_url=False)]
+    if is_simulated_source(report.source) and not allow_simulated:
+        return [simulated_refused()]
+    return report
+
+
+def simulated_refused() -> RejectionReason:
+    """Why a generated report is refused where simulated reports are not allowed."""
+    message = (
+        f"sources starting {SIMULATED_SOURCE_PREFIX!r} are reserved for simulated reports, "
+        "which this deployment does not accept (HELPLINE_ALLOW_SIMULATED_REPORTS is not true)"
+    )
+    return RejectionReason(loc="source", message=message, type="simulated")
 
 
 def _version_of(raw: bytes) -> type[ReportSubmittedV1] | RejectionReason:

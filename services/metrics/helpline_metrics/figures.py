@@ -41,10 +41,18 @@ def _case_where(f: Filters, alias: str = "c") -> Where:
     return w
 
 
+def _case_period(s: str, alias: str) -> str:
+    """The period time of the row's case (`metrics.cases.received_at`: when a simulated case
+    was published). LEAST with the row's own time leaves real content where it was (its
+    first report is never later than a case's), and puts simulated content in its year."""
+    return f"(SELECT pc.received_at FROM {s}.cases pc WHERE pc.case_id = {alias}.case_id)"
+
+
 def _report_where(f: Filters, s: str) -> Where:
     w = Where()
     if (b := f.bounds()) is not None:
-        w.add("r.received_at >= {} AND r.received_at < {}", *b)
+        period = f"LEAST(r.received_at, {_case_period(s, 'r')})"
+        w.add(f"{period} >= {{}} AND {period} < {{}}", *b)
     if f.platform is not None:
         w.add("r.platform = {}", f.platform)
     if f.harm_type is not None:
@@ -59,7 +67,8 @@ def _report_where(f: Filters, s: str) -> Where:
 def _escalation_where(f: Filters, s: str) -> Where:
     w = Where()
     if (b := f.bounds()) is not None:
-        w.add("e.received_at >= {} AND e.received_at < {}", *b)
+        period = f"LEAST(e.received_at, {_case_period(s, 'e')})"
+        w.add(f"{period} >= {{}} AND {period} < {{}}", *b)
     if f.platform is not None:
         w.add("e.platform = {}", f.platform)
     if f.harm_type is not None:

@@ -1,7 +1,10 @@
 """Filters of the figures: a period (a year or a month, UTC), a platform and a harm type.
 
 A period is the year or month a case was received by intake (`received_at`); an escalation
-belongs to the period in which the first report of its content was received.
+belongs to the period in which the first report of its content was received. A simulated
+case (`helpline simulate`, a source in the `simulated:` namespace) belongs to the period it
+was published in (`CaseTriagedV1.period_at`), and so does its content; its durations
+still run from when intake received it.
 """
 
 from __future__ import annotations

@@ -317,7 +317,8 @@ async def _store_cases(conn: Conn, schema: str, cases: list[CaseTriagedV1]) -> N
         ON CONFLICT (case_id) DO NOTHING
         """,
         [c.case_id for c in cases],
-        [c.received_at for c in cases],
+        # The case's period: when a simulated case was published, else when it was received.
+        [c.period_at or c.received_at for c in cases],
         [c.urgency for c in cases],
         # Space-separated slugs (harm types and platforms never contain a space).
         [" ".join(sorted(set(c.harm_types))) for c in cases],

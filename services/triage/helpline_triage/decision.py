@@ -149,4 +149,7 @@ def decide(
         decision_due_at=case.received_at + c.deadline,
         matches=list(c.matches),
         rejected_urls=[],
+        # A simulated case belongs to the period it was published in; its deadline and
+        # every duration still run from when intake received it.
+        period_at=case.published_at if case.simulated else None,
     )
