@@ -103,7 +103,11 @@ class Triage:
                 prior = max((counts[k] for k in mine), default=0)
                 counts.update(mine)
                 event = decide(self.rules, case, read[case_id], prior, self._clock())
-                text = event.model_dump_json()
+                # A real case's event is as before `period_at` existed (consumers not yet
+                # released with it refuse unknown fields); only a simulated case has it.
+                text = event.model_dump_json(
+                    exclude={"period_at"} if event.period_at is None else None
+                )
                 decisions.append(repository.Decision(event, text, prior, mine))
                 with bind_event(case_id=case_id, event_id=event.event_id):
                     log.debug("case triaged", urgency=event.urgency, route=event.route, prior=prior)
