@@ -163,3 +163,35 @@ def test_an_open_period_longer_than_the_default_cap_is_kept_not_cut() -> None:
     assert b.admit() is Pass.PROBE
     b.failed(Pass.PROBE, unavailable())
     assert b.resume_in_s() == 900.0  # no shorter on a failed probe
+
+
+def test_a_429_with_retry_after_never_counts_towards_opening() -> None:
+    clock = Clock()
+    b = breaker(clock, failures=3)
+    limited = RetryableError("tiktok: rate limited", http_status=429, retry_after_s=1.0)
+    for _ in range(10):
+        assert b.admit() is Pass.CALL
+        assert not b.failed(Pass.CALL, limited)
+        assert b.state == "closed"
+        assert b.consecutive == 0
+        clock.now += 1.0
+    # Without Retry-After a 429 is a failure like any other.
+    bare = RetryableError("tiktok: rate limited", http_status=429)
+    assert not b.failed(Pass.CALL, bare)
+    assert not b.failed(Pass.CALL, bare)
+    assert b.failed(Pass.CALL, bare)
+    assert b.state == "open"
+
+
+def test_a_probe_told_to_retry_after_waits_and_probes_again_without_doubling() -> None:
+    clock = Clock()
+    b = breaker(clock, failures=1, open_s=10.0)
+    assert b.failed(Pass.CALL, unavailable())
+    clock.now += 10.0
+    assert b.admit() is Pass.PROBE
+    limited = RetryableError("tiktok: rate limited", http_status=429, retry_after_s=3.0)
+    assert not b.failed(Pass.PROBE, limited)
+    assert b.state == "open"
+    assert b.resume_in_s() == 3.0  # the hold, not a doubled open period
+    clock.now += 3.0
+    assert b.admit() is Pass.PROBE

@@ -1,7 +1,8 @@
 """Circuit breakers and isolation on the real database and the real simulator: an outage
 opens one platform's circuit (its escalations wait with the reason, no call goes out) and
-a half-open probe closes it; one platform down while another keeps flowing; a 429 storm's
-Retry-After holds the platform's calls; credentials refused (401) are a configuration
+a half-open probe closes it, and failed probes fail no escalation however long the outage;
+one platform down while another keeps flowing; a 429 storm's Retry-After holds the
+platform's calls without opening its circuit; credentials refused (401) are a configuration
 error: the circuit opens at once, the error is logged once, no escalation fails."""
 
 from __future__ import annotations
@@ -83,19 +84,26 @@ async def answers(http: aiohttp.ClientSession, simulator: str, slug: str) -> dic
 
 
 def make_worker(
-    adapter: Any, db: Database, *, failures: int = 3, open_s: float = 1.0
+    adapter: Any,
+    db: Database,
+    *,
+    failures: int = 3,
+    open_s: float = 1.0,
+    max_open_s: float = 600.0,
+    max_attempts: int = 3,
 ) -> PlatformWorker:
     # One call at a time, so the breaker's decision is visible call by call.
     settings = Settings(
         escalation_retry_base_s=0.05,
-        escalation_max_attempts=3,
+        escalation_max_attempts=max_attempts,
         escalation_claim_lease_s=60,
         platform_timeout_s=2,
         platform_concurrency=1,
         escalation_loops_per_platform=1,
     )
     outbox = Outbox(db, KafkaBroker(), "escalator")
-    return PlatformWorker(adapter, db, outbox, settings, BreakerPolicy(failures, open_s))
+    policy = BreakerPolicy(failures, open_s, max_open_s)
+    return PlatformWorker(adapter, db, outbox, settings, policy)
 
 
 async def rows(db: Database, platform: str) -> list[Any]:
@@ -182,6 +190,78 @@ async def test_an_outage_opens_the_circuit_and_a_probe_closes_it(
     assert probe_at is not None
 
 
+async def test_a_long_outage_fails_no_waiting_escalation(
+    db: Database, simulator: str, http: aiohttp.ClientSession
+) -> None:
+    """Failed half-open probes are the outage's, not the escalations': six escalations
+    allowed three attempts each outlive eighteen 503s and are decided once it ends."""
+    worker = make_worker(TikTokAdapter(http, simulator), db, open_s=0.05, max_open_s=0.1)
+    await behave(http, simulator, "tiktok", error_rate=1.0)
+    for _ in range(6):
+        await add_escalation(db)
+
+    probes = 0
+    while (await answers(http, simulator, "tiktok")).get("503", 0) < 18:
+        await asyncio.sleep(worker.breaker.resume_in_s())
+        await worker.step()
+        probes += 1
+        assert probes < 100, await answers(http, simulator, "tiktok")
+    assert await answers(http, simulator, "tiktok") == {"503": 18}
+    waiting = await rows(db, "tiktok")
+    # Only the three calls made while the circuit was closed counted.
+    assert sorted(r["attempts"] for r in waiting) == [0, 0, 0, 1, 1, 1]
+    assert {r["state"] for r in waiting} <= {"queued", "retrying"}
+    assert all(r["reason"].startswith("circuit open for tiktok") for r in waiting)
+    assert await outbox_states(db) == []  # nothing failed
+    probed = await db.pool.fetchval(
+        "SELECT count(*) FROM escalator.attempts WHERE result = 'retryable'"
+    )
+    assert probed == 18  # every call is on record, counted or not
+
+    await behave(http, simulator, "tiktok", error_rate=0.0)
+    for _ in range(10):
+        await asyncio.sleep(worker.breaker.resume_in_s())
+        await worker.step()
+        if {r["state"] for r in await rows(db, "tiktok")} == {"decided"}:
+            break
+    assert {r["state"] for r in await rows(db, "tiktok")} == {"decided"}
+    assert await answers(http, simulator, "tiktok") == {"503": 18, "201": 6}
+
+
+async def test_a_probe_whose_reply_is_lost_is_looked_up_and_not_counted(
+    db: Database, simulator: str, http: aiohttp.ClientSession
+) -> None:
+    """A probe's submit that may have arrived is looked up, never re-sent, and is not one
+    of the escalation's attempts."""
+    worker = make_worker(TikTokAdapter(http, simulator), db, failures=1, open_s=0.05)
+    await behave(http, simulator, "tiktok", error_rate=1.0)
+    eid = await add_escalation(db)
+    assert await worker.step() == 1
+    assert worker.breaker.state == "open"
+    await behave(http, simulator, "tiktok", error_rate=0.0)
+    async with http.post(f"{simulator}/_sim/config", json={"lost_reply_rate": 1.0}) as r:
+        assert r.status == 200
+    await asyncio.sleep(worker.breaker.resume_in_s())
+    assert await worker.step() == 1  # the probe: received, but its reply is lost
+    row = await db.pool.fetchrow(
+        "SELECT * FROM escalator.escalations WHERE escalation_id = $1", eid
+    )
+    assert (row["state"], row["attempts"]) == ("in_flight", 1)
+    await db.pool.execute("UPDATE escalator.escalations SET next_action_at = now()")
+    for _ in range(10):
+        await asyncio.sleep(worker.breaker.resume_in_s())
+        await worker.step()
+        row = await db.pool.fetchrow(
+            "SELECT * FROM escalator.escalations WHERE escalation_id = $1", eid
+        )
+        if row["state"] == "decided":
+            break
+    assert (row["state"], row["attempts"]) == ("decided", 1)
+    stats = await sim_stats(http, simulator)
+    assert stats["submissions"] == 1  # looked up, never sent twice
+    assert stats["repeated_client_references"] == {}
+
+
 async def test_one_platform_down_while_another_keeps_flowing(
     db: Database, simulator: str, http: aiohttp.ClientSession
 ) -> None:
@@ -210,16 +290,19 @@ async def test_one_platform_down_while_another_keeps_flowing(
 async def test_a_429_storm_holds_the_platform_until_retry_after(
     db: Database, simulator: str, http: aiohttp.ClientSession
 ) -> None:
-    worker = make_worker(TikTokAdapter(http, simulator), db, failures=3, open_s=30)
-    await behave(http, simulator, "tiktok", rate_limit_rate=1.0, retry_after_s=1.5)
+    """A 429 with Retry-After is a pause the platform asked for, not a failure: every call
+    waits for it, the circuit stays closed however long the storm, and calls resume."""
+    worker = make_worker(TikTokAdapter(http, simulator), db, failures=3, open_s=30, max_attempts=10)
+    await behave(http, simulator, "tiktok", rate_limit_rate=1.0, retry_after_s=1)
     for _ in range(4):
         await add_escalation(db)
 
+    started = asyncio.get_running_loop().time()
     assert await worker.step() == 4
     assert await answers(http, simulator, "tiktok") == {"429": 1}
     # No call before Retry-After has passed, whatever is due: the simulator hears nothing.
     await db.pool.execute("UPDATE escalator.escalations SET next_action_at = now()")
-    for _ in range(10):
+    for _ in range(5):
         assert await worker.step() == 0
         await asyncio.sleep(0.1)
     assert await answers(http, simulator, "tiktok") == {"429": 1}
@@ -229,16 +312,30 @@ async def test_a_429_storm_holds_the_platform_until_retry_after(
     others = [r for r in await rows(db, "tiktok") if r["attempts"] == 0]
     assert all("Retry-After" in r["reason"] for r in others)
 
-    # Each Retry-After honoured, one call per window; the third 429 in a row opens it.
-    for calls in (2, 3):
+    # One call per Retry-After window; twice the breaker's threshold of 429s in a row and
+    # the circuit is still closed.
+    for calls in range(2, 7):
         await asyncio.sleep(worker.breaker.resume_in_s())
         await db.pool.execute("UPDATE escalator.escalations SET next_action_at = now()")
         await worker.step()
         assert await answers(http, simulator, "tiktok") == {"429": calls}
-    assert worker.breaker.state == "open"
-    reasons = {r["reason"] for r in await rows(db, "tiktok")}
-    assert all(r.endswith("3 consecutive failures (last: 429)") for r in reasons), reasons
-    assert await outbox_states(db) == []  # nothing failed
+        assert worker.breaker.state == "closed"
+        assert worker.breaker.consecutive == 0
+    # Six calls, each after the previous one's Retry-After of one second (loosely).
+    assert asyncio.get_running_loop().time() - started >= 4.5
+
+    # The storm ends: calls resume after the last pause and every escalation is decided.
+    await behave(http, simulator, "tiktok", rate_limit_rate=0.0)
+    for _ in range(10):
+        await asyncio.sleep(worker.breaker.resume_in_s())
+        await db.pool.execute("UPDATE escalator.escalations SET next_action_at = now()")
+        await worker.step()
+        if {r["state"] for r in await rows(db, "tiktok")} == {"decided"}:
+            break
+    assert {r["state"] for r in await rows(db, "tiktok")} == {"decided"}
+    assert await answers(http, simulator, "tiktok") == {"429": 6, "201": 4}
+    assert worker.breaker.state == "closed"
+    assert await outbox_states(db) == ["decided"] * 4  # nothing failed
 
 
 class Collect(logging.Handler):

@@ -2,16 +2,18 @@
 
 Promises:
 - *closed*: calls go out. `failures` consecutive failures (retryable errors: timeouts,
-  transport errors, 5xx, 429) open the circuit; any answer from the platform (a result, a
-  refusal of the notice itself) resets the count.
+  transport errors, 5xx, a 429 without `Retry-After`) open the circuit; any answer from
+  the platform (a result, a refusal of the notice itself) resets the count.
 - *open*: no call goes out until `open_s` has passed; then exactly one call, the half-open
   probe, is let through. Its success closes the circuit; its failure re-opens it for twice
   as long as the last time (up to `max_open_s`).
 - Credentials refused (401/403) open the circuit at once, whatever the count, with the
   reason "credentials refused: configuration error"; `refuse_credentials` reports the first
   such refusal of an incident so that it is logged once, not per escalation.
-- A `Retry-After` on a 429 holds every call to the platform until it has passed (at most
-  `max_open_s`), without opening the circuit by itself.
+- A 429 with a `Retry-After` holds every call to the platform until it has passed (at most
+  `max_open_s`) and does not count towards the consecutive failures: the platform said when
+  to come back. Such a refused probe goes back to waiting for the hold's end, the open period
+  unchanged. A 429 without `Retry-After` counts like any other failure.
 - Results of calls that started before the circuit opened neither close nor re-open it.
 
 Times are taken from the monotonic clock; `resume_at` gives the wall-clock time at which
@@ -147,6 +149,9 @@ class CircuitBreaker:
         if isinstance(error, base.RetryableError) and error.retry_after_s:
             hold = min(error.retry_after_s, self.policy.max_open_s)
             self._held_until = max(self._held_until, self._clock() + hold)
+            if error.http_status == 429:  # told when to come back: a pause, not a failure
+                self.abandon(granted)
+                return False
         if granted is Pass.CALL and self.state != "closed":
             return False  # started before the circuit opened: already counted
         self.consecutive += 1

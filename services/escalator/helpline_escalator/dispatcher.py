@@ -16,6 +16,10 @@ open the worker claims nothing and the platform's waiting escalations carry the 
 reason and are due when the half-open probe may go; a claim whose call the breaker refuses
 is released unsent (not counted against the escalation), and so is one whose call the
 platform refused for our credentials (a configuration error, logged once at error level).
+Only calls made while the circuit is closed count towards an escalation's `max_attempts`:
+a failed half-open probe releases its escalation uncounted, to wait with the circuit's
+reason (a probe's submit that may have arrived is looked up next, also uncounted), so a
+long outage never fails the escalations that wait for it.
 """
 
 from __future__ import annotations
@@ -183,16 +187,18 @@ class PlatformWorker:
             self._in_flight.release()
 
     async def _call(
-        self, claim: Claim, deadline: float, sent: list[datetime]
+        self, claim: Claim, deadline: float, sent: list[datetime], passes: list[Pass]
     ) -> PlatformResult | None:
         """One platform call, once a concurrency slot and the rate limit allow it before
-        `deadline`; appends to `sent` the time the request goes out."""
+        `deadline`; appends to `sent` the time the request goes out and to `passes` what
+        the breaker granted (an ordinary call or the half-open probe)."""
         row = claim.row
         call: Coroutine[Any, Any, PlatformResult | None]
         async with self._turn(deadline):
             granted = self.breaker.admit()
             if granted is None:
                 raise CircuitWaitError
+            passes.append(granted)
             sent.append(utcnow())
             if claim.kind == "submit":
                 call = self.adapter.submit(notice_for(row, self._settings))
@@ -268,14 +274,32 @@ class PlatformWorker:
         # Only the adapter's typed errors are platform answers; anything else is a bug
         # and propagates (see `step`), never read as "maybe received".
         sent: list[datetime] = []
+        passes: list[Pass] = []
         try:
-            result = await self._call(claim, deadline, sent)
+            result = await self._call(claim, deadline, sent, passes)
         except AdapterError as exc:
             error: AdapterError | None = exc
         else:
             error = None
         if error is not None and is_configuration_error(error):
             # Our configuration's fault, not the escalation's: it waits, uncounted.
+            return Release(
+                row["escalation_id"],
+                row["claimed_at"],
+                claim.attempt_id,
+                claim.kind,
+                next_action_at=self.breaker.resume_at(),
+                reason=self.breaker.reason,
+                result="retryable",
+                http_status=error.http_status,
+                error=error.reason,
+            )
+        probe = passes == [Pass.PROBE]
+        resend_safe = claim.kind != "submit" or not getattr(error, "maybe_received", False)
+        if probe and isinstance(error, RetryableError) and resend_safe:
+            # The probe asks whether the platform is back, not whether the notice can go:
+            # its failure is the outage's, so the escalation waits, uncounted (a submit
+            # that may have arrived is looked up instead, below).
             return Release(
                 row["escalation_id"],
                 row["claimed_at"],
@@ -328,6 +352,9 @@ class PlatformWorker:
             http_status=t.http_status,
             error=t.error,
             sent_at=sent[0] if sent and claim.kind == "submit" else None,
+            # A probe's submit that may have arrived is looked up next, never re-sent;
+            # it still does not count as one of the escalation's attempts.
+            uncounted=probe and isinstance(error, RetryableError) and claim.kind == "submit",
         )
         reached = (
             Reached(

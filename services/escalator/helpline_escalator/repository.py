@@ -130,6 +130,7 @@ class Update:
     http_status: int | None
     error: str | None
     sent_at: datetime | None = None  # when a submit's request went out
+    uncounted: bool = False  # a failed half-open probe: not one of the escalation's attempts
 
 
 async def apply_updates(conn: Conn, updates: Sequence[Update]) -> set[uuid.UUID]:
@@ -149,10 +150,11 @@ async def apply_updates(conn: Conn, updates: Sequence[Update]) -> set[uuid.UUID]
             platform_reference = COALESCE(u.ref, e.platform_reference),
             reason = u.reason,
             decided_at = CASE WHEN u.state = 'decided' THEN now() ELSE e.decided_at END,
-            last_sent_at = COALESCE(u.sent_at, e.last_sent_at)
+            last_sent_at = COALESCE(u.sent_at, e.last_sent_at),
+            attempts = e.attempts - CASE WHEN u.uncounted THEN 1 ELSE 0 END
         FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::text[],
-                    $6::text[], $7::timestamptz[], $8::timestamptz[])
-            AS u(id, state, next_at, decision, ref, reason, claimed_at, sent_at)
+                    $6::text[], $7::timestamptz[], $8::timestamptz[], $9::bool[])
+            AS u(id, state, next_at, decision, ref, reason, claimed_at, sent_at, uncounted)
         WHERE e.escalation_id = u.id AND e.claimed_at = u.claimed_at
         RETURNING e.escalation_id
         """,
@@ -164,6 +166,7 @@ async def apply_updates(conn: Conn, updates: Sequence[Update]) -> set[uuid.UUID]
         [u.reason for u in updates],
         [u.claimed_at for u in updates],
         [u.sent_at for u in updates],
+        [u.uncounted for u in updates],
     )
     await conn.execute(
         """
@@ -186,9 +189,10 @@ NOT_SENT = "released before the call: it would have outlived its lease"
 @dataclass(frozen=True)
 class Release:
     """A claim given back without counting against the escalation: its call never went
-    out (`not_sent`), or the platform refused our credentials (a configuration error, not
-    the escalation's failure). `next_action_at` (now when None) and `reason` say when it
-    is due again and why it waits."""
+    out (`not_sent`), the platform refused our credentials (a configuration error, not
+    the escalation's failure), or it was the failed half-open probe of an outage.
+    `next_action_at` (now when None) and `reason` say when it is due again and why it
+    waits."""
 
     escalation_id: uuid.UUID
     claimed_at: datetime
