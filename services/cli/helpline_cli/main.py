@@ -7,8 +7,10 @@ import asyncio
 import sys
 from collections.abc import Callable
 
+from pydantic import ValidationError
+
 from helpline_cli import dlq, metrics_cli, rules_cli
-from helpline_cli.services import FACTORIES
+from helpline_cli.services import FACTORIES, settings_problem
 from helpline_shared.logging import configure_logging
 from helpline_shared.settings import Settings, load_settings
 
@@ -95,8 +97,7 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "run":
         from helpline_cli.services import run_service
 
-        await run_service(args.service, settings)
-        return 0
+        return await run_service(args.service, settings)
     if args.command == "dev":
         from helpline_cli.dev import run_dev
 
@@ -209,7 +210,11 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
-    settings = load_settings()
+    try:
+        settings = load_settings()
+    except ValidationError as exc:
+        print(f"helpline: {settings_problem(exc)}", file=sys.stderr)
+        sys.exit(2)
     configure_logging(settings.log_level, settings.log_json)
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
