@@ -13,6 +13,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import quote_plus
 
 import asyncpg
 import pytest
@@ -114,9 +115,10 @@ async def test_erasure_by_email_and_by_case_id(intake: IntakeUnderTest) -> None:
     conflicting = report(source, "a", reporter=reporter, description="Other text entirely")
     refused = report(source, "d", reporter=reporter, urls=[])
     messages = [first, second, theirs, first, conflicting, refused]
-    await intake.service.process(
-        [record(7000 + i, json.dumps(m).encode()) for i, m in enumerate(messages)]
-    )
+    raw = [json.dumps(m).encode() for m in messages]
+    # Not JSON: a form-encoded body sent to the topic, the email percent-encoded.
+    raw.append(f"name=Ottoline&email={quote_plus(reporter['email'])}".encode())
+    await intake.service.process([record(7000 + i, r) for i, r in enumerate(raw)])
     form = {"name": reporter["name"], "email": reporter["email"], "role": "parent"}
     assert (await intake.http.post("/report", data=form)).status_code == 422
     conn = intake.db.pool
@@ -141,7 +143,8 @@ async def test_erasure_by_email_and_by_case_id(intake: IntakeUnderTest) -> None:
         reporter["email"].lower(),
         reporter["email"].lower().replace("@", "%40"),
     )
-    assert holding_before == 3  # the conflict, the refused report and the refused form
+    # The conflict, the refused report, the form-encoded message and the refused form.
+    assert holding_before == 4
 
     code, out = await erase(intake.database_url, reporter["email"])
     assert code == 2
@@ -165,7 +168,7 @@ async def test_erasure_by_email_and_by_case_id(intake: IntakeUnderTest) -> None:
     )
     assert code == 0, out
     assert "intake.reports: reporter erased in 2 case(s)" in out
-    assert "original bytes cleared in 3 refusal(s)" in out
+    assert "original bytes cleared in 4 refusal(s)" in out
     assert str(cases["a"]) in out
     assert str(cases["b"]) in out
     assert str(cases["c"]) not in out
@@ -192,7 +195,7 @@ async def test_erasure_by_email_and_by_case_id(intake: IntakeUnderTest) -> None:
     audit = await conn.fetchrow("SELECT * FROM intake.erasures")
     assert audit["matched_by"] == "email"
     assert sorted(audit["case_ids"]) == sorted([cases["a"], cases["b"]])
-    assert (audit["reports_erased"], audit["rejections_cleared"]) == (2, 3)
+    assert (audit["reports_erased"], audit["rejections_cleared"]) == (2, 4)
     assert (audit["erased_by"], audit["reason"]) == ("dpo@helpline", "Art. 17")
     async with conn.acquire() as c:
         assert await erasure.was_erased(c, reporter["email"].upper())

@@ -1,0 +1,89 @@
+"""End to end on the whole stack (real broker, database, simulator): a reporter's cases go
+through triage, escalation and metrics; `helpline reporter erase` then leaves the email in
+no table of any schema, and `GET /v1/totals` answers exactly as before."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from helpline_cli.stack import Stack
+from tests.infra import Infra, dedicated_broker
+from tests.test_e2e import _stack, wait_until
+from tests.test_reporter_erasure import erase, holding
+
+pytestmark = pytest.mark.e2e
+
+PENDING = ("queued", "in_flight", "retrying", "submitted")
+
+
+@pytest.fixture(scope="module")
+async def stack(infra: Infra, tmp_dir: Path) -> AsyncIterator[Stack]:
+    with dedicated_broker(infra, tmp_dir) as servers:
+        async for s in _stack(infra, servers, tmp_dir / "erasure"):
+            yield s
+
+
+async def totals(stack: Stack) -> dict[str, Any]:
+    async with httpx.AsyncClient() as client:
+        answer = dict((await client.get(f"{stack.url('metrics')}/v1/totals")).json())
+    answer.pop("as_of")  # when it was read, not what it counts
+    return answer
+
+
+async def test_erased_reporter_is_in_no_table_and_totals_stay(stack: Stack) -> None:
+    tag = secrets.token_hex(4)
+    email = f"dsl.{tag}@erasure-school.example"
+    name = f"Philippa Marchbanks{tag}"
+    urls = [
+        f"https://www.tiktok.com/@acct{tag}/video/7301234567890123456",
+        f"https://www.instagram.com/p/erase{tag}/",
+    ]
+    cases = []
+    async with httpx.AsyncClient(base_url=stack.url("intake")) as client:
+        for n, url in enumerate(urls):
+            body = {
+                "schema_version": 1,
+                "source": "erasure-e2e",
+                "report_id": f"erase-{tag}-{n}",
+                "reporter": {"name": name, "email": email, "role": "safeguarding lead"},
+                "organisation": "Oakfield Primary School",
+                "description": "Pupils are bullying a teacher in this video; abusive comments.",
+                "urls": [url],
+            }
+            answer = await client.post("/v1/reports", json=body)
+            assert answer.status_code == 202, answer.text
+            cases.append(uuid.UUID(answer.json()["case_id"]))
+
+    async def settled() -> tuple[bool, Any]:
+        t = await totals(stack)
+        by_state = t["escalations"]["by_state"]
+        pending = sum(v for k, v in by_state.items() if k in PENDING)
+        return t["cases"] == 2 and t["escalations"]["total"] >= 2 and not pending, t
+
+    await wait_until(settled, 120, "both cases escalated and decided")
+    before = await totals(stack)
+    database_url = stack.env["HELPLINE_DATABASE_URL"]
+    conn = await asyncpg.connect(database_url)
+    try:
+        # Only intake holds it: triage, the escalator and metrics got cases without it.
+        assert await holding(conn, email) == ['"intake"."reports"."reporter_email"']
+        assert await conn.fetchval("SELECT count(*) FROM triage.decisions") == 2
+
+        code, out = await erase(database_url, email, "--yes", "--by", "e2e")
+        assert code == 0, out
+        assert "reporter erased in 2 case(s)" in out
+        for secret in (email, name):
+            assert await holding(conn, secret) == [], secret
+    finally:
+        await conn.close()
+    assert await totals(stack) == before
+    for case_id in cases:
+        assert str(case_id) in out
