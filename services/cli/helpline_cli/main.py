@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from pydantic import ValidationError
 
-from helpline_cli import dlq, erase, metrics_cli, rules_cli
+from helpline_cli import dlq, erase, keys, metrics_cli, rules_cli
 from helpline_cli.services import FACTORIES, settings_problem
 from helpline_shared.logging import configure_logging
 from helpline_shared.settings import Settings, load_settings
@@ -91,6 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     dlq.add_parser(sub)
     metrics_cli.add_parser(sub)
     erase.add_parser(sub)
+    keys.add_parser(sub)
     return p
 
 
@@ -197,6 +198,8 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return rules_cli.run(args)
     if args.command == "reporter":
         return await erase.run(args, settings)
+    if args.command == "keys":
+        return await keys.run(args, settings)
     if args.command in ("report", "metrics"):
         return await metrics_cli.run(args, settings)
     return 2
