@@ -281,25 +281,15 @@ class PlatformWorker:
             error: AdapterError | None = exc
         else:
             error = None
-        if error is not None and is_configuration_error(error):
-            # Our configuration's fault, not the escalation's: it waits, uncounted.
-            return Release(
-                row["escalation_id"],
-                row["claimed_at"],
-                claim.attempt_id,
-                claim.kind,
-                next_action_at=self.breaker.resume_at(),
-                reason=self.breaker.reason,
-                result="retryable",
-                http_status=error.http_status,
-                error=error.reason,
-            )
         probe = passes == [Pass.PROBE]
         resend_safe = claim.kind != "submit" or not getattr(error, "maybe_received", False)
-        if probe and isinstance(error, RetryableError) and resend_safe:
-            # The probe asks whether the platform is back, not whether the notice can go:
-            # its failure is the outage's, so the escalation waits, uncounted (a submit
-            # that may have arrived is looked up instead, below).
+        if error is not None and (
+            is_configuration_error(error)
+            or (probe and isinstance(error, RetryableError) and resend_safe)
+        ):
+            # Our configuration's fault, or the outage's (a probe asks whether the platform
+            # is back, not whether the notice can go): the escalation waits, uncounted. A
+            # probed submit that may have arrived is looked up instead, below.
             return Release(
                 row["escalation_id"],
                 row["claimed_at"],
