@@ -25,6 +25,20 @@ class MetaAdapter(NoticeApiAdapter):
     lookup_param = "reporter_reference"
     appeals = True
     decisions = META_DECISIONS
+    # Meta's reason codes where triage gave none (Instagram and Threads; Facebook has its own).
+    categories = {
+        "child_sexual_imagery": "child_sexual_exploitation",
+        "threats_risk_to_life": "violence_or_threat",
+        "self_harm": "suicide_or_self_injury",
+        "privacy_images_doxxing": "privacy_violation",
+        "hate": "hate_speech_or_symbols",
+        "impersonation": "pretending_to_be_someone",
+        "bullying_harassment": "bullying_or_harassment",
+        "scams": "scam_or_fraud",
+        "online_reputation": "defamation",
+        "school_branding_misuse": "intellectual_property_trademark",
+        "other": "something_else",
+    }
 
     def payload(self, notice: Notice) -> dict[str, Any]:
         return {
