@@ -48,13 +48,19 @@ def _case_period(s: str, alias: str) -> str:
     return f"(SELECT pc.received_at FROM {s}.cases pc WHERE pc.case_id = {alias}.case_id)"
 
 
-def _report_where(f: Filters, s: str) -> Where:
+def _period_and_platform(f: Filters, s: str, alias: str) -> Where:
+    """The filters a URL report (`r`) and an escalation (`e`) share: period and platform."""
     w = Where()
     if (b := f.bounds()) is not None:
-        period = f"LEAST(r.received_at, {_case_period(s, 'r')})"
+        period = f"LEAST({alias}.received_at, {_case_period(s, alias)})"
         w.add(f"{period} >= {{}} AND {period} < {{}}", *b)
     if f.platform is not None:
-        w.add("r.platform = {}", f.platform)
+        w.add(f"{alias}.platform = {{}}", f.platform)
+    return w
+
+
+def _report_where(f: Filters, s: str) -> Where:
+    w = _period_and_platform(f, s, "r")
     if f.harm_type is not None:
         w.add(
             f"EXISTS (SELECT 1 FROM {s}.cases hc WHERE hc.case_id = r.case_id"
@@ -65,12 +71,7 @@ def _report_where(f: Filters, s: str) -> Where:
 
 
 def _escalation_where(f: Filters, s: str) -> Where:
-    w = Where()
-    if (b := f.bounds()) is not None:
-        period = f"LEAST(e.received_at, {_case_period(s, 'e')})"
-        w.add(f"{period} >= {{}} AND {period} < {{}}", *b)
-    if f.platform is not None:
-        w.add("e.platform = {}", f.platform)
+    w = _period_and_platform(f, s, "e")
     if f.harm_type is not None:
         w.add(
             f"EXISTS (SELECT 1 FROM {s}.url_reports hr JOIN {s}.cases hc USING (case_id)"
