@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -10,7 +11,7 @@ import asyncpg
 import pytest
 
 from helpline_cli.infra import create_database
-from helpline_shared.db import create_pool, migrate
+from helpline_shared.db import Database, create_pool, migrate
 from helpline_shared.kafka import create_topics
 from helpline_shared.settings import Settings
 from tests.infra import Infra, infrastructure
@@ -30,6 +31,17 @@ async def fresh_database(infra: Infra, prefix: str) -> str:
     url = await create_database(infra.database_url, f"{prefix}_{uuid.uuid4().hex[:8]}")
     await migrate(url)
     return url
+
+
+@contextlib.asynccontextmanager
+async def opened_database(infra: Infra, prefix: str) -> AsyncIterator[Database]:
+    """A fresh, migrated database, opened for the block and closed after it."""
+    database = Database(await fresh_database(infra, prefix))
+    await database.open()
+    try:
+        yield database
+    finally:
+        await database.close()
 
 
 @pytest.fixture(scope="session")

@@ -44,7 +44,7 @@ from helpline_shared.settings import Settings
 from helpline_simulator.platforms import PLATFORMS, shape_error
 from helpline_simulator.server import SimConfig, _decide
 from helpline_triage.rules import RuleSet
-from tests.conftest import fresh_database
+from tests.conftest import opened_database
 from tests.helpers import serve_simulator
 from tests.infra import Infra
 
@@ -588,10 +588,8 @@ def test_build_adapters_gives_each_platform_its_own_settings() -> None:
 
 @pytest.fixture(scope="module")
 async def db(infra: Infra) -> AsyncIterator[Database]:
-    database = Database(await fresh_database(infra, "helpline_adapters"))
-    await database.open()
-    yield database
-    await database.close()
+    async with opened_database(infra, "helpline_adapters") as database:
+        yield database
 
 
 async def add_escalation(db: Database, platform: str) -> uuid.UUID:

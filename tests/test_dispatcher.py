@@ -23,7 +23,7 @@ from helpline_shared.outbox import Outbox
 from helpline_shared.settings import Settings
 from helpline_simulator.credentials import dev_credential, expected_headers
 from helpline_simulator.platforms import PLATFORMS
-from tests.conftest import fresh_database
+from tests.conftest import opened_database
 from tests.helpers import serve_simulator
 from tests.infra import Infra
 
@@ -36,10 +36,8 @@ async def simulator() -> AsyncIterator[str]:
 
 @pytest.fixture(scope="module")
 async def db(infra: Infra) -> AsyncIterator[Database]:
-    database = Database(await fresh_database(infra, "helpline_dispatch"))
-    await database.open()
-    yield database
-    await database.close()
+    async with opened_database(infra, "helpline_dispatch") as database:
+        yield database
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ from helpline_shared.logging import configure_logging
 from helpline_shared.outbox import Outbox
 from helpline_shared.service import health_routes
 from helpline_shared.settings import Settings
-from tests.conftest import fresh_database
+from tests.conftest import opened_database
 from tests.helpers import serve_simulator
 from tests.infra import Infra
 from tests.test_dispatcher import add_escalation, outbox_states, sim_stats
@@ -56,10 +56,8 @@ async def simulator() -> AsyncIterator[str]:
 
 @pytest.fixture(scope="module")
 async def db(infra: Infra) -> AsyncIterator[Database]:
-    database = Database(await fresh_database(infra, "helpline_isolation"))
-    await database.open()
-    yield database
-    await database.close()
+    async with opened_database(infra, "helpline_isolation") as database:
+        yield database
 
 
 @pytest.fixture

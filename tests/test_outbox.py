@@ -15,7 +15,7 @@ from helpline_shared.kafka import OutgoingMessage
 from helpline_shared.outbox import Outbox
 from helpline_shared.settings import Settings
 from helpline_shared.topics import ESCALATION_OUTCOMES
-from tests.conftest import fresh_database
+from tests.conftest import opened_database
 from tests.helpers import read_topic
 from tests.infra import Infra
 
@@ -24,10 +24,8 @@ TOPIC = ESCALATION_OUTCOMES.name
 
 @pytest.fixture(scope="module")
 async def db(infra: Infra) -> AsyncIterator[Database]:
-    database = Database(await fresh_database(infra, "helpline_outbox"))
-    await database.open()
-    yield database
-    await database.close()
+    async with opened_database(infra, "helpline_outbox") as database:
+        yield database
 
 
 @pytest.fixture

@@ -21,16 +21,14 @@ from helpline_shared.outbox import Outbox
 from helpline_shared.outbox_backlog import backlog_reader, oldest_pending_seconds
 from helpline_shared.settings import Settings
 from helpline_shared.topics import Topic
-from tests.conftest import fresh_database
+from tests.conftest import fresh_database, opened_database
 from tests.infra import Infra
 
 
 @pytest.fixture
 async def db(infra: Infra) -> AsyncIterator[Database]:
-    database = Database(await fresh_database(infra, "helpline_backlog"))
-    await database.open()
-    yield database
-    await database.close()
+    async with opened_database(infra, "helpline_backlog") as database:
+        yield database
 
 
 async def scraped(observed: ServiceMetrics, service: str) -> float:

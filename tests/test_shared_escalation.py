@@ -23,7 +23,7 @@ from helpline_shared.db import Database
 from helpline_shared.events import CaseTriagedV1, EscalationOutcomeV1, TriagedUrl, derive_id, utcnow
 from helpline_shared.outbox import Outbox
 from helpline_shared.settings import Settings
-from tests.conftest import fresh_database
+from tests.conftest import opened_database
 from tests.helpers import serve_simulator
 from tests.infra import Infra
 
@@ -38,10 +38,8 @@ async def simulator() -> AsyncIterator[str]:
 
 @pytest.fixture(scope="module")
 async def db(infra: Infra) -> AsyncIterator[Database]:
-    database = Database(await fresh_database(infra, "helpline_shared_esc"))
-    await database.open()
-    yield database
-    await database.close()
+    async with opened_database(infra, "helpline_shared_esc") as database:
+        yield database
 
 
 @pytest.fixture

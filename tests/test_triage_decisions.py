@@ -23,7 +23,7 @@ from helpline_shared.settings import Settings
 from helpline_shared.topics import CASES_OPENED, CASES_TRIAGED
 from helpline_triage.rules import RuleSet
 from helpline_triage.usecase import Triage
-from tests.conftest import fresh_database
+from tests.conftest import opened_database
 from tests.helpers import read_topic
 from tests.infra import Infra
 
@@ -32,10 +32,8 @@ RECEIVED = datetime(2026, 11, 25, 9, 30, tzinfo=UTC)
 
 @pytest.fixture
 async def db(infra: Infra) -> AsyncIterator[Database]:
-    database = Database(await fresh_database(infra, "helpline_triage"))
-    await database.open()
-    yield database
-    await database.close()
+    async with opened_database(infra, "helpline_triage") as database:
+        yield database
 
 
 @pytest.fixture
