@@ -31,6 +31,8 @@ KEPT = (
     "helpline.cases.triaged",
     "helpline.escalations.outcomes",
     "helpline.cases.opened",
+    "helpline.escalations.activity",  # casework rebuilds its timelines from it
+    "helpline.practitioner.commands",  # the audit trail of who did what
 )
 WEEK_MS = 7 * 24 * 3600 * 1000
 

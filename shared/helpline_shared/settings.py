@@ -57,6 +57,7 @@ class Settings(BaseSettings):
     triage_port: int = 8002
     escalator_port: int = 8003
     metrics_port: int = 8004
+    casework_port: int = 8005
     simulator_port: int = 8010
 
     # Escalation
@@ -144,6 +145,41 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool | None = Field(None, description="JSON logs; default: JSON unless on a TTY.")
     data_dir: Path = Field(Path(".helpline"), description="Where `helpline dev` keeps state.")
+    # Access (see helpline_shared.webapi): keys are checked on every request except health
+    # probes, /metrics and the public form; submissions are rate-limited per key and address.
+    rate_limit_per_key: str = Field(
+        "600/minute", description="Requests one API key may make (limits notation)."
+    )
+    rate_limit_per_client: str = Field(
+        "300/minute", description="Requests one client address may make to a keyed API."
+    )
+    form_rate_limit: str = Field(
+        "20/hour", description="Public form submissions one client address may make."
+    )
+    session_secret: SecretStr | None = Field(
+        None,
+        description="Signs practitioners' session cookies and the forms' CSRF tokens. "
+        "Unset: a random one per process (sessions end when it restarts).",
+    )
+    session_max_age_s: int = Field(8 * 3600, ge=60, description="A sign-in lasts this long.")
+    cookie_secure: bool = Field(
+        False, description="Mark cookies Secure (set it whenever served over HTTPS)."
+    )
+    # Deadlines for a platform's decision, by urgency: the rules data's, unless set here
+    # (seconds; tests use a few).
+    deadline_critical_s: float | None = Field(None, gt=0)
+    deadline_high_s: float | None = Field(None, gt=0)
+    deadline_normal_s: float | None = Field(None, gt=0)
+    renotify_interval_s: float = Field(
+        24 * 3600.0, gt=0, description="After a breach, re-notify the platform this often."
+    )
+    renotify_max: int = Field(10, ge=0, description="Follow-ups per escalation at most.")
+    deadline_scan_interval_s: float = Field(
+        30.0, gt=0, description="How often the escalator looks for passed deadlines."
+    )
+    simulator_appeal_overturn_rate: float = Field(
+        0.3, ge=0, le=1, description="Share of appeals the simulated platforms overturn."
+    )
     intake_original_retention_days: int = Field(
         30,
         ge=0,

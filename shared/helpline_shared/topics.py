@@ -69,7 +69,7 @@ CASES_OPENED = Topic(
     "helpline.cases.opened",
     key="case_id",
     producers=("intake",),
-    consumers=("triage",),
+    consumers=("triage", "casework"),
     model=events.CaseOpenedV1,
     retention_ms=FOREVER,  # triage can be replayed from it (no reporter data)
 )
@@ -77,7 +77,7 @@ CASES_TRIAGED = Topic(
     "helpline.cases.triaged",
     key="case_id",
     producers=("triage",),
-    consumers=("escalator", "metrics"),
+    consumers=("escalator", "metrics", "casework"),
     model=events.CaseTriagedV1,
     retention_ms=FOREVER,  # metrics rebuilds its counts from it
 )
@@ -85,11 +85,39 @@ ESCALATION_OUTCOMES = Topic(
     "helpline.escalations.outcomes",
     key="case_id",
     producers=("escalator",),
-    consumers=("metrics", "external systems"),
+    consumers=("metrics", "casework", "external systems"),
     model=events.EscalationOutcomeV1,
     external=True,
     description="Every state an escalation reaches; what metrics consumers subscribe to.",
     retention_ms=FOREVER,  # metrics rebuilds its counts from it
+)
+CASE_REPORTERS = Topic(
+    "helpline.cases.reporters",
+    key="case_id",
+    producers=("intake",),
+    consumers=("casework",),
+    model=events.ReporterDetailsV1,
+    description="Each case's reporter (personal data), and a null reporter once erased.",
+    # Personal data: kept as briefly as the reports topic; intake's table is the record.
+    retention_ms=14 * DAY_MS,
+)
+ESCALATION_ACTIVITY = Topic(
+    "helpline.escalations.activity",
+    key="escalation_id",
+    producers=("escalator",),
+    consumers=("casework",),
+    model=events.EscalationActivityV1,
+    description="Every platform call and practitioner action on an escalation, as it ends.",
+    retention_ms=FOREVER,  # casework rebuilds its timelines from it
+)
+PRACTITIONER_COMMANDS = Topic(
+    "helpline.practitioner.commands",
+    key="case_id",
+    producers=("casework",),
+    consumers=("escalator", "triage"),
+    model=events.PractitionerCommandV1,
+    description="Practitioners' actions on escalations and triage decisions, to apply.",
+    retention_ms=FOREVER,  # the audit trail of who did what
 )
 
 METRICS_SNAPSHOTS = Topic(
@@ -122,7 +150,7 @@ def dead_letter(service: str) -> Topic:
     )
 
 
-SERVICES = ("intake", "triage", "escalator", "metrics")
+SERVICES = ("intake", "triage", "escalator", "metrics", "casework")
 DEAD_LETTERS = {service: dead_letter(service) for service in SERVICES}
 
 ALL_TOPICS: tuple[Topic, ...] = (
@@ -131,6 +159,9 @@ ALL_TOPICS: tuple[Topic, ...] = (
     CASES_OPENED,
     CASES_TRIAGED,
     ESCALATION_OUTCOMES,
+    CASE_REPORTERS,
+    ESCALATION_ACTIVITY,
+    PRACTITIONER_COMMANDS,
     METRICS_SNAPSHOTS,
     *DEAD_LETTERS.values(),
 )

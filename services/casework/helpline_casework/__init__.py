@@ -1,0 +1,1 @@
+"""Casework: the read model of every case, the practitioners' queue, actions and pages."""
