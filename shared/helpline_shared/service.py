@@ -5,6 +5,11 @@ when every readiness check passes (broker reachable, database reachable, no dead
 limit tripped), 503 with the failing checks otherwise. SIGTERM (via uvicorn) stops accepting
 HTTP, stops the subscribers after in-flight batches finish (bounded by
 `graceful_timeout_s`), runs the shutdown hooks and exits.
+
+The probes, `/metrics` and any exact-path `routes` are served by FastStream itself; every
+other HTTP path goes to the service's `api` (a FastAPI app, see
+:mod:`helpline_shared.webapi`) when it has one. The `api`'s own lifespan is not run:
+resources belong in the service's startup and shutdown hooks.
 """
 
 from __future__ import annotations
@@ -72,6 +77,18 @@ def health_routes(
     return [("/health/live", endpoint(live)), ("/health/ready", endpoint(ready))]
 
 
+class ServiceApp(AsgiFastStream):
+    """AsgiFastStream whose unrouted HTTP requests go to `api` (404 without one)."""
+
+    api: ASGIApp | None = None
+
+    async def not_found(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.api is not None and scope["type"] in ("http", "websocket"):
+            await self.api(scope, receive, send)
+            return
+        await super().not_found(scope, receive, send)
+
+
 def build_app(
     broker: KafkaBroker,
     *,
@@ -83,10 +100,12 @@ def build_app(
     after_startup: Sequence[Hook] = (),
     on_shutdown: Sequence[Hook] = (),
     after_shutdown: Sequence[Hook] = (),
+    api: ASGIApp | None = None,
 ) -> AsgiFastStream:
-    """An ASGI FastStream app: the broker's subscribers plus health probes and `routes`."""
+    """An ASGI FastStream app: the broker's subscribers plus health probes and `routes`;
+    any other path is answered by `api` when given."""
     all_checks = {"broker": broker_check(broker), **(checks or {})}
-    return AsgiFastStream(
+    app = ServiceApp(
         broker,
         asgi_routes=[*health_routes(all_checks, details), *routes],
         logger=get_logger(f"helpline.{service}"),
@@ -95,6 +114,8 @@ def build_app(
         on_shutdown=list(on_shutdown),
         after_shutdown=list(after_shutdown),
     )
+    app.api = api
+    return app
 
 
 class _Server(uvicorn.Server):
@@ -125,6 +146,8 @@ async def serve(app: Any, settings: Settings, port: int) -> None:
         lifespan="on",
         log_config=None,
         access_log=False,
+        # X-Forwarded-For is not trusted unless configured: see webapi.client_address.
+        proxy_headers=False,
         timeout_graceful_shutdown=int(settings.graceful_timeout_s),
     )
     server = _Server(config)

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 
+from fastapi import FastAPI
 from faststream.asgi import AsgiFastStream
 from faststream.kafka import KafkaBroker, KafkaRouter
-from starlette.types import ASGIApp
+from starlette.routing import Match
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from helpline_shared import tracing
 from helpline_shared.consumer import BatchRunner, ConsumerHealth, Record, batch_subscriber
@@ -109,12 +111,17 @@ class ServiceWiring:
         metrics_extra: Callable[[], Awaitable[bytes]] | None = None,
         checks: dict[str, ReadinessCheck] | None = None,
         details: dict[str, ReadinessDetail] | None = None,
+        api: FastAPI | None = None,
         **hooks: Sequence[Hook],
     ) -> AsgiFastStream:
-        """The service's app; `hooks` are `build_app`'s on_/after_ startup/shutdown hooks.
-        With tracing, each of `routes` gets a server span per request."""
+        """The service's app; `hooks` are `build_app`'s on_/after_ startup/shutdown hooks;
+        `api` answers every path the others do not. With tracing, each of `routes` and each
+        request to `api` gets a server span (named by the API's route template)."""
+        traced_api: ASGIApp | None = api
         if self.tracing is not None:
             routes = [(path, self.tracing.server(app, path)) for path, app in routes]
+            if api is not None:
+                traced_api = _traced(self.tracing, api)
             hooks["after_shutdown"] = [*hooks.get("after_shutdown", ()), self.tracing.shutdown]
         return build_app(
             self.broker,
@@ -126,5 +133,22 @@ class ServiceWiring:
                 "consuming": self.consuming,
             },
             details=details,
+            api=traced_api,
             **hooks,
         )
+
+
+def _traced(tracer: tracing.Tracing, api: FastAPI) -> ASGIApp:
+    """`api` with a server span per HTTP request named by the matched route's template
+    (`/v1/cases/{case_id}`, not the path, so span names stay few)."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        template = "(no route)"
+        for route in api.router.routes:
+            match, _ = route.matches(scope)
+            if match is Match.FULL:
+                template = getattr(route, "path", template)
+                break
+        await tracer.server(api, template)(scope, receive, send)
+
+    return app
