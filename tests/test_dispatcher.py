@@ -21,6 +21,7 @@ from helpline_shared.db import Database
 from helpline_shared.events import utcnow
 from helpline_shared.outbox import Outbox
 from helpline_shared.settings import Settings
+from helpline_shared.topics import ESCALATION_OUTCOMES
 from helpline_simulator.credentials import dev_credential, expected_headers
 from helpline_simulator.platforms import PLATFORMS
 from tests.conftest import opened_database
@@ -117,7 +118,9 @@ async def escalation(db: Database, eid: uuid.UUID) -> Any:
 
 
 async def outbox_states(db: Database) -> list[str]:
-    rows = await db.pool.fetch("SELECT headers FROM outbox ORDER BY seq")
+    rows = await db.pool.fetch(
+        "SELECT headers FROM outbox WHERE topic = $1 ORDER BY seq", ESCALATION_OUTCOMES.name
+    )
     return [r["headers"]["ce_type"].split(".")[2] for r in rows]
 
 

@@ -23,6 +23,7 @@ from helpline_shared.db import Database
 from helpline_shared.events import CaseTriagedV1, EscalationOutcomeV1, TriagedUrl, derive_id, utcnow
 from helpline_shared.outbox import Outbox
 from helpline_shared.settings import Settings
+from helpline_shared.topics import ESCALATION_OUTCOMES
 from tests.conftest import opened_database
 from tests.helpers import serve_simulator
 from tests.infra import Infra
@@ -108,7 +109,9 @@ async def link(db: Database, *cases: CaseTriagedV1) -> Any:
 
 
 async def outcomes(db: Database) -> list[EscalationOutcomeV1]:
-    rows = await db.pool.fetch("SELECT value FROM outbox ORDER BY seq")
+    rows = await db.pool.fetch(
+        "SELECT value FROM outbox WHERE topic = $1 ORDER BY seq", ESCALATION_OUTCOMES.name
+    )
     return [EscalationOutcomeV1.model_validate_json(r["value"]) for r in rows]
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import AsyncIterator, Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -34,6 +35,7 @@ from typing import Any, get_args
 import asyncpg
 from aiolimiter import AsyncLimiter
 
+from helpline_escalator.activity import attempt_messages
 from helpline_escalator.adapters.base import (
     AdapterError,
     Notice,
@@ -397,6 +399,7 @@ class PlatformWorker:
             return 0
         # Half-open: claim just what the single probe needs.
         limit = self.claim_limit() if self.breaker.state == "closed" else 1
+        lost: list[uuid.UUID] = []
         async with self._db.pool.acquire() as conn, conn.transaction():
             claims = await claim_due(
                 conn,
@@ -404,7 +407,12 @@ class PlatformWorker:
                 limit,
                 s.escalation_claim_lease_s,
                 urgency_order=claim_order(),
+                lost_attempts=lost,
             )
+            if lost:  # reclaimed: the attempts its dead holder left open end as `lost`
+                await self._outbox.add(conn, await attempt_messages(conn, lost))
+        if lost:
+            self._outbox.wake()
         if not claims:
             return 0
         acted = await asyncio.gather(
@@ -436,8 +444,9 @@ class PlatformWorker:
                 await unpark(conn, self.adapter.slug)
 
     async def _store(self, steps: list[Step], releases: list[Release]) -> None:
-        """New states, finished attempts and outcome events (one per linked case), in one
-        transaction; claims released before their call go back as they were. The links
+        """New states, finished attempts and outcome events (one per linked case) and each
+        finished attempt's activity event, in one transaction; claims released before
+        their call go back as they were. The links
         are read after the update has locked the escalations' rows, so a case linking at
         the same moment hears the new state either here or from its own catch-up."""
         if not steps and not releases:
@@ -453,7 +462,11 @@ class PlatformWorker:
                     if st.reached is not None and st.update.escalation_id in applied
                 ],
             )
-            await self._outbox.add(conn, outcomes)
+            activity = await attempt_messages(
+                conn,
+                [st.update.attempt_id for st in steps] + [r.attempt_id for r in releases],
+            )
+            await self._outbox.add(conn, outcomes + activity)
         self._outbox.wake()
 
     async def _step(self) -> bool:

@@ -20,6 +20,8 @@ Promises, all in the caller's transaction:
   that is more urgent or names more harm types raises its urgency and adds its harm types
   (and, if its lead harm is more severe, its DSA category and reason code). A notice is
   never re-sent because a case was added.
+- The escalation's `due_at` is the earliest `decision_due_at` of the cases linked to it
+  (a case joining later with an earlier deadline brings it forward).
 - Tracing: each link keeps the W3C `traceparent` given for its case (the processing of
   its case.triaged record; none when tracing is off), and every outcome event of that
   case carries it (see :mod:`helpline_escalator.outcomes`), so outcomes added later by a
@@ -31,6 +33,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from helpline_escalator.outcomes import Reached, announce, catch_up
@@ -72,9 +75,14 @@ class Content:
     urgency: str = "normal"
     dsa_category: str | None = None
     reason_code: str | None = None
+    due_at: datetime | None = None  # the earliest decision_due_at of its new cases
     links: list[Any] = field(default_factory=list)
 
     def add(self, case: CaseTriagedV1, url: TriagedUrl) -> None:
+        if case.decision_due_at is not None and (
+            self.due_at is None or case.decision_due_at < self.due_at
+        ):
+            self.due_at = case.decision_due_at
         new_lead = _lead_rank(case.harm_types) < _lead_rank(self.harm_types)
         if new_lead or (self.dsa_category is None and self.reason_code is None):
             self.dsa_category = url.dsa_category or self.dsa_category
@@ -120,17 +128,17 @@ async def _insert_escalations(conn: Conn, contents: list[Content]) -> list[Any]:
         """
         INSERT INTO escalator.escalations (escalation_id, case_id, url, normalized_url,
             platform, route, harm_types, urgency, received_at, state, reason, linked_cases,
-            dsa_category, reason_code)
+            dsa_category, reason_code, due_at)
         SELECT u.id, u.case_id, u.url, u.norm, u.platform, u.route,
                string_to_array(u.harm, ','), u.urgency, u.received_at,
                CASE WHEN u.route = 'platform' THEN 'queued' ELSE 'needs_manual' END,
                CASE WHEN u.route = 'platform' THEN NULL ELSE u.reason END,
-               u.linked, u.dsa, u.code
+               u.linked, u.dsa, u.code, u.due_at
         FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[],
                     $7::text[], $8::text[], $9::timestamptz[], $10::text[], $11::int[],
-                    $12::text[], $13::text[])
+                    $12::text[], $13::text[], $14::timestamptz[])
             AS u(id, case_id, url, norm, platform, route, harm, urgency, received_at, reason,
-                 linked, dsa, code)
+                 linked, dsa, code, due_at)
         ON CONFLICT (escalation_id) DO NOTHING
         RETURNING *
         """,
@@ -147,6 +155,7 @@ async def _insert_escalations(conn: Conn, contents: list[Content]) -> list[Any]:
         [len(c.links) for c in cs],
         [c.dsa_category for c in cs],
         [c.reason_code for c in cs],
+        [c.due_at for c in cs],
     )
 
 
@@ -180,9 +189,11 @@ async def _join_existing(conn: Conn, contents: list[Content]) -> None:
         UPDATE escalator.escalations e
         SET linked_cases = e.linked_cases + u.linked, updated_at = now(),
             harm_types = string_to_array(u.harm, ','), urgency = u.urgency,
-            dsa_category = u.dsa, reason_code = u.code
-        FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::text[], $6::text[])
-            AS u(id, linked, harm, urgency, dsa, code)
+            dsa_category = u.dsa, reason_code = u.code,
+            due_at = LEAST(e.due_at, u.due_at)
+        FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::text[], $6::text[],
+                    $7::timestamptz[])
+            AS u(id, linked, harm, urgency, dsa, code, due_at)
         WHERE e.escalation_id = u.id
         """,
         [c.escalation_id for c in cs],
@@ -191,6 +202,7 @@ async def _join_existing(conn: Conn, contents: list[Content]) -> None:
         [c.urgency for c in cs],
         [c.dsa_category for c in cs],
         [c.reason_code for c in cs],
+        [c.due_at for c in cs],
     )
 
 

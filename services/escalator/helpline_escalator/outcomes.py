@@ -8,7 +8,15 @@ already reached, with the same facts, at once (see :mod:`helpline_escalator.link
 
 Event id = uuid5(the case's URL id, state): each state is announced once per case, and a
 re-announcement (outbox replay) carries the same id. Escalations made before shared
-escalations have URL id = escalation id, so their event ids are unchanged.
+escalations have URL id = escalation id, so their event ids are unchanged. Two
+exceptions keep ids distinct where a state can be told more than once: a state reached
+again (`occurrence`, e.g. submitted by hand after it had been submitted and failed)
+adds the occurrence, and a link made by a re-triage (revision > 1, the case's URL moved
+to another escalation) adds the escalation id. `breached` is once per escalation.
+
+Each event carries the escalation's route and due time (the earliest `decision_due_at`
+of its cases), and what the state's announcer gave: a practitioner's `actor` and `note`,
+the `followups` sent so far, whether an appeal `overturned` the decision.
 
 Tracing: an event carries its case link's `traceparent` (stored when the case was
 linked, while tracing was on) in its headers, so the outbox relays it in the case's trace
@@ -23,7 +31,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -47,6 +55,13 @@ class Reached:
     decision: str | None = None
     reference: str | None = None
     reason: str | None = None
+    route: str | None = None  # the escalation's, when None
+    due_at: datetime | None = None  # the escalation's, when None
+    followups: int | None = None
+    actor: str | None = None
+    note: str | None = None
+    overturned: bool | None = None
+    occurrence: str = ""  # '' the first time; else what reached the state again
 
     @classmethod
     def of(cls, row: Any) -> Reached:
@@ -58,14 +73,32 @@ class Reached:
             row["decision"],
             row["platform_reference"],
             row["reason"],
+            row["route"],
+            row["due_at"],
+            row["followups"],
+            row["actor"],
+            row["note"],
+            row["overturned"],
+            row["occurrence"],
         )
+
+
+def outcome_event_id(link: Any, reached: Reached) -> uuid.UUID:
+    """uuid5(URL id, state) for a state's first announcement on a case's first link; the
+    occurrence and, for a link made by a re-triage, the escalation id are added."""
+    parts: list[object] = ["escalation.outcome", link["url_id"], reached.state]
+    if reached.occurrence:
+        parts.append(reached.occurrence)
+    if (link.get("revision") or 1) > 1:
+        parts.append(reached.escalation_id)
+    return derive_id(*parts)
 
 
 def outcome_message(escalation: Any, link: Any, reached: Reached) -> OutgoingMessage:
     """The event telling the case of `link` that `escalation` reached a state."""
     event = EscalationOutcomeV1.model_validate(
         {
-            "event_id": derive_id("escalation.outcome", link["url_id"], reached.state),
+            "event_id": outcome_event_id(link, reached),
             "case_id": link["case_id"],
             "escalation_id": reached.escalation_id,
             "platform": escalation["platform"],
@@ -81,6 +114,12 @@ def outcome_message(escalation: Any, link: Any, reached: Reached) -> OutgoingMes
             "linked_at": link["linked_at"],
             "linked_cases": escalation["linked_cases"],
             "first_received_at": escalation["received_at"],
+            "route": reached.route or escalation["route"],
+            "due_at": reached.due_at or escalation["due_at"],
+            "followups": reached.followups,
+            "actor": reached.actor,
+            "note": reached.note,
+            "overturned": reached.overturned,
         }
     )
     message = cloudevents.event_message(
@@ -100,7 +139,7 @@ def outcome_message(escalation: Any, link: Any, reached: Reached) -> OutgoingMes
 
 async def _escalations(conn: Conn, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Any]:
     rows = await conn.fetch(
-        """SELECT escalation_id, platform, linked_cases, received_at
+        """SELECT escalation_id, platform, linked_cases, received_at, route, due_at
            FROM escalator.escalations WHERE escalation_id = ANY($1::uuid[])""",
         list(ids),
     )
@@ -111,16 +150,31 @@ async def announce(conn: Conn, reached: Sequence[Reached]) -> list[OutgoingMessa
     """Record each state reached and build its event for every case linked to it.
 
     Call with the escalations' rows locked (after the update that moved them), in the
-    transaction that queues the events. A state already recorded is not announced again.
+    transaction that queues the events. A state already recorded (with the same
+    occurrence) is not announced again. Route and due time not given are the escalation's
+    at this moment, recorded with the state so later cases hear the same.
     """
     if not reached:
         return []
+    current = await _escalations(conn, sorted({r.escalation_id for r in reached}))
+    reached = [
+        replace(
+            r,
+            route=r.route or current[r.escalation_id]["route"],
+            due_at=r.due_at or current[r.escalation_id]["due_at"],
+        )
+        if r.escalation_id in current
+        else r
+        for r in reached
+    ]
     rows = await conn.fetch(
         """
         INSERT INTO escalator.escalation_states
-            (escalation_id, state, attempts, decision, platform_reference, reason, occurred_at)
+            (escalation_id, state, attempts, decision, platform_reference, reason, occurred_at,
+             route, due_at, followups, actor, note, overturned, occurrence)
         SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[], $5::text[],
-                             $6::text[], $7::timestamptz[])
+                             $6::text[], $7::timestamptz[], $8::text[], $9::timestamptz[],
+                             $10::int[], $11::text[], $12::text[], $13::bool[], $14::text[])
         ON CONFLICT DO NOTHING
         RETURNING *
         """,
@@ -131,13 +185,21 @@ async def announce(conn: Conn, reached: Sequence[Reached]) -> list[OutgoingMessa
         [r.reference for r in reached],
         [r.reason for r in reached],
         [r.occurred_at for r in reached],
+        [r.route for r in reached],
+        [r.due_at for r in reached],
+        [r.followups for r in reached],
+        [r.actor for r in reached],
+        [r.note for r in reached],
+        [r.overturned for r in reached],
+        [r.occurrence for r in reached],
     )
     fresh = [Reached.of(r) for r in rows]
     ids = sorted({r.escalation_id for r in fresh})
-    escalations = await _escalations(conn, ids)
+    escalations = {i: current[i] for i in ids if i in current}
     links: dict[uuid.UUID, list[Any]] = {}
     for link in await conn.fetch(
-        """SELECT * FROM escalator.escalation_cases WHERE escalation_id = ANY($1::uuid[])
+        """SELECT * FROM escalator.escalation_cases
+           WHERE escalation_id = ANY($1::uuid[]) AND unlinked_at IS NULL
            ORDER BY linked_at, case_id""",
         ids,
     ):
@@ -149,6 +211,19 @@ async def announce(conn: Conn, reached: Sequence[Reached]) -> list[OutgoingMessa
     ]
 
 
+async def reached_before(conn: Conn, escalation_id: uuid.UUID, state: str) -> bool:
+    """Whether `state` was already announced for the escalation (its next announcement
+    needs an occurrence)."""
+    return bool(
+        await conn.fetchval(
+            """SELECT EXISTS (SELECT 1 FROM escalator.escalation_states
+                              WHERE escalation_id = $1 AND state = $2)""",
+            escalation_id,
+            state,
+        )
+    )
+
+
 async def catch_up(conn: Conn, links: Sequence[Any]) -> list[OutgoingMessage]:
     """The events of every state already reached by the escalations of new `links`, for
     those links' cases only, oldest state first. Call holding the escalations' row locks."""
@@ -158,7 +233,7 @@ async def catch_up(conn: Conn, links: Sequence[Any]) -> list[OutgoingMessage]:
     states: dict[uuid.UUID, list[Reached]] = {}
     for row in await conn.fetch(
         """SELECT * FROM escalator.escalation_states WHERE escalation_id = ANY($1::uuid[])
-           ORDER BY occurred_at, state""",
+           ORDER BY occurred_at, state, occurrence""",
         ids,
     ):
         states.setdefault(row["escalation_id"], []).append(Reached.of(row))

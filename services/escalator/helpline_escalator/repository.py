@@ -73,7 +73,13 @@ class Claim:
 
 
 async def claim_due(
-    conn: Conn, platform: str, limit: int, lease_s: float, *, urgency_order: Sequence[str]
+    conn: Conn,
+    platform: str,
+    limit: int,
+    lease_s: float,
+    *,
+    urgency_order: Sequence[str],
+    lost_attempts: list[uuid.UUID] | None = None,
 ) -> list[Claim]:
     """Claim due escalations of one platform and record an attempt for each, atomically.
 
@@ -82,7 +88,8 @@ async def claim_due(
 
     Reclaiming an escalation whose lease expired (the process holding it died) first
     closes every attempt of it still open, whatever its kind, as `lost`: every attempt
-    ends with a result.
+    ends with a result; their ids are appended to `lost_attempts` (for their activity
+    events, queued in the same transaction).
     """
     rows = await conn.fetch(_CLAIM, platform, limit, lease_s, list(urgency_order))
     claims = [
@@ -98,12 +105,15 @@ async def claim_due(
     if claims:
         lost = [c.row["escalation_id"] for c in claims if c.row["reclaimed"]]
         if lost:
-            await conn.execute(
+            closed = await conn.fetch(
                 """UPDATE escalator.attempts SET result = 'lost', finished_at = now(),
                        error = 'process stopped during the call; its claim expired'
-                   WHERE escalation_id = ANY($1::uuid[]) AND result IS NULL""",
+                   WHERE escalation_id = ANY($1::uuid[]) AND result IS NULL
+                   RETURNING attempt_id""",
                 lost,
             )
+            if lost_attempts is not None:
+                lost_attempts.extend(r["attempt_id"] for r in closed)
         await conn.execute(
             """INSERT INTO escalator.attempts (attempt_id, escalation_id, kind)
                SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[])""",
