@@ -202,3 +202,25 @@ def test_alert_rules_pass_promtool_and_their_unit_tests(tmp_path: Path) -> None:
         (ROOT / "deploy/prometheus/alerts.test.yaml").read_text()
     )
     assert _promtool("test", "rules", quiet / "alerts.test.yaml").returncode != 0
+
+
+def test_compose_runs_every_service_and_gives_the_session_secret_to_the_forms() -> None:
+    """Each service of the registry runs as `helpline run <service>`, after init, checked on
+    its own port; only intake and casework get the session secret, and it comes from .env."""
+    from helpline_shared.topics import SERVICES
+
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    defaults = Settings()
+    for service in SERVICES:
+        spec = compose["services"][service]
+        port = getattr(defaults, f"{service}_port")
+        assert spec["command"] == ["run", service]
+        assert spec["environment"][f"HELPLINE_{service.upper()}_PORT"] == str(port)
+        assert f"127.0.0.1:{port}/health/ready" in " ".join(spec["healthcheck"]["test"])
+        assert spec["depends_on"]["init"]["condition"] == "service_completed_successfully"
+        secret = spec["environment"].get("HELPLINE_SESSION_SECRET")
+        if service in ("intake", "casework"):
+            assert secret.startswith("${HELPLINE_SESSION_SECRET:?"), service
+        else:
+            assert secret is None, service
+    assert "127.0.0.1:8005:8005" in compose["services"]["casework"]["ports"]

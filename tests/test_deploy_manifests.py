@@ -14,6 +14,9 @@ from typing import Any
 import pytest
 import yaml
 
+from helpline_shared.settings import Settings
+from helpline_shared.topics import ALL_TOPICS, SERVICES
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -131,7 +134,7 @@ def test_network_access_is_denied_unless_needed(rendered: dict[str, Docs]) -> No
         assert "ingress" not in deny
         assert "egress" not in deny
         broker = 9093 if name == "production" else 9092
-        for component in ("intake", "triage", "escalator", "metrics"):
+        for component in SERVICES:
             labels = {
                 "app.kubernetes.io/name": "helpline",
                 "app.kubernetes.io/component": component,
@@ -163,7 +166,7 @@ def test_production_workloads_use_their_own_kafka_principal(rendered: dict[str, 
     assert config["HELPLINE_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
     assert "HELPLINE_KAFKA_SASL_USERNAME" not in config
     workloads = [*_kind(docs, "Deployment").values(), *_kind(docs, "Job").values()]
-    assert len(workloads) == 5
+    assert len(workloads) == len(SERVICES) + 1  # and the init Job
     for workload in workloads:
         (container,) = workload["spec"]["template"]["spec"]["containers"]
         env = {e["name"]: e for e in container["env"]}
@@ -181,9 +184,9 @@ def test_keda_never_scales_past_the_partitions(rendered: dict[str, Docs]) -> Non
             _kind(docs, "ConfigMap")["helpline-config"]["data"]["HELPLINE_KAFKA_TOPIC_PARTITIONS"]
         )
         scaled = _kind(docs, "ScaledObject")
-        assert set(scaled) == {
-            f"helpline-{s}" for s in ("intake", "triage", "escalator", "metrics")
-        }
+        consumers = {s for s in SERVICES if any(s in t.consumers for t in ALL_TOPICS)}
+        assert set(scaled) == {f"helpline-{s}" for s in consumers}
+        assert "casework" in consumers
         for obj in scaled.values():
             if name.startswith("production"):
                 assert obj["spec"]["maxReplicaCount"] <= partitions, obj["metadata"]["name"]
@@ -220,8 +223,6 @@ def test_only_the_escalator_holds_the_platforms_api_keys(rendered: dict[str, Doc
 def test_keda_scales_each_consumer_on_every_topic_it_reads(rendered: dict[str, Docs]) -> None:
     """A ScaledObject watches the lag of exactly the topics the registry says its service
     consumes, so a topic added to a service in the registry cannot be left unwatched."""
-    from helpline_shared.topics import ALL_TOPICS, SERVICES
-
     for name in ("dev+keda", "production+keda"):
         scaled = _kind(rendered[name], "ScaledObject")
         for service in SERVICES:
@@ -244,3 +245,129 @@ def test_keda_reads_only_the_password_from_the_user_operators_secret(
     assert "helpline-keda" in users
     assert [p for p, (name, _) in refs.items() if name in users] == ["password"]
     assert refs["ca"] == ("helpline-kafka-ca", "ca.crt")  # the CA the workloads mount
+
+
+def _container(deployment: dict[str, Any]) -> dict[str, Any]:
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return dict(container)
+
+
+def test_every_service_is_deployed_like_the_others(rendered: dict[str, Docs]) -> None:
+    """Each service of the registry (casework included) runs as `helpline run <service>` on
+    its configured port, with the same probes, hardening, configuration and budget as the
+    rest, and two replicas or more in production."""
+    for name in ("dev", "production"):
+        docs = rendered[name]
+        deployments, services = _kind(docs, "Deployment"), _kind(docs, "Service")
+        config = _kind(docs, "ConfigMap")["helpline-config"]["data"]
+        reference = deployments["helpline-intake"]["spec"]["template"]
+        for service in SERVICES:
+            deployment = deployments[f"helpline-{service}"]
+            pod = deployment["spec"]["template"]
+            container = _container(deployment)
+            port = getattr(Settings(), f"{service}_port")
+            assert config[f"HELPLINE_{service.upper()}_PORT"] == str(port), (name, service)
+            assert container["args"] == ["run", service]
+            assert container["ports"] == [
+                {"name": "http", "containerPort": port, "protocol": "TCP"}
+            ]
+            assert pod["metadata"]["annotations"]["prometheus.io/port"] == str(port)
+            assert pod["metadata"]["annotations"]["prometheus.io/path"] == "/metrics"
+            probes = {p: container[p]["httpGet"]["path"] for p in ("startupProbe", "livenessProbe")}
+            assert probes == {"startupProbe": "/health/live", "livenessProbe": "/health/live"}
+            assert container["readinessProbe"]["httpGet"]["path"] == "/health/ready"
+            assert (
+                container["securityContext"]
+                == _container(deployments["helpline-intake"])["securityContext"]
+            )
+            for key in ("securityContext", "automountServiceAccountToken"):
+                assert pod["spec"][key] == reference["spec"][key], (service, key)
+            env_from = {next(iter(e.values()))["name"] for e in container["envFrom"]}
+            assert {"helpline-config", "helpline-secrets"} <= env_from, service
+            (exposed,) = services[f"helpline-{service}"]["spec"]["ports"]
+            assert (exposed["port"], exposed["targetPort"]) == (port, "http"), service
+            replicas = deployment["spec"]["replicas"]
+            assert replicas >= 2 if name == "production" else replicas == 1, (name, service)
+
+
+def _session_readers(docs: Docs) -> dict[str, bool]:
+    """Workloads reading the session secret, and whether their pods need it to start."""
+    found = {}
+    for workload in [*_kind(docs, "Deployment").values(), *_kind(docs, "Job").values()]:
+        for e in _container(workload).get("env", []):
+            ref = e.get("valueFrom", {}).get("secretKeyRef", {})
+            if ref.get("name") == "helpline-session":
+                assert e["name"] == ref["key"] == "HELPLINE_SESSION_SECRET"
+                found[workload["metadata"]["name"]] = not ref.get("optional", False)
+        assert "helpline-session" not in {
+            e["secretRef"]["name"] for e in _container(workload)["envFrom"] if "secretRef" in e
+        }
+    return found
+
+
+def test_only_intake_and_casework_hold_the_session_secret(rendered: dict[str, Docs]) -> None:
+    """The key signing sessions and CSRF tokens reaches the two services with forms alone; it
+    is required in production (every replica must sign alike) and optional in dev."""
+    for name, docs in rendered.items():
+        required = name.startswith("production")
+        expected = {"helpline-intake": required, "helpline-casework": required}
+        assert _session_readers(docs) == expected, name
+        config = _kind(docs, "ConfigMap")["helpline-config"]["data"]
+        assert "HELPLINE_SESSION_SECRET" not in config
+        assert config["HELPLINE_COOKIE_SECURE"] == ("true" if required else "false"), name
+    example = [
+        d
+        for d in yaml.safe_load_all((ROOT / "deploy/base/secret.example.yaml").read_text())
+        if d["metadata"]["name"] == "helpline-session"
+    ]
+    assert [set(d["stringData"]) for d in example] == [{"HELPLINE_SESSION_SECRET"}]
+
+
+def _ingress_backends(docs: Docs) -> dict[str, set[tuple[str, str, str]]]:
+    """Per Service: the (host, path, pathType) the Ingresses route to it."""
+    routed: dict[str, set[tuple[str, str, str]]] = {}
+    for ingress in _kind(docs, "Ingress").values():
+        assert ingress["spec"]["ingressClassName"] == "nginx"
+        assert "defaultBackend" not in ingress["spec"]
+        for rule in ingress["spec"]["rules"]:
+            for path in rule["http"]["paths"]:
+                service = path["backend"]["service"]["name"]
+                routed.setdefault(service, set()).add(
+                    (rule["host"], path["path"], path["pathType"])
+                )
+    return routed
+
+
+def test_only_intakes_and_caseworks_public_paths_are_exposed(rendered: dict[str, Docs]) -> None:
+    """From outside: intake's report API and form, casework's API and pages, over TLS;
+    never /metrics or the health probes, and nothing of triage, the escalator or metrics.
+    The ingress controller may reach intake's and casework's pods alone."""
+    for name, docs in rendered.items():
+        routed = _ingress_backends(docs)
+        assert set(routed) == {"helpline-intake", "helpline-casework"}, name
+        for service, routes in routed.items():
+            for _, path, kind in routes:
+                assert kind in ("Exact", "Prefix"), (service, path)
+                assert path != "/" or kind == "Exact", (service, "all of it, /metrics too")
+                assert not path.startswith(("/metrics", "/health")), (service, path)
+        intake = {(p, k) for _, p, k in routed["helpline-intake"]}
+        assert {("/v1/reports", "Prefix"), ("/report", "Exact")} <= intake
+        casework = {(p, k) for _, p, k in routed["helpline-casework"]}
+        assert {("/v1/cases", "Prefix"), ("/v1/queue", "Prefix"), ("/signin", "Exact")} <= casework
+        for ingress in _kind(docs, "Ingress").values():
+            hosts = {r["host"] for r in ingress["spec"]["rules"]}
+            assert hosts <= {h for t in ingress["spec"]["tls"] for h in t["hosts"]}
+        policy = _kind(docs, "NetworkPolicy")["helpline-ingress-apis"]
+        (rule,) = policy["spec"]["ingress"]
+        (source,) = rule["from"]
+        assert source["namespaceSelector"]["matchLabels"] == {
+            "kubernetes.io/metadata.name": "ingress-nginx"
+        }
+        reachable = {
+            s
+            for s in (*SERVICES, "simulator")
+            if _allows(
+                policy, {"app.kubernetes.io/name": "helpline", "app.kubernetes.io/component": s}
+            )
+        }
+        assert reachable == {"intake", "casework"}, name
