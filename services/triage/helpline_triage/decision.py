@@ -22,6 +22,7 @@ from helpline_shared.events import (
     UrlOrigin,
     derive_id,
 )
+from helpline_triage.deadlines import Deadlines
 from helpline_triage.links import extract_urls, understand
 from helpline_triage.rules import CaseFacts, RuleSet
 
@@ -53,7 +54,8 @@ class ReadUrl:
         return None if self.reason else (self.platform, self.normalized_url)
 
 
-def _read(raw: str, origin: UrlOrigin) -> ReadUrl:
+def read_url(raw: str, origin: UrlOrigin) -> ReadUrl:
+    """One URL as understood (pure: the same URL always reads the same)."""
     info = understand(raw)
     if not info.is_url or info.canonical_url is None:
         # Never dropped: it waits for a person, with the reason (which echoes nothing).
@@ -79,10 +81,10 @@ def read_urls(case: CaseOpenedV1) -> list[ReadUrl]:
     report of a content kept as reported), then those only its description holds."""
     out: dict[str, ReadUrl] = {}
     for url in case.urls:
-        read = _read(url, "urls")
+        read = read_url(url, "urls")
         out.setdefault(read.normalized_url, read)
     for url in extract_urls(case.description):
-        read = _read(url, "description")
+        read = read_url(url, "description")
         out.setdefault(read.normalized_url, read)
     return list(out.values())
 
@@ -93,12 +95,16 @@ def decide(
     urls: list[ReadUrl],
     prior_reports: int,
     now: datetime,
+    *,
+    deadlines: Deadlines | None = None,
 ) -> CaseTriagedV1:
     """The triaged event: the rules' classification of the case's facts, and per URL the
     route with the lead harm's DSA category and the platform's reason code. A URL's route is
     the case's, except `manual`, with the reason, when a person must look: it is unreadable,
     too long, found only in the description on no known platform, or reported on no known
-    platform while the case goes to platforms (a hotline takes any URL)."""
+    platform while the case goes to platforms (a hotline takes any URL). The decision is
+    due `deadlines`' time for the urgency after the case was received (the rules' hours
+    when None)."""
     known = [u for u in urls if u.reason is None and u.platform != "unknown"]
     c = rules.classify(
         CaseFacts(
@@ -146,7 +152,8 @@ def decide(
         urls=triaged,
         rules_version=c.rules_version,
         lead_harm_type=lead,
-        decision_due_at=case.received_at + c.deadline,
+        decision_due_at=case.received_at
+        + (deadlines.of(c.urgency).after if deadlines else c.deadline),
         matches=list(c.matches),
         rejected_urls=[],
         # A simulated case belongs to the period it was published in; its deadline and
