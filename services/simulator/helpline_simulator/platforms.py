@@ -1,10 +1,14 @@
 """What each simulated platform expects and answers: how it takes credentials, the exact
-shape of a notice, the name of its lookup parameter, and its status words.
+shape of a notice, of a follow-up and of an appeal, the name of its lookup parameter, its
+status words, and whether it lets a notifier withdraw a notice (`withdrawal`: Snapchat and
+Discord do not).
 
 A notice is checked strictly against its platform's shape: every field present with the
 right kind, no field the platform does not know, the reason code one of the platform's
-own (`reason_codes.json`, the rules data's codes). WhatsApp, Telegram and Roblox have no
-notice API and so are not simulated.
+own (`reason_codes.json`, the rules data's codes); so are a follow-up and an appeal.
+WhatsApp, Telegram and Roblox have no notice API and so are not simulated. The national
+hotline (`HOTLINE`) is not a platform: it takes reports of child sexual imagery (see
+`server.py`) with a bearer token.
 """
 
 from __future__ import annotations
@@ -18,8 +22,14 @@ from typing import Any
 # A shape maps each field to its kind, or to a nested shape. Kinds: "ref" (our reference,
 # a UUID), "url" (http or https), "code" (the platform's reason code), "dsa" (a DSA
 # statement-of-reasons category), "text", "email", "true" (the boolean true), "bool", or
-# an enumeration ("HIGH|NORMAL").
+# an enumeration ("HIGH|NORMAL"); "count" (a whole number from 1) in a follow-up.
 Shape = dict[str, Any]
+
+# A follow-up (a re-notification after the deadline, citing the notice's reference in its
+# path) and an appeal (contesting a decision), by default: the sender's running count of
+# follow-ups and a text; the reason to reconsider.
+_FOLLOWUP: Shape = {"follow_up": "count", "message": "text"}
+_APPEAL: Shape = {"reason": "text"}
 
 
 @dataclass(frozen=True)
@@ -35,6 +45,14 @@ class PlatformSpec:
     code: str = "category"
     dsa: str = "dsa_category"
     api_key_header: str = "x-goog-api-key"
+    followup_shape: Shape | None = None  # None: `_FOLLOWUP`
+    appeal_shape: Shape | None = None  # None: `_APPEAL`
+    withdrawal: bool = True  # the notifier may withdraw an undecided notice
+
+    @property
+    def no_violation(self) -> str:
+        """The status word of a decision that found no violation (the only one appealed)."""
+        return self.other[0]
 
     @property
     def lookup_param(self) -> str:
@@ -79,6 +97,8 @@ _META = {
     "ref": "reporter_reference",
     "url": "content.url",
     "code": "reason",
+    "followup_shape": {"follow_up_number": "count", "explanation": "text"},
+    "appeal_shape": {"explanation": "text", "bona_fide": "true"},
 }
 
 PLATFORMS: dict[str, PlatformSpec] = {
@@ -100,6 +120,8 @@ PLATFORMS: dict[str, PlatformSpec] = {
         ref="external_id",
         url="content_url",
         code="violation_type",
+        followup_shape={"reminder_count": "count", "description": "text"},
+        appeal_shape={"appeal_reason": "text"},
     ),
     "instagram": PlatformSpec("instagram", **_META),  # type: ignore[arg-type]
     "facebook": PlatformSpec("facebook", **_META),  # type: ignore[arg-type]
@@ -124,6 +146,8 @@ PLATFORMS: dict[str, PlatformSpec] = {
         url="contentUrl",
         code="reasonCode",
         dsa="dsaCategory",
+        followup_shape={"followUpCount": "count", "message": "text"},
+        appeal_shape={"appealReason": "text"},
     ),
     "x": PlatformSpec(
         "x",
@@ -142,6 +166,8 @@ PLATFORMS: dict[str, PlatformSpec] = {
         ref="reference_id",
         url="reported_url",
         code="violation",
+        followup_shape={"followup_count": "count", "details": "text"},
+        appeal_shape={"details": "text"},
     ),
     "snapchat": PlatformSpec(
         "snapchat",
@@ -150,6 +176,7 @@ PLATFORMS: dict[str, PlatformSpec] = {
         ("NO_VIOLATION",),
         auth="basic",
         shape=_PLAIN,
+        withdrawal=False,
     ),
     "discord": PlatformSpec(
         "discord",
@@ -172,6 +199,9 @@ PLATFORMS: dict[str, PlatformSpec] = {
         ref="external_reference",
         url="content_url",
         code="violation_code",
+        followup_shape={"reminder": "count", "context": "text"},
+        appeal_shape={"context": "text"},
+        withdrawal=False,
     ),
     "reddit": PlatformSpec(
         "reddit",
@@ -191,6 +221,7 @@ PLATFORMS: dict[str, PlatformSpec] = {
         ref="client_ref",
         url="target_url",
         code="rule",
+        appeal_shape={"explanation": "text"},
     ),
     "twitch": PlatformSpec(
         "twitch",
@@ -213,8 +244,14 @@ PLATFORMS: dict[str, PlatformSpec] = {
         url="data.target_url",
         code="data.reason",
         dsa="data.dsa_category",
+        followup_shape={"data": {"follow_up": "count", "description": "text"}},
+        appeal_shape={"data": {"description": "text"}},
     ),
 }
+
+# The national hotline's reporting endpoint takes a bearer token like a platform's.
+HOTLINE = PlatformSpec("hotline", "received", ("actioned",), ("received",))
+HOTLINE_URGENCIES = ("critical", "high", "normal")
 
 
 def pick(body: Any, path: str) -> Any:
@@ -226,6 +263,43 @@ def pick(body: Any, path: str) -> Any:
 def shape_error(spec: PlatformSpec, body: Any) -> str | None:
     """Why `body` is not a notice `spec`'s platform accepts (naming the field), or None."""
     return _check(spec, spec.shape or _PLAIN, body, "")
+
+
+def followup_error(spec: PlatformSpec, body: Any) -> str | None:
+    """Why `body` is not a follow-up `spec`'s platform accepts (naming the field), or None."""
+    return _check(spec, spec.followup_shape or _FOLLOWUP, body, "")
+
+
+def appeal_error(spec: PlatformSpec, body: Any) -> str | None:
+    """Why `body` is not an appeal `spec`'s platform accepts (naming the field), or None."""
+    return _check(spec, spec.appeal_shape or _APPEAL, body, "")
+
+
+def hotline_error(body: Any) -> str | None:
+    """Why `body` is not a report the hotline accepts (naming the field), or None: an object
+    of exactly `client_reference` (a UUID), `url` (http or https), `platform` (text),
+    `harm_types` (a non-empty list of texts) and `urgency` (critical, high or normal)."""
+    if not isinstance(body, dict):
+        return "the report must be an object"
+    shape: Shape = {
+        "client_reference": "ref",
+        "url": "url",
+        "platform": "text",
+        "urgency": "|".join(HOTLINE_URGENCIES),
+    }
+    for key in body:
+        if key not in shape and key != "harm_types":
+            return f"unknown field {key}"
+    harm = body.get("harm_types")
+    if "harm_types" not in body:
+        return "missing field harm_types"
+    if (
+        not isinstance(harm, list)
+        or not harm
+        or not all(isinstance(h, str) and h.strip() for h in harm)
+    ):
+        return "invalid field harm_types (expected a non-empty list of texts)"
+    return _check(HOTLINE, shape, {k: v for k, v in body.items() if k != "harm_types"}, "")
 
 
 def _check(spec: PlatformSpec, shape: Shape, body: Any, at: str) -> str | None:
@@ -252,6 +326,8 @@ def _valid(spec: PlatformSpec, kind: str, value: Any) -> bool:
         return value is True
     if kind == "bool":
         return isinstance(value, bool)
+    if kind == "count":
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 1
     if not isinstance(value, str) or not value.strip():
         return False
     if kind == "ref":

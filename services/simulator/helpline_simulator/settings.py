@@ -2,12 +2,13 @@
 
 `HELPLINE_SIMULATOR__<SLUG>__<FIELD>` sets one platform's behaviour (for example
 `HELPLINE_SIMULATOR__TIKTOK__LATENCY_MS=2000`, `__RATE_LIMIT_RATE=0.5`, `__RETRY_AFTER_S`,
-`__ERROR_RATE`, `__DECISION_DELAY_MS`, `__TAKEDOWN_RATE`) or the credentials it expects
-(`__CREDENTIALS`, `__CLIENT_ID`, `__CLIENT_SECRET`). The credentials it expects are, in
-order: its own setting; the escalator's for the same platform (`HELPLINE_PLATFORMS__<SLUG>__
-CREDENTIALS`, or `__API_KEY` / `__TOKEN`, `__CLIENT_ID`, `__CLIENT_SECRET`, then the
-platforms file `HELPLINE_PLATFORMS_FILE`), so one environment configures both sides alike;
-else the development credentials the escalator also uses against a simulator.
+`__ERROR_RATE`, `__DECISION_DELAY_MS`, `__TAKEDOWN_RATE`, `__APPEAL_OVERTURN_RATE`) or the
+credentials it expects (`__CREDENTIALS`, `__CLIENT_ID`, `__CLIENT_SECRET`). The credentials
+it expects are, in order: its own setting; the escalator's for the same platform
+(`HELPLINE_PLATFORMS__<SLUG>__CREDENTIALS`, or `__API_KEY` / `__TOKEN`, `__CLIENT_ID`,
+`__CLIENT_SECRET`, then the platforms file `HELPLINE_PLATFORMS_FILE`), so one environment
+configures both sides alike; else the development credentials the escalator also uses
+against a simulator.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class PlatformBehaviour(BaseModel):
     retry_after_s: float | None = Field(None, ge=0, allow_inf_nan=False)
     decision_delay_ms: float | None = Field(None, ge=0, allow_inf_nan=False)
     takedown_rate: float | None = Field(None, ge=0, le=1)
+    appeal_overturn_rate: float | None = Field(None, ge=0, le=1)
     credentials: str | None = Field(None, min_length=1)
     client_id: str | None = Field(None, min_length=1)
     client_secret: str | None = Field(None, min_length=1)
