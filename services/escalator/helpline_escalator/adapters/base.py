@@ -4,6 +4,12 @@ Adapters get one injected HTTP client session and their platform's settings, nev
 swallow errors and never return None for a failure: they return a result or raise
 :class:`RetryableError`, :class:`PermanentError`, :class:`NeedsManualError` or
 :class:`ConfigurationError`.
+
+After the notice, an adapter re-notifies the platform (`follow_up`, citing the notice's
+reference: never a second notice), contests a decision on the platform's appeal route
+(`appeal`, then `appeal_status`) and withdraws a pending notice (`withdraw`). A platform
+without such a route answers as its adapter says: a person must act (`NeedsManualError`)
+or, for a withdrawal, `False`.
 """
 
 from __future__ import annotations
@@ -163,3 +169,31 @@ class PlatformAdapter(abc.ABC):
     async def lookup(self, client_reference: uuid.UUID) -> PlatformResult | None:
         """Find a notice by our reference (after an unclear submit); None only when the
         platform itself says it holds none (not for an answer from a missing route)."""
+
+    async def follow_up(self, reference: str, count: int) -> PlatformResult:
+        """Re-notify the platform about the notice it accepted as `reference`, whose
+        decision is overdue: the `count`th follow-up (from 1), citing the reference. Never
+        a second notice: the platform counts it against the notice it has. Sent once per
+        call (not idempotent: a retry after an unclear answer may count twice). Returns the
+        notice's current view (its decision, if made). This default: no follow-up route."""
+        raise NeedsManualError(f"{self.slug}: no follow-up route; chase the platform by hand")
+
+    async def appeal(self, reference: str, note: str) -> PlatformResult:
+        """Contest the platform's decision on the notice `reference` on its appeal route,
+        with the practitioner's `note`. Returns the appeal: its own reference and, if the
+        platform decided it at once, the new decision. Repeating an appeal of the same
+        notice answers the same appeal (the platform's route is idempotent per notice).
+        This default: no appeal route."""
+        raise NeedsManualError(f"{self.slug}: no appeal route; appeal by hand")
+
+    async def appeal_status(self, reference: str, appeal_reference: str) -> PlatformResult:
+        """The appeal `appeal_reference` of the notice `reference`: its decision (the
+        platform's new decision on the content) once decided, else None (pending)."""
+        raise NeedsManualError(f"{self.slug}: no appeal route; its answer arrives by hand")
+
+    async def withdraw(self, reference: str) -> bool:
+        """Withdraw the pending notice `reference`: True once the platform withdrew it (or
+        had already), False where the platform offers no withdrawal (the notice stands).
+        Raises `PermanentError` when the platform refuses (it already decided). This
+        default: no withdrawal."""
+        return False

@@ -1,5 +1,5 @@
 """Discord's Trust & Safety partner channel: a bot token (`Authorization: Bot`), flat notifier
-fields, a good-faith flag beside its statement."""
+fields, a good-faith flag beside its statement; no withdrawal of a sent notice."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ class DiscordAdapter(NoticeApiAdapter):
     path = "/discord/v1/notices"
     auth = "bot"
     lookup_param = "external_reference"
+    withdrawal = False  # a notice, once sent, stands
     categories = {
         "child_sexual_imagery": "child_sexual_abuse_material",
         "threats_risk_to_life": "violent_threats",
@@ -47,3 +48,9 @@ class DiscordAdapter(NoticeApiAdapter):
             "good_faith_statement": notice.good_faith_statement,
             "urgent": notice.urgency == "critical",
         }
+
+    def followup_payload(self, count: int, message: str) -> dict[str, Any]:
+        return {"reminder": count, "context": message}
+
+    def appeal_payload(self, note: str) -> dict[str, Any]:
+        return {"context": note}

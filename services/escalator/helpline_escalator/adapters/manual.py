@@ -4,6 +4,8 @@ Its adapter never calls anything. Every submit raises :class:`NeedsManualError` 
 tells the practitioner where to report (the platform's own form or address) and what to
 include (the exact URL, the reason code, the explanation, the helpline as notifier, the
 good-faith statement), so the escalation waits for a person with instructions in hand.
+Follow-ups and appeals likewise go by hand (`NeedsManualError` saying where); `withdraw`
+answers False: nothing was sent automatically.
 """
 
 from __future__ import annotations
@@ -61,3 +63,27 @@ class ManualChannelAdapter(PlatformAdapter):
 
     async def lookup(self, client_reference: uuid.UUID) -> PlatformResult | None:
         raise NeedsManualError(f"{self.slug}: no notice API; nothing was sent automatically")
+
+    async def follow_up(self, reference: str, count: int) -> PlatformResult:
+        raise NeedsManualError(
+            f"{self.slug}: no notice API; chase the platform by hand at {self.where}",
+            reference=reference,
+        )
+
+    async def appeal(self, reference: str, note: str) -> PlatformResult:
+        raise NeedsManualError(
+            f"{self.slug}: no notice API; appeal by hand at {self.where} and record the "
+            "answer here",
+            reference=reference,
+        )
+
+    async def appeal_status(self, reference: str, appeal_reference: str) -> PlatformResult:
+        raise NeedsManualError(
+            f"{self.slug}: no notice API; the appeal's answer arrives by email",
+            reference=reference,
+        )
+
+    async def withdraw(self, reference: str) -> bool:
+        """False: nothing was sent automatically, so there is nothing to withdraw here (a
+        notice a person sent by hand is withdrawn by hand, if the platform allows it)."""
+        return False

@@ -23,7 +23,6 @@ META_DECISIONS: dict[str, Decision | None] = {
 class MetaAdapter(NoticeApiAdapter):
     auth = "oauth"
     lookup_param = "reporter_reference"
-    appeals = True
     decisions = META_DECISIONS
     # Meta's reason codes where triage gave none (Instagram and Threads; Facebook has its own).
     categories = {
@@ -52,3 +51,9 @@ class MetaAdapter(NoticeApiAdapter):
             "bona_fide_statement": notice.good_faith_statement,
             "urgent": notice.urgency == "critical",
         }
+
+    def followup_payload(self, count: int, message: str) -> dict[str, Any]:
+        return {"follow_up_number": count, "explanation": message}
+
+    def appeal_payload(self, note: str) -> dict[str, Any]:
+        return {"explanation": note, "bona_fide": True}

@@ -78,7 +78,13 @@ def _retry_after(response: Reply) -> float | None:
 
 class NoticeApiAdapter(PlatformAdapter):
     """A platform's partner notice endpoint: `POST {path}`, `GET {path}/{reference}`,
-    `GET {path}?{lookup_param}=<our reference>`."""
+    `GET {path}?{lookup_param}=<our reference>`; after the notice, `POST
+    {path}/{reference}/followups`, `POST {path}/{reference}/appeals`, `GET
+    {path}/{reference}/appeals/{appeal}` and `POST {path}/{reference}/withdrawal`, each
+    body in the platform's own shape (`followup_payload`, `appeal_payload`)."""
+
+    appeals = True
+    withdrawal = True
 
     path: ClassVar[str]
     categories: ClassVar[dict[str, str]]  # reason codes by harm type, when triage gave none
@@ -154,6 +160,14 @@ class NoticeApiAdapter(PlatformAdapter):
             "notifier": {"name": notice.notifier_name, "email": notice.notifier_email},
             "good_faith_statement": notice.good_faith_statement,
         }
+
+    def followup_payload(self, count: int, message: str) -> dict[str, Any]:
+        """A follow-up's body in the platform's own shape (this default: a plain one)."""
+        return {"follow_up": count, "message": message}
+
+    def appeal_payload(self, note: str) -> dict[str, Any]:
+        """An appeal's body in the platform's own shape (this default: a plain one)."""
+        return {"reason": note}
 
     def _result(self, response: Reply) -> PlatformResult:
         try:
@@ -267,3 +281,69 @@ class NoticeApiAdapter(PlatformAdapter):
         if response.status_code != 200:
             raise self._refuse(self.slug, response)
         return self._result(response)
+
+    def _of(self, reference: str, *route: str) -> str:
+        # The platform's references are path segments exactly as it gave them: a '/', '?'
+        # or '..' in one must not reach another path or query on the platform.
+        return "/".join([self._url, *(quote(part, safe="") for part in (reference, *route))])
+
+    def _refused_after(self, what: str, response: Reply) -> PermanentError:
+        """A 4xx refusal of a call about a notice, saying which call and why: the platform
+        knows no such notice (404) or the notice's state forbids it (409)."""
+        if response.status_code == 404 and self._is_not_found(response):
+            why = "the platform knows no such notice"
+        elif response.status_code == 409:
+            why = "the notice's state forbids it"
+        else:
+            return self._refuse(self.slug, response)
+        return PermanentError(
+            f"{self.slug}: {what} refused ({response.status_code}): {why}: {response.text[:200]}",
+            http_status=response.status_code,
+        )
+
+    async def follow_up(self, reference: str, count: int) -> PlatformResult:
+        message = (
+            f"Follow-up {count}: our notice (your reference {reference}) is past its decision "
+            "deadline. The content is still reported as harmful to children or school staff; "
+            "we ask again for your decision."
+        )
+        response = await self._call(
+            "POST",
+            self._of(reference, "followups"),
+            data=json.dumps(self.followup_payload(count, message)).encode(),
+        )
+        if response.status_code not in (200, 201, 202):
+            raise self._refused_after("follow-up", response)
+        return self._result(response)
+
+    async def appeal(self, reference: str, note: str) -> PlatformResult:
+        if not self.settings.appeals:
+            raise NeedsManualError(
+                f"{self.slug}: no appeal route configured; appeal in the platform's partner "
+                "portal and record its answer by hand",
+                reference=reference,
+            )
+        response = await self._call(
+            "POST",
+            self._of(reference, "appeals"),
+            data=json.dumps(self.appeal_payload(note)).encode(),
+        )
+        if response.status_code not in (200, 201, 202):
+            raise self._refused_after("appeal", response)
+        return self._result(response)
+
+    async def appeal_status(self, reference: str, appeal_reference: str) -> PlatformResult:
+        response = await self._call("GET", self._of(reference, "appeals", appeal_reference))
+        if response.status_code != 200:
+            raise self._refused_after("appeal status", response)
+        return self._result(response)
+
+    async def withdraw(self, reference: str) -> bool:
+        if not self.settings.withdrawal:
+            return False
+        response = await self._call("POST", self._of(reference, "withdrawal"))
+        if response.status_code == 405:  # the platform says it offers none
+            return False
+        if response.status_code not in (200, 202, 204):
+            raise self._refused_after("withdrawal", response)
+        return True

@@ -45,3 +45,6 @@ class RedditAdapter(NoticeApiAdapter):
             "notifier": {"name": notice.notifier_name, "email": notice.notifier_email},
             "certification": notice.good_faith_statement,
         }
+
+    def appeal_payload(self, note: str) -> dict[str, Any]:
+        return {"explanation": note}

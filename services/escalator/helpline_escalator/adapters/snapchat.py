@@ -1,4 +1,5 @@
-"""Snapchat's safety partner channel: client id and secret (HTTP Basic), the plain notice shape."""
+"""Snapchat's safety partner channel: client id and secret (HTTP Basic), the plain notice shape;
+no withdrawal of a sent notice."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ class SnapchatAdapter(NoticeApiAdapter):
     slug = "snapchat"
     path = "/snapchat/v1/notices"
     auth = "basic"
+    withdrawal = False  # a notice, once sent, stands
     categories = {
         "child_sexual_imagery": "child_sexual_exploitation",
         "threats_risk_to_life": "threat_of_violence",

@@ -47,3 +47,9 @@ class TikTokAdapter(NoticeApiAdapter):
             "reporter": {"name": notice.notifier_name, "email": notice.notifier_email},
             "good_faith_declaration": notice.good_faith_statement,
         }
+
+    def followup_payload(self, count: int, message: str) -> dict[str, Any]:
+        return {"reminder_count": count, "description": message}
+
+    def appeal_payload(self, note: str) -> dict[str, Any]:
+        return {"appeal_reason": note}

@@ -46,3 +46,9 @@ class TwitchAdapter(NoticeApiAdapter):
                 "good_faith_statement": notice.good_faith_statement,
             }
         }
+
+    def followup_payload(self, count: int, message: str) -> dict[str, Any]:
+        return {"data": {"follow_up": count, "description": message}}
+
+    def appeal_payload(self, note: str) -> dict[str, Any]:
+        return {"data": {"description": note}}

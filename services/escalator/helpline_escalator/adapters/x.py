@@ -45,3 +45,9 @@ class XAdapter(NoticeApiAdapter):
             "reporter": {"full_name": notice.notifier_name, "email": notice.notifier_email},
             "attestation": notice.good_faith_statement,
         }
+
+    def followup_payload(self, count: int, message: str) -> dict[str, Any]:
+        return {"followup_count": count, "details": message}
+
+    def appeal_payload(self, note: str) -> dict[str, Any]:
+        return {"details": note}

@@ -14,7 +14,6 @@ class YouTubeAdapter(NoticeApiAdapter):
     auth = "api_key"
     api_key_header = "X-Goog-Api-Key"
     lookup_param = "clientReference"
-    appeals = True
     categories = {
         "child_sexual_imagery": "child_safety_sexualisation",
         "threats_risk_to_life": "violent_or_dangerous_threats",
@@ -48,3 +47,9 @@ class YouTubeAdapter(NoticeApiAdapter):
             "flagger": {"displayName": notice.notifier_name, "email": notice.notifier_email},
             "goodFaithStatement": notice.good_faith_statement,
         }
+
+    def followup_payload(self, count: int, message: str) -> dict[str, Any]:
+        return {"followUpCount": count, "message": message}
+
+    def appeal_payload(self, note: str) -> dict[str, Any]:
+        return {"appealReason": note}
