@@ -1,4 +1,6 @@
-"""Helpers shared by the tests: an in-process simulator server and reading a topic."""
+"""Helpers shared by the tests: an in-process simulator server, reading a topic, and API
+keys (made in the test's database as `helpline keys create` makes them) with clients that
+send them."""
 
 from __future__ import annotations
 
@@ -8,10 +10,13 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import asyncpg
+import httpx
 import uvicorn
 from aiokafka import AIOKafkaConsumer
 
 from helpline_cli.infra import free_port
+from helpline_shared import apikeys
 from helpline_simulator.server import SimConfig, create_simulator
 
 
@@ -69,3 +74,41 @@ async def read_topic(
     finally:
         await consumer.stop()
     return out
+
+
+EVERY_SCOPE = apikeys.SCOPES
+
+
+async def create_key(
+    database_url: str, *scopes: str, source: str | None = None, name: str = "tests"
+) -> str:
+    """A new API key with `scopes` (a submit key bound to `source`); returns the plaintext."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        _, key = await apikeys.create(conn, scopes, source, name, "tests")
+    finally:
+        await conn.close()
+    return key
+
+
+_every_scope: dict[tuple[str, str], str] = {}
+
+
+async def every_scope_key(database_url: str, source: str = "tests") -> str:
+    """A key with every scope, submitting for `source`: one per database and source, made
+    on first use (tests that revoke a key make their own with `create_key`)."""
+    if (database_url, source) not in _every_scope:
+        _every_scope[database_url, source] = await create_key(
+            database_url, *EVERY_SCOPE, source=source, name="every scope"
+        )
+    return _every_scope[database_url, source]
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def keyed_client(base_url: str = "", key: str = "", **options: Any) -> httpx.AsyncClient:
+    """An httpx client for `base_url` sending `key` on every request."""
+    headers = {**bearer(key), **options.pop("headers", {})}
+    return httpx.AsyncClient(base_url=base_url, headers=headers, **options)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,12 +15,14 @@ from faststream.kafka import KafkaBroker
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from helpline_intake.form import build_form_routes
-from helpline_intake.http import build_routes
+from helpline_intake.http import build_api
 from helpline_intake.usecase import Intake
 from helpline_shared.consumer import DeadLetters
 from helpline_shared.db import Database
+from helpline_shared.settings import Settings
+from helpline_shared.webapi import Access
 from tests.conftest import fresh_database
-from tests.helpers import read_topic
+from tests.helpers import create_key, read_topic
 from tests.infra import Infra
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "report.json"
@@ -47,13 +49,40 @@ def original(r: Any) -> bytes:
 
 
 def routes_app(broker: KafkaBroker, db: Database) -> ASGIApp:
-    """Intake's HTTP routes (API and form) as one ASGI app, as AsgiFastStream mounts them."""
-    table = dict(build_routes(broker, db) + build_form_routes(broker, db))
+    """Intake's HTTP routes (the form's exact routes, then the keyed API) as one ASGI app,
+    as the service app mounts them; rate limits high enough never to matter here."""
+    table = dict(build_form_routes(broker, db))
+    settings = Settings(rate_limit_per_key="100000/minute", rate_limit_per_client="100000/minute")
+    api = build_api(broker, db, Access(db, settings))
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        await table[scope["path"]](scope, receive, send)
+        await table.get(scope["path"], api)(scope, receive, send)
 
     return app
+
+
+class SourceKeys(httpx.Auth):
+    """Acts as each source's own system: sends a submit key bound to the `source` the JSON
+    body names (`tests` for any other body), made in the test database on first use."""
+
+    requires_request_body = True
+
+    def __init__(self, database_url: str) -> None:
+        self._database_url = database_url
+        self._keys: dict[str, str] = {}
+
+    async def async_auth_flow(
+        self, request: httpx.Request
+    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        try:
+            named = json.loads(request.content).get("source")
+        except (ValueError, AttributeError):
+            named = None
+        source = named.strip() if isinstance(named, str) and named.strip() else "tests"
+        if source not in self._keys:
+            self._keys[source] = await create_key(self._database_url, "submit", source=source)
+        request.headers["Authorization"] = f"Bearer {self._keys[source]}"
+        yield request
 
 
 @dataclass
@@ -82,7 +111,9 @@ async def intake_under_test(infra: Infra) -> AsyncIterator[IntakeUnderTest]:
     await broker.connect()
     transport = httpx.ASGITransport(app=routes_app(broker, db))
     try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://intake") as http:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://intake", auth=SourceKeys(url)
+        ) as http:
             yield IntakeUnderTest(
                 Intake(db, broker, DeadLetters("intake", max_ratio=0.9, window=10)),
                 db,

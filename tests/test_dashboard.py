@@ -18,6 +18,7 @@ from helpline_cli.stack import Stack
 from helpline_metrics.dashboard import render
 from helpline_metrics.totals import totals as totals_of
 from tests.conftest import fresh_database
+from tests.helpers import bearer, every_scope_key
 from tests.infra import Infra
 from tests.test_e2e import wait_until
 from tests.test_prometheus import SERVICES, publish_reports, stack, totals
@@ -75,7 +76,10 @@ async def test_dashboard_in_chromium_shows_the_apis_numbers(
     async with async_api.async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM)
         try:
-            page = await browser.new_page(viewport={"width": 1366, "height": 900})
+            key = await every_scope_key(stack.settings.database_url or "")
+            page = await browser.new_page(
+                viewport={"width": 1366, "height": 900}, extra_http_headers=bearer(key)
+            )
             requested: list[str] = []
             page.on("request", lambda r: requested.append(r.url))
             for _ in range(20):  # the pipeline may still move: compare a quiet moment

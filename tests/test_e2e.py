@@ -27,7 +27,7 @@ from helpline_shared.events import ReportRejectedV1, derive_id
 from helpline_shared.settings import Settings
 from helpline_shared.topics import ALL_TOPICS, REPORTS_REJECTED, REPORTS_SUBMITTED
 from tests.conftest import fresh_database
-from tests.helpers import read_topic
+from tests.helpers import create_key, every_scope_key, keyed_client, read_topic
 from tests.infra import Infra, dedicated_broker
 
 pytestmark = pytest.mark.e2e
@@ -192,6 +192,7 @@ async def test_reports_reach_outcomes_and_exact_totals(stack: Stack) -> None:
     finally:
         await producer.stop()
 
+    key = await every_scope_key(stack.settings.database_url or "")
     db = await asyncpg.connect(stack.settings.database_url)
     try:
 
@@ -202,7 +203,7 @@ async def test_reports_reach_outcomes_and_exact_totals(stack: Stack) -> None:
                    WHERE state NOT IN ('decided', 'failed', 'needs_manual')"""
             )
             total = await db.fetchval("SELECT count(*) FROM escalator.escalations")
-            async with httpx.AsyncClient() as client:
+            async with keyed_client(key=key) as client:
                 t = (await client.get(f"{stack.url('metrics')}/v1/totals")).json()
             terminal = sum(
                 t["escalations"]["by_state"].get(s, 0)
@@ -270,7 +271,7 @@ async def test_reports_reach_outcomes_and_exact_totals(stack: Stack) -> None:
         assert len(conflicts) == CONFLICTS
 
         # The metrics totals equal counts taken directly from the database.
-        async with httpx.AsyncClient() as client:
+        async with keyed_client(key=key) as client:
             totals = (await client.get(f"{stack.url('metrics')}/v1/totals")).json()
         assert totals["cases"] == await db.fetchval("SELECT count(*) FROM intake.reports")
         # URL reports (each URL of each case) and escalations (distinct content) apart.
@@ -324,7 +325,8 @@ async def case_stored(stack: Stack, case_id: str) -> None:
 
 async def test_http_api_accepts_and_rejects(stack: Stack) -> None:
     report = make_report(99_001, random.Random(1)) | {"source": "http-client"}
-    async with httpx.AsyncClient(base_url=stack.url("intake")) as client:
+    key = await create_key(stack.settings.database_url or "", "submit", source="http-client")
+    async with keyed_client(stack.url("intake"), key) as client:
         ok = await client.post("/v1/reports", json=report)
         assert ok.status_code == 202
         case_id = ok.json()["case_id"]

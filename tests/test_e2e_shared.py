@@ -17,7 +17,7 @@ import pytest
 from helpline_cli.stack import Stack
 from helpline_shared.events import EscalationOutcomeV1
 from helpline_shared.topics import ESCALATION_OUTCOMES
-from tests.helpers import read_topic
+from tests.helpers import every_scope_key, keyed_client, read_topic
 from tests.infra import Infra, dedicated_broker
 from tests.test_e2e import _stack, wait_until
 
@@ -46,7 +46,8 @@ async def report(stack: Stack, n: int, url: str) -> uuid.UUID:
         "description": "Pupils are bullying a teacher in this video and the comments are abusive.",
         "urls": [url],
     }
-    async with httpx.AsyncClient(base_url=stack.url("intake")) as client:
+    key = await every_scope_key(stack.settings.database_url or "", source="shared-e2e")
+    async with keyed_client(stack.url("intake"), key) as client:
         r = await client.post("/v1/reports", json=body)
     assert r.status_code == 202, r.text
     return uuid.UUID(r.json()["case_id"])
@@ -64,7 +65,8 @@ async def sim_stats(stack: Stack) -> dict[str, Any]:
 
 
 async def totals(stack: Stack) -> dict[str, Any]:
-    async with httpx.AsyncClient() as client:
+    key = await every_scope_key(stack.settings.database_url or "")
+    async with keyed_client(key=key) as client:
         return dict((await client.get(f"{stack.url('metrics')}/v1/totals")).json())
 
 

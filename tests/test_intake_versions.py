@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import httpx
 from aiokafka import AIOKafkaProducer
 
 from helpline_intake.app import create_app
@@ -24,7 +23,7 @@ from helpline_shared.kafka import create_topics
 from helpline_shared.settings import Settings
 from helpline_shared.topics import CASES_OPENED, REPORTS_REJECTED, REPORTS_SUBMITTED
 from tests.conftest import fresh_database
-from tests.helpers import read_topic
+from tests.helpers import create_key, keyed_client, read_topic
 from tests.infra import Infra, dedicated_broker
 from tests.intake_support import intake_under_test, record
 from tests.served import served
@@ -69,7 +68,8 @@ async def test_v1_and_v2_reports_side_by_side_both_open_cases(infra: Infra, tmp_
                 )
             finally:
                 await producer.stop()
-            async with httpx.AsyncClient(base_url=url) as client:
+            key = await create_key(database_url, "submit", source=source)
+            async with keyed_client(url, key) as client:
                 answers = {
                     rid: await client.post("/v1/reports", json=sent[rid])
                     for rid in ("http-v1", "http-v2")

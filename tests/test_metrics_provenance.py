@@ -11,7 +11,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from aiokafka.structs import ConsumerRecord
 from faststream.kafka import KafkaBroker
@@ -34,7 +33,7 @@ from helpline_shared.settings import Settings
 from helpline_shared.topics import CASES_TRIAGED, DEAD_LETTERS, ESCALATION_OUTCOMES
 from helpline_triage import usecase as triage_usecase
 from tests.conftest import fresh_database
-from tests.helpers import read_topic
+from tests.helpers import every_scope_key, keyed_client, read_topic
 from tests.infra import Infra, dedicated_broker
 from tests.served import served
 
@@ -117,9 +116,9 @@ def message(event: EscalationOutcomeV1, source: str | None) -> OutgoingMessage:
     return m
 
 
-async def totals_when(url: str, done: Any, timeout_s: float = 60) -> dict[str, Any]:
+async def totals_when(url: str, key: str, done: Any, timeout_s: float = 60) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
-    async with httpx.AsyncClient(base_url=url) as client:
+    async with keyed_client(url, key) as client:
         while True:
             t = (await client.get("/v1/totals")).json()
             if done(t):
@@ -145,6 +144,7 @@ async def test_forged_outcomes_are_dead_lettered_and_never_counted(
             # The escalator's source on a topic only triage produces.
             "triaged by another": triaged("tiktok", outcomes.SOURCE),
         }
+        key = await every_scope_key(settings.database_url or "")
         async with served(create_app(settings)) as url:
             # The forged events first: were they counted, the totals below would show them.
             await publish_all_of(settings, list(forged.values()))
@@ -155,10 +155,12 @@ async def test_forged_outcomes_are_dead_lettered_and_never_counted(
                     triaged("youtube", triage_usecase.SOURCE),
                 ],
             )
-            t = await totals_when(url, lambda t: t["escalations"]["total"] >= 2 and t["cases"] >= 1)
+            t = await totals_when(
+                url, key, lambda t: t["escalations"]["total"] >= 2 and t["cases"] >= 1
+            )
             letters = await read_topic(servers, DEAD_LETTERS["metrics"].name, expected=len(forged))
             await asyncio.sleep(1)  # anything counted late would show now
-            t = await totals_when(url, lambda _: True)
+            t = await totals_when(url, key, lambda _: True)
 
     assert t["escalations"]["total"] == 2
     assert t["takedowns"] == 1

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import httpx
 from rich.console import Console
 
 from helpline_cli.metrics_cli import rebuild_command
@@ -36,6 +35,7 @@ from helpline_shared.settings import Settings
 from helpline_shared.topics import CASES_TRIAGED, ESCALATION_OUTCOMES
 from helpline_triage import usecase as triage_usecase
 from tests.conftest import fresh_database
+from tests.helpers import every_scope_key, keyed_client
 from tests.infra import Infra, dedicated_broker
 from tests.served import served
 from tests.test_metrics_provenance import publish_all_of, totals_when
@@ -165,8 +165,8 @@ async def counted(database_url: str, events: int, timeout_s: float = 60) -> None
         await conn.close()
 
 
-async def every_view(url: str) -> dict[str, Any]:
-    async with httpx.AsyncClient(base_url=url) as client:
+async def every_view(url: str, key: str) -> dict[str, Any]:
+    async with keyed_client(url, key) as client:
         views = {q: (await client.get(f"/v1/totals{q}")).json() for q in QUERIES}
         views["report"] = (await client.get("/v1/report?year=2024&format=json")).json()
     for view in views.values():
@@ -191,12 +191,13 @@ async def test_rebuild_equals_the_running_totals(infra: Infra, tmp_dir: Path) ->
             ).model_copy(update={"event_id": uuid.uuid4(), "state": "decided"}),
             source="urn:attacker",
         )
+        key = await every_scope_key(settings.database_url or "")
         async with served(create_app(settings)) as url:
             await publish_all_of(settings, messages)
             await publish_all_of(settings, [*messages[::3], forged])  # redelivered, forged
             await counted(settings.database_url or "", len(messages))
-            running = await every_view(url)
-            async with httpx.AsyncClient(base_url=url) as client:
+            running = await every_view(url, key)
+            async with keyed_client(url, key) as client:
                 page = await client.get("/v1/report?year=2024&format=html")
                 assert page.headers["content-type"].startswith("text/html")
                 assert "<h1>Annual report 2024</h1>" in page.text
@@ -233,9 +234,9 @@ async def test_rebuild_equals_the_running_totals(infra: Infra, tmp_dir: Path) ->
         assert "1 refused" in summary  # the forged outcome, refused as the service refuses it
 
         async with served(create_app(settings)) as url:
-            assert await every_view(url) == running
+            assert await every_view(url, key) == running
             extra, _ = year_of_events(8, 1)
             await publish_all_of(settings, extra[:1])  # one more case: counted on the new tables
-            t = await totals_when(url, lambda t: t["cases"] == 41, timeout_s=30)
+            t = await totals_when(url, key, lambda t: t["cases"] == 41, timeout_s=30)
             assert t["reports_rejected"] == 1
     assert outcome_count > 40

@@ -25,6 +25,7 @@ from helpline_cli.stack import Stack
 from helpline_metrics.prometheus import TotalsCollector
 from helpline_shared.observability import ServiceMetrics
 from helpline_shared.topics import REPORTS_SUBMITTED
+from tests.helpers import every_scope_key, keyed_client
 from tests.infra import Infra, dedicated_broker
 from tests.test_e2e import _stack, make_report, wait_until
 
@@ -66,7 +67,8 @@ async def publish_reports(stack: Stack, n: int, seed: int) -> None:
 
 
 async def totals(stack: Stack) -> dict[str, Any]:
-    async with httpx.AsyncClient() as client:
+    key = await every_scope_key(stack.settings.database_url or "")
+    async with keyed_client(key=key) as client:
         r = await client.get(f"{stack.url('metrics')}/v1/totals")
         r.raise_for_status()
         return dict(r.json())

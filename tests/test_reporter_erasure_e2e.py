@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import httpx
 import pytest
 
 from helpline_cli.stack import Stack
+from tests.helpers import every_scope_key, keyed_client
 from tests.infra import Infra, dedicated_broker
 from tests.test_e2e import _stack, wait_until
 from tests.test_reporter_erasure import erase, holding
@@ -32,7 +32,8 @@ async def stack(infra: Infra, tmp_dir: Path) -> AsyncIterator[Stack]:
 
 
 async def totals(stack: Stack) -> dict[str, Any]:
-    async with httpx.AsyncClient() as client:
+    key = await every_scope_key(stack.settings.database_url or "")
+    async with keyed_client(key=key) as client:
         answer = dict((await client.get(f"{stack.url('metrics')}/v1/totals")).json())
     answer.pop("as_of")  # when it was read, not what it counts
     return answer
@@ -47,7 +48,8 @@ async def test_erased_reporter_is_in_no_table_and_totals_stay(stack: Stack) -> N
         f"https://www.instagram.com/p/erase{tag}/",
     ]
     cases = []
-    async with httpx.AsyncClient(base_url=stack.url("intake")) as client:
+    key = await every_scope_key(stack.settings.database_url or "", source="erasure-e2e")
+    async with keyed_client(stack.url("intake"), key) as client:
         for n, url in enumerate(urls):
             body = {
                 "schema_version": 1,

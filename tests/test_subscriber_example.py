@@ -15,13 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import httpx
 import pytest
 
 from helpline_cli.stack import Stack
 from helpline_shared.events import MetricsSnapshotV1
 from helpline_shared.topics import METRICS_SNAPSHOTS
-from tests.helpers import read_topic
+from tests.helpers import every_scope_key, keyed_client, read_topic
 from tests.infra import Infra, dedicated_broker
 from tests.test_e2e import _stack, wait_until
 
@@ -49,7 +48,8 @@ async def stack(infra: Infra, tmp_dir: Path) -> AsyncIterator[Stack]:
 
 
 async def api_totals(stack: Stack) -> dict[str, Any]:
-    async with httpx.AsyncClient() as client:
+    key = await every_scope_key(stack.settings.database_url or "")
+    async with keyed_client(key=key) as client:
         return dict((await client.get(f"{stack.url('metrics')}/v1/totals")).json())
 
 
@@ -66,7 +66,8 @@ async def run_example(stack: Stack, *args: str) -> dict[str, Any]:
 
 
 async def test_the_example_tally_equals_the_totals(stack: Stack, tmp_path: Path) -> None:
-    async with httpx.AsyncClient(base_url=stack.url("intake")) as client:
+    key = await every_scope_key(stack.settings.database_url or "", source="subscriber-e2e")
+    async with keyed_client(stack.url("intake"), key) as client:
         for n, urls in enumerate(URLS):
             r = await client.post(
                 "/v1/reports",

@@ -33,7 +33,7 @@ from helpline_shared.topics import ESCALATION_OUTCOMES, REPORTS_SUBMITTED, Topic
 from helpline_shared.tracing import TracingSettings
 from helpline_shared.wiring import ServiceWiring
 from tests.conftest import fresh_database
-from tests.helpers import read_topic, serve_simulator
+from tests.helpers import every_scope_key, keyed_client, read_topic, serve_simulator
 from tests.infra import Infra, dedicated_broker
 from tests.intake_support import report
 
@@ -244,6 +244,7 @@ class System:
     urls: dict[str, str]
     spans: InMemorySpanExporter
     servers: str
+    key: str  # every scope, submitting for the source "tracing"
 
 
 @pytest.fixture(scope="module")
@@ -267,7 +268,8 @@ async def system(infra: Infra, tmp_dir: Path) -> AsyncIterator[System]:
                 app = FACTORIES[service](settings)
                 urls[service] = await stack.enter_async_context(served(app))
             await wait_ready(urls)
-            yield System(urls, exporter, servers)
+            key = await every_scope_key(settings.database_url or "", source="tracing")
+            yield System(urls, exporter, servers, key)
 
 
 def service_of(span: ReadableSpan) -> str:
@@ -332,7 +334,7 @@ def body(n: int) -> dict[str, Any]:
 
 @pytest.mark.e2e
 async def test_one_report_is_one_trace_through_the_four_services(system: System) -> None:
-    async with httpx.AsyncClient(base_url=system.urls["intake"]) as client:
+    async with keyed_client(system.urls["intake"], system.key) as client:
         first = await client.post("/v1/reports", json=body(1))
         second = await client.post("/v1/reports", json=body(2))
     assert first.status_code == second.status_code == 202

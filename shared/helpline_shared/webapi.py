@@ -36,6 +36,7 @@ from helpline_shared import apikeys
 from helpline_shared.apikeys import KeyInfo
 from helpline_shared.db import Database
 from helpline_shared.settings import Settings
+from helpline_shared.websession import SESSION_COOKIE, Sessions
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_BASE = "https://helpline.example/problems/"
@@ -186,12 +187,28 @@ def new_api(title: str, description: str, *, version: str = "1") -> FastAPI:
                 "scheme": "bearer",
                 "description": "An API key `hk_...` (see `helpline keys create`).",
             }
-            components.setdefault("schemas", {})["Problem"] = Problem.model_json_schema()
+            schemas = components.setdefault("schemas", {})
+            schemas["Problem"] = Problem.model_json_schema()
+            schemas.update(_extra_schemas(api))
             api.openapi_schema = document
         return api.openapi_schema
 
     api.openapi = openapi  # type: ignore[method-assign]
     return api
+
+
+def _extra_schemas(api: FastAPI) -> dict[str, Any]:
+    extra: dict[str, Any] = getattr(api.state, "helpline_schemas", {})
+    return extra
+
+
+def add_schemas(api: FastAPI, schemas: dict[str, Any]) -> None:
+    """Put `schemas` (name -> JSON schema) into the document's `components/schemas`, for
+    bodies declared by hand through `openapi_extra` (refs `#/components/schemas/{name}`)."""
+    if not hasattr(api.state, "helpline_schemas"):
+        api.state.helpline_schemas = {}
+    api.state.helpline_schemas.update(schemas)
+    api.openapi_schema = None
 
 
 def client_address(request: Request) -> str:
@@ -324,10 +341,16 @@ class Access:
         if wait is not None:
             raise ProblemError(too_many(wait, f"too many requests with key {info.key_id}"))
 
-    async def authenticate(self, request: Request) -> KeyInfo:
-        """The live key of the request's `Authorization: Bearer` header; raises a 401
-        ProblemError (missing / invalid or revoked) otherwise."""
+    async def authenticate(self, request: Request, sessions: Sessions | None = None) -> KeyInfo:
+        """The live key of the request's `Authorization: Bearer` header or, without one and
+        with `sessions`, of its sign-in session cookie; raises a 401 ProblemError (missing /
+        invalid or revoked) otherwise."""
         header = request.headers.get("authorization")
+        if not header and sessions is not None:
+            key_id = sessions.read(request.cookies.get(SESSION_COOKIE))
+            session_key = await self.key(key_id) if key_id is not None else None
+            if session_key is not None:
+                return session_key
         if not header:
             raise ProblemError(unauthorized("missing", "send Authorization: Bearer <API key>"))
         scheme, _, token = header.partition(" ")
@@ -344,9 +367,13 @@ class Access:
             )
         return info
 
-    def require(self, scope: str) -> Callable[..., Awaitable[KeyInfo]]:
+    def require(
+        self, scope: str, *, sessions: Sessions | None = None
+    ) -> Callable[..., Awaitable[KeyInfo]]:
         """A FastAPI dependency answering the caller's key if it grants `scope`, after the
-        rate limits; a 401, 403 or 429 problem otherwise (see module doc)."""
+        rate limits; a 401, 403 or 429 problem otherwise (see module doc). With `sessions`,
+        a request without an Authorization header may instead carry a sign-in session of a
+        live key (for pages a browser opens)."""
         if scope not in apikeys.SCOPES:
             raise ValueError(f"unknown scope {scope!r}; choose from {', '.join(apikeys.SCOPES)}")
 
@@ -355,7 +382,7 @@ class Access:
             _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
         ) -> KeyInfo:
             self.limit_client(request)
-            info = await self.authenticate(request)
+            info = await self.authenticate(request, sessions)
             self.limit_key(info)
             if not info.allows(scope):
                 raise ProblemError(

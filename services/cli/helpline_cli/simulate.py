@@ -28,6 +28,7 @@ from helpline_cli.bench.run import bench_stack
 from helpline_cli.bench.workload import produce
 from helpline_cli.stack import Stack
 from helpline_cli.year import TAKEDOWN_RATE, Truth, Year, generate
+from helpline_shared import apikeys
 from helpline_shared.settings import Settings
 from helpline_shared.topics import REPORTS_SUBMITTED
 
@@ -98,14 +99,25 @@ async def run_year(
 
 
 async def fetch_report(stack: Stack, year: int) -> dict[str, Any]:
-    """The annual report as the metrics service serves it."""
-    async with httpx.AsyncClient(timeout=30) as client:
-        r = await client.get(
-            f"{stack.url('metrics')}/v1/report", params={"year": year, "format": "json"}
-        )
-        r.raise_for_status()
-        body: dict[str, Any] = r.json()
-        return body
+    """The annual report as the metrics service serves it, read with a `read` key made in
+    the stack's database for this one request and revoked after it."""
+    conn = await asyncpg.connect(stack.settings.database_url)
+    try:
+        key_id, key = await apikeys.create(conn, ["read"], None, "helpline simulate", "simulate")
+        try:
+            async with httpx.AsyncClient(
+                timeout=30, headers={"Authorization": f"Bearer {key}"}
+            ) as client:
+                r = await client.get(
+                    f"{stack.url('metrics')}/v1/report", params={"year": year, "format": "json"}
+                )
+                r.raise_for_status()
+                body: dict[str, Any] = r.json()
+                return body
+        finally:
+            await apikeys.revoke(conn, key_id)
+    finally:
+        await conn.close()
 
 
 def _pct(x: float | None) -> str:

@@ -5,13 +5,14 @@ from __future__ import annotations
 from faststream.asgi import AsgiFastStream
 
 from helpline_intake.form import build_form_routes
-from helpline_intake.http import build_routes
+from helpline_intake.http import build_api
 from helpline_intake.redaction import redact_dead_letter
 from helpline_intake.usecase import Intake
 from helpline_shared.db import Database
 from helpline_shared.events import ReportSubmittedV1, ReportSubmittedV2
 from helpline_shared.settings import Settings
 from helpline_shared.topics import CASES_OPENED, REPORTS_REJECTED, REPORTS_SUBMITTED
+from helpline_shared.webapi import Access
 from helpline_shared.wiring import ServiceWiring
 
 
@@ -45,7 +46,8 @@ def create_app(settings: Settings) -> AsgiFastStream:
         depends_on=[db.ready],
     )
     return wiring.app(
-        routes=[*build_routes(wiring.broker, db), *build_form_routes(wiring.broker, db)],
+        routes=build_form_routes(wiring.broker, db),
+        api=build_api(wiring.broker, db, Access(db, settings)),
         checks={"database": db.ready},
         on_startup=[db.open],
         after_shutdown=[db.close],

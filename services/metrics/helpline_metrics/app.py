@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from faststream.asgi import AsgiFastStream
 
-from helpline_metrics.dashboard import dashboard_route
-from helpline_metrics.http import build_routes
+from helpline_metrics.http import build_api
 from helpline_metrics.prometheus import totals_renderer
 from helpline_metrics.snapshots import SnapshotPublisher
 from helpline_metrics.usecase import TOPICS, Metrics
 from helpline_shared.db import Database
 from helpline_shared.settings import Settings
 from helpline_shared.topics import METRICS_SNAPSHOTS
+from helpline_shared.webapi import Access
+from helpline_shared.websession import Sessions
 from helpline_shared.wiring import ServiceWiring
 
 
@@ -33,7 +34,7 @@ def create_app(settings: Settings) -> AsgiFastStream:
         debounce_s=settings.metrics_snapshot_debounce_s,
     )
     return wiring.app(
-        routes=[*build_routes(db), dashboard_route(db)],
+        api=build_api(db, Access(db, settings), Sessions(settings)),
         metrics_extra=totals_renderer(db),
         checks={"database": db.ready},
         on_startup=[db.open],

@@ -9,19 +9,21 @@ also given as a table. The page reloads itself every `REFRESH_S` seconds.
 Each headline number carries its raw value in `data-value`, named by `data-figure`.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: FastAPI reads the endpoints' annotations at
+# definition time, and their dependencies name local objects.
 
 from html import escape
-from typing import Any
+from typing import Annotated, Any
 
-from starlette.requests import Request
+from fastapi import Depends, FastAPI
 from starlette.responses import HTMLResponse, Response
-from starlette.types import ASGIApp
 
 from helpline_metrics.charts import hbars, stacked, vbars
 from helpline_metrics.totals import totals
+from helpline_shared.apikeys import KeyInfo
 from helpline_shared.db import Database
-from helpline_shared.service import endpoint
+from helpline_shared.webapi import AUTH_RESPONSES, Access
+from helpline_shared.websession import Sessions
 
 REFRESH_S = 30
 
@@ -189,11 +191,18 @@ def render(t: dict[str, Any]) -> str:
     )
 
 
-def dashboard_route(db: Database) -> tuple[str, ASGIApp]:
-    """`GET /dashboard`: the page, from the current totals."""
+def add_dashboard(api: FastAPI, db: Database, access: Access, sessions: Sessions | None) -> None:
+    """`GET /dashboard`: the page, from the current totals, for a caller with the `read`
+    scope: an API key, or a sign-in session (`sessions`) of a live key that has it."""
 
-    async def page(_: Request) -> Response:
+    @api.get(
+        "/dashboard",
+        summary="The dashboard page",
+        response_class=HTMLResponse,
+        responses={**AUTH_RESPONSES},
+    )
+    async def page(
+        _: Annotated[KeyInfo, Depends(access.require("read", sessions=sessions))],
+    ) -> Response:
         async with db.pool.acquire() as conn:
             return HTMLResponse(render(await totals(conn)))
-
-    return ("/dashboard", endpoint(page))
