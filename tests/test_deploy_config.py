@@ -224,3 +224,15 @@ def test_compose_runs_every_service_and_gives_the_session_secret_to_the_forms() 
         else:
             assert secret is None, service
     assert "127.0.0.1:8005:8005" in compose["services"]["casework"]["ports"]
+
+
+def test_every_service_is_watched_for_going_missing() -> None:
+    """HelplineServiceMissing names each service of the registry: one that stopped reporting
+    altogether (casework included) pages like the others."""
+    from helpline_shared.topics import SERVICES
+
+    (missing,) = [rule for rule in _alerts() if rule["alert"] == "HelplineServiceMissing"]
+    watched = set(
+        re.findall(r'absent\(helpline_consumer_ready\{service="([a-z]+)"\}\)', missing["expr"])
+    )
+    assert watched == set(SERVICES)
