@@ -39,6 +39,12 @@ def _metrics(s: Settings) -> Any:
     return create_app(s)
 
 
+def _casework(s: Settings) -> Any:
+    from helpline_casework.app import create_app
+
+    return create_app(s)
+
+
 def _simulator(s: Settings) -> Any:
     from helpline_simulator.server import SimConfig, create_simulator
 
@@ -50,6 +56,7 @@ FACTORIES: dict[str, Callable[[Settings], Any]] = {
     "triage": _triage,
     "escalator": _escalator,
     "metrics": _metrics,
+    "casework": _casework,
     "simulator": _simulator,
 }
 

@@ -1,7 +1,7 @@
 """Starting the whole system as separate processes, as dev mode, tests and the bench need.
 
 `Stack` brings up (unless configured) the broker and the database, creates the topics,
-migrates, then starts the simulator and the four services with `helpline run`, each in its
+migrates, then starts the simulator and the five services with `helpline run`, each in its
 own process, and waits until every one is ready. `stop()` sends SIGTERM and waits for a
 graceful exit before killing.
 """
@@ -30,7 +30,7 @@ from helpline_shared.db import migrate
 from helpline_shared.kafka import create_topics
 from helpline_shared.settings import Settings
 
-SERVICES = ("simulator", "intake", "triage", "escalator", "metrics")
+SERVICES = ("simulator", "intake", "triage", "escalator", "metrics", "casework")
 
 
 @dataclass
@@ -102,12 +102,17 @@ class Stack:
         group, own health port), named `<service>-2`, `<service>-3`, ..."""
         names: list[str] = []
         for service in services:
+            variable = f"HELPLINE_{service.upper()}_PORT"
+            env = self.env
             if not port_is_free(self.settings.http_host, self.port(service)):
-                raise RuntimeError(
-                    f"port {self.port(service)} for {service} is taken; set "
-                    f"HELPLINE_{service.upper()}_PORT"
-                )
-            self._spawn(service, service, self.env)
+                if variable in self.env:
+                    raise RuntimeError(
+                        f"port {self.port(service)} for {service} is taken; set {variable}"
+                    )
+                # Its port was not chosen: any free one does (see `url`).
+                self.ports[service] = free_port(self.settings.http_host)
+                env = {**self.env, variable: str(self.ports[service])}
+            self._spawn(service, service, env)
             names.append(service)
             for n in range(2, (replicas or {}).get(service, 1) + 1):
                 name = f"{service}-{n}"
