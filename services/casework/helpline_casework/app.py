@@ -7,6 +7,7 @@ from faststream.asgi import AsgiFastStream
 
 from helpline_casework.actions import Actions
 from helpline_casework.http import build_api
+from helpline_casework.pages import build_pages
 from helpline_casework.usecase import TOPICS, Casework, redact
 from helpline_shared.db import Database
 from helpline_shared.outbox import Outbox
@@ -14,6 +15,7 @@ from helpline_shared.outbox_backlog import backlog_reader
 from helpline_shared.settings import Settings
 from helpline_shared.topics import PRACTITIONER_COMMANDS
 from helpline_shared.webapi import Access
+from helpline_shared.websession import Sessions
 from helpline_shared.wiring import ServiceWiring
 
 
@@ -32,7 +34,9 @@ def create_app(settings: Settings) -> AsgiFastStream:
         depends_on=[db.ready],
     )
     actions = Actions(db, outbox)
-    api = build_api(db, Access(db, settings), actions)
+    access = Access(db, settings)  # one per process: its rate limits count API and pages
+    api = build_api(db, access, actions)
+    api.include_router(build_pages(db, access, Sessions(settings), actions, settings))
 
     async def start_relay() -> None:
         outbox.start()
