@@ -1,14 +1,31 @@
-"""`helpline dev`: the whole system on this machine, embedded defaults, one Ctrl-C to stop."""
+"""`helpline dev`: the whole system on this machine, embedded defaults, one Ctrl-C to stop.
+
+Once up it prints a development API key with every scope (its submit scope bound to the
+source `dev`) on a line of its own, `dev key: hk_...`. The key is kept in
+`data_dir/dev-key` (mode 0600) and reused while it is live in the database; otherwise a
+new one is made. Unless HELPLINE_SESSION_SECRET is set, the services share a session
+secret kept in `data_dir/session-secret` (0600), so a practitioner's sign-in holds across
+services and restarts.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import secrets
 import signal
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
+
+from helpline_cli import stack as stack_module
 from helpline_cli.stack import Stack
+from helpline_shared import apikeys
 from helpline_shared.settings import Settings
+
+DEV_SOURCE = "dev"
 
 
 def _masked(url: str) -> str:
@@ -20,10 +37,63 @@ def _masked(url: str) -> str:
     return url
 
 
+def _write_private(path: Path, text: str) -> None:
+    """Write `text` to `path` readable by its owner only (0600), whatever it was before."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text + "\n")
+    path.chmod(0o600)
+
+
+def _read_private(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8").strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def session_secret(settings: Settings) -> dict[str, str]:
+    """The environment that gives every service one session secret (see the module doc)."""
+    if settings.session_secret is not None:
+        return {}
+    path = settings.data_dir / "session-secret"
+    secret = _read_private(path)
+    if secret is None:
+        secret = secrets.token_urlsafe(32)
+        _write_private(path, secret)
+    return {"HELPLINE_SESSION_SECRET": secret}
+
+
+async def dev_key(database_url: str, data_dir: Path) -> str:
+    """The development key with every scope: the kept one while it is live and still has
+    every scope, else a new one (then kept)."""
+    path = data_dir / "dev-key"
+    kept = _read_private(path)
+    conn = await asyncpg.connect(database_url)
+    try:
+        if kept is not None:
+            info = await apikeys.verify(conn, kept)
+            if (
+                info is not None
+                and info.scopes == frozenset(apikeys.SCOPES)
+                and info.source == DEV_SOURCE
+            ):
+                path.chmod(0o600)
+                return kept
+        _, key = await apikeys.create(
+            conn, apikeys.SCOPES, DEV_SOURCE, "helpline dev: every scope", "helpline dev"
+        )
+    finally:
+        await conn.close()
+    _write_private(path, key)
+    return key
+
+
 async def run_dev(settings: Settings) -> int:
     log_dir = settings.data_dir / "logs"
     print("helpline dev: starting broker, database, topics, migrations ...", flush=True)
-    stack = await Stack.prepare(settings, log_dir=log_dir)
+    stack = await Stack.prepare(settings, log_dir=log_dir, extra_env=session_secret(settings))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -31,6 +101,12 @@ async def run_dev(settings: Settings) -> int:
     try:
         await stack.start_services()
         s = stack.settings
+        key = await dev_key(s.database_url or "", settings.data_dir)
+        casework = (
+            f"  casework    {stack.url('casework')}  (GET /v1/cases, practitioner pages at /)\n"
+            if "casework" in stack_module.SERVICES
+            else ""
+        )
         print(
             "\nhelpline dev is up:\n"
             f"  broker      {s.kafka_bootstrap_servers}\n"
@@ -38,13 +114,16 @@ async def run_dev(settings: Settings) -> int:
             f"  intake      {stack.url('intake')}  (POST /v1/reports, web form at /report)\n"
             f"  triage      {stack.url('triage')}\n"
             f"  escalator   {stack.url('escalator')}\n"
-            f"  metrics     {stack.url('metrics')}  (GET /v1/totals, GET /metrics)\n"
+            f"  metrics     {stack.url('metrics')}  (GET /v1/totals, /dashboard, GET /metrics)\n"
+            f"{casework}"
             f"  simulator   {stack.url('simulator')}  (GET /_sim/stats)\n"
             f"  logs        {log_dir}/\n"
             "Publish a report: helpline publish examples/report.json\n"
+            "Every API needs the key below: send 'Authorization: Bearer <key>'\n"
             "Ctrl-C stops everything.",
             flush=True,
         )
+        print(f"dev key: {key}", flush=True)
         while not stop.is_set():
             if dead := stack.dead():
                 print(f"helpline dev: {', '.join(dead)} exited; see {log_dir}/", flush=True)

@@ -47,7 +47,7 @@ def build_api(db: Database, access: Access, sessions: Sessions | None = None) ->
         "The running totals, the annual report and the dashboard, for keys with the `read` "
         "scope (`practitioner` implies it).",
     )
-    reader = Annotated[KeyInfo, Depends(access.require("read"))]
+    reader = Annotated[KeyInfo, Depends(access.require("read", sessions=sessions))]
 
     @api.get(
         "/v1/totals",
