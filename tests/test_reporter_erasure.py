@@ -40,9 +40,12 @@ def person() -> dict[str, str]:
     }
 
 
-async def erase(database_url: str, *args: str) -> tuple[int, str]:
-    """Runs `helpline reporter erase` with stdin not a terminal; (exit code, output)."""
+async def erase(database_url: str, *args: str, servers: str | None = None) -> tuple[int, str]:
+    """Runs `helpline reporter erase` with stdin not a terminal; (exit code, output). With
+    `servers`, it relays the null reporters it queues to that broker."""
     env = {**os.environ, "HELPLINE_DATABASE_URL": database_url}
+    if servers is not None:
+        env["HELPLINE_KAFKA_BOOTSTRAP_SERVERS"] = servers
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -165,6 +168,7 @@ async def test_erasure_by_email_and_by_case_id(intake: IntakeUnderTest) -> None:
         "--reason",
         "Art. 17",
         "--yes",
+        servers=intake.servers,
     )
     assert code == 0, out
     assert "intake.reports: reporter erased in 2 case(s)" in out
@@ -219,7 +223,9 @@ async def test_erasure_by_email_and_by_case_id(intake: IntakeUnderTest) -> None:
     )
 
     # By case id: that case only, audited without any email.
-    code, out = await erase(intake.database_url, str(cases["c"]), "--yes", "--by", "dpo")
+    code, out = await erase(
+        intake.database_url, str(cases["c"]), "--yes", "--by", "dpo", servers=intake.servers
+    )
     assert code == 0, out
     assert "reporter erased in 1 case(s)" in out
     async with conn.acquire() as c:

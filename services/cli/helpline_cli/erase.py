@@ -1,6 +1,10 @@
 """`helpline reporter erase <case id or email>`: remove a reporter's personal data.
 
-Prints what it erased as counts and case ids, never the personal data. Exit codes: 0 when
+Prints what it erased as counts and case ids, never the personal data. The erasure queues
+a null reporter per erased case on intake's outbox in its own transaction (see `erasure`);
+the command then relays intake's outbox to Kafka itself, so casework drops its copy now,
+and when Kafka cannot be reached within `RELAY_TIMEOUT_S` says so and leaves the events
+queued for intake's relay (the erasure itself stands either way). Exit codes: 0 when
 the data is gone (erased now, or nothing left to erase: "nothing to erase", so running it
 again is safe), 1 for a case id no case has, 2 for bad arguments, a missing database URL or
 a refused confirmation. Without `--yes` it asks first, and refuses when stdin is not a
@@ -10,13 +14,23 @@ terminal.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import getpass
 import sys
+import uuid
 
-import asyncpg
+from aiokafka.errors import KafkaError
+from faststream.kafka import KafkaBroker
 
 from helpline_intake import erasure
+from helpline_intake.usecase import intake_outbox
+from helpline_shared.db import Database
+from helpline_shared.kafka import build_broker
+from helpline_shared.outbox import Outbox
 from helpline_shared.settings import Settings
+from helpline_shared.topics import CASE_REPORTERS
+
+RELAY_TIMEOUT_S = 15.0
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -52,20 +66,25 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         print(f"helpline reporter erase: {exc}", file=sys.stderr)
         return 2
     by = args.by or getpass.getuser()
-    conn = await asyncpg.connect(settings.database_url)
+    db = Database(settings.database_url, max_size=2)
+    await db.open()
+    broker = build_broker(settings, "intake")
+    outbox = intake_outbox(db, broker)
     try:
-        try:
-            found = await erasure.find(conn, target)
-            if not found.nothing and not args.yes and not _confirm(found):
-                print("nothing erased", file=sys.stderr)
-                return 2
-            done = await erasure.erase(conn, target, by=by, reason=args.reason)
-        except erasure.UnknownCaseError:
-            print(f"no case {target.case_id}", file=sys.stderr)
-            return 1
-        earlier = target.email is not None and await erasure.was_erased(conn, target.email)
+        async with db.pool.acquire() as conn:
+            try:
+                found = await erasure.find(conn, target)
+                if not found.nothing and not args.yes and not _confirm(found):
+                    print("nothing erased", file=sys.stderr)
+                    return 2
+                done = await erasure.erase(conn, target, by=by, reason=args.reason, outbox=outbox)
+            except erasure.UnknownCaseError:
+                print(f"no case {target.case_id}", file=sys.stderr)
+                return 1
+            earlier = target.email is not None and await erasure.was_erased(conn, target.email)
+        relayed = bool(done.case_ids) and await _relay(outbox, broker, done.case_ids, db)
     finally:
-        await conn.close()
+        await db.close()
     if done.erasure_id is None:
         why = (
             "the case's reporter was already erased"
@@ -79,6 +98,31 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     print(f"erasure {done.erasure_id} by {by}, matched by {target.matched_by}:")
     print(f"  intake.reports: reporter erased in {len(done.case_ids)} case(s)")
     print(f"  intake.rejections: original bytes cleared in {done.rejections} refusal(s)")
+    told = "published" if relayed else "queued on intake's outbox (not relayed yet)"
+    print(f"  helpline.cases.reporters: null reporter {told} for {len(done.case_ids)} case(s)")
     for case_id in done.case_ids:
         print(f"  case {case_id}")
     return 0
+
+
+async def _relay(
+    outbox: Outbox, broker: KafkaBroker, case_ids: list[uuid.UUID], db: Database
+) -> bool:
+    """Publish intake's queued events now; False when Kafka could not be reached in time or
+    another relay holds intake's outbox, so the null reporters are still queued (intake's
+    relay publishes them)."""
+    try:
+        async with asyncio.timeout(RELAY_TIMEOUT_S):
+            await broker.connect()
+            await outbox.drain()
+    except (TimeoutError, OSError, KafkaError):
+        return False
+    finally:
+        await broker.stop()
+    queued = await db.pool.fetchval(
+        "SELECT count(*) FROM outbox WHERE service = 'intake' AND topic = $1"
+        " AND key = ANY($2::bytea[])",
+        CASE_REPORTERS.name,
+        [str(c).encode() for c in case_ids],
+    )
+    return not queued

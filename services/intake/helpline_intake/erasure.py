@@ -10,9 +10,13 @@ reasons all stay, so every count stays. `organisation` is a school or service, n
 person, and stays. One `intake.erasures` row is written in the same transaction; it keeps
 the email only as a salted SHA-256. Erasing again finds nothing and changes nothing.
 
-No other table holds a reporter's personal data: triage, the escalator and metrics receive
-`helpline.cases.opened`, which carries none. The original reports on
-`helpline.reports.submitted` cannot be erased from Kafka; that topic's retention (14 days)
+Every other holder is told in the same transaction: for each erased case a
+`ReporterDetailsV1` with a null reporter is queued on intake's outbox (keyed by case id, so
+it is relayed after that case's reporter; a reporter still queued is deleted unsent), and
+casework, the one consumer of `helpline.cases.reporters`, drops its copy when it reads it.
+Triage, the escalator and metrics receive `helpline.cases.opened`, which carries no personal
+data. The original reports on `helpline.reports.submitted` and the reporters on
+`helpline.cases.reporters` cannot be erased from Kafka; those topics' retention (14 days)
 bounds them. Copies on the rejected and dead-letter topics are redacted when published.
 """
 
@@ -25,7 +29,11 @@ from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import quote_plus
 
+from helpline_intake.usecase import reporter_message
 from helpline_shared.db import Conn
+from helpline_shared.events import utcnow
+from helpline_shared.outbox import Outbox
+from helpline_shared.topics import CASE_REPORTERS
 
 NAME_MARKER = "[erased]"
 MatchedBy = Literal["case_id", "email"]
@@ -129,10 +137,13 @@ async def find(conn: Conn, target: Target) -> Found:
     return found
 
 
-async def erase(conn: Conn, target: Target, *, by: str, reason: str | None) -> Erased:
-    """Erase `target`'s personal data and audit it, in one transaction. Raises UnknownCaseError
-    for an unknown case id; when nothing is left to erase, changes nothing and writes no
-    audit row (`erasure_id` is None)."""
+async def erase(
+    conn: Conn, target: Target, *, by: str, reason: str | None, outbox: Outbox
+) -> Erased:
+    """Erase `target`'s personal data, audit it and queue a null reporter on `outbox` for
+    each erased case, in one transaction. Raises UnknownCaseError for an unknown case id;
+    when nothing is left to erase, changes nothing, writes no audit row (`erasure_id` is
+    None) and queues nothing."""
     async with conn.transaction():
         found, patterns = await _find(conn, target, lock=True)
         done = Erased(found.case_ids, found.already_erased, found.rejections)
@@ -172,6 +183,15 @@ async def erase(conn: Conn, target: Target, *, by: str, reason: str | None) -> E
             by,
             reason,
         )
+        # A reporter still queued (not yet relayed) is dropped rather than published.
+        await conn.execute(
+            """DELETE FROM outbox WHERE service = 'intake' AND topic = $1
+                 AND key = ANY($2::bytea[])""",
+            CASE_REPORTERS.name,
+            [str(c).encode() for c in found.case_ids],
+        )
+        now = utcnow()
+        await outbox.add(conn, [reporter_message(c, None, now) for c in found.case_ids])
         return done
 
 

@@ -34,6 +34,11 @@ def prior_report(report: ReportSubmittedV1) -> PriorReport | None:
     return report.prior_report if isinstance(report, ReportSubmittedV2) else None
 
 
+def child_affected(report: ReportSubmittedV1) -> bool | None:
+    """Whether a version 2 report says a child is affected (None for version 1, or not known)."""
+    return report.child_affected if isinstance(report, ReportSubmittedV2) else None
+
+
 def stored_prior_report(row: asyncpg.Record | Mapping[str, Any]) -> PriorReport | None:
     """The prior report kept with a stored report (None when it was a version 1 report)."""
     if row.get("prior_reported") is None:
@@ -78,21 +83,21 @@ async def insert_reports(conn: Conn, reports: Sequence[StoredReport]) -> list[as
         INSERT INTO intake.reports (case_id, source, report_id, via, received_at, submitted_at,
             reporter_name, reporter_email, reporter_role, organisation, description, urls,
             issue_types, content_hash, schema_version, prior_reported, prior_reported_at,
-            prior_platform_answer, prior_platform_reference)
+            prior_platform_answer, prior_platform_reference, child_affected)
         SELECT u.case_id, u.source, u.report_id, u.via, u.received_at, u.submitted_at,
             u.reporter_name, u.reporter_email, u.reporter_role, u.organisation, u.description,
             ARRAY(SELECT jsonb_array_elements_text(u.urls::jsonb)),
             ARRAY(SELECT jsonb_array_elements_text(u.issue_types::jsonb)), u.content_hash,
             u.schema_version, u.prior_reported, u.prior_reported_at, u.prior_platform_answer,
-            u.prior_platform_reference
+            u.prior_platform_reference, u.child_affected
         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],
             $6::timestamptz[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],
             $12::text[], $13::text[], $14::text[], $15::smallint[], $16::boolean[],
-            $17::timestamptz[], $18::text[], $19::text[])
+            $17::timestamptz[], $18::text[], $19::text[], $20::boolean[])
           AS u(case_id, source, report_id, via, received_at, submitted_at, reporter_name,
             reporter_email, reporter_role, organisation, description, urls, issue_types,
             content_hash, schema_version, prior_reported, prior_reported_at,
-            prior_platform_answer, prior_platform_reference)
+            prior_platform_answer, prior_platform_reference, child_affected)
         ON CONFLICT DO NOTHING
         RETURNING *
         """,
@@ -115,6 +120,7 @@ async def insert_reports(conn: Conn, reports: Sequence[StoredReport]) -> list[as
         [p.reported_at if p else None for p in priors],
         [p.platform_answer if p else None for p in priors],
         [p.platform_reference if p else None for p in priors],
+        [child_affected(s.report) for s in reports],
     )
 
 

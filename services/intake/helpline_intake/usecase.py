@@ -10,6 +10,11 @@ Promises, per message, at least once and idempotently:
   under a stored `(source, report_id)` is refused as a `conflict`;
 - an invalid message is published to `helpline.reports.rejected` with every reason and its
   original bytes; the rejection is recorded (reasons and bytes) in `intake.rejections`;
+- a case opened here queues its reporter (`ReporterDetailsV1`, keyed by case id, the
+  reporter's name, email and role and nothing else) on `helpline.cases.reporters` through
+  intake's outbox, in the transaction that stores the report: published if and only if the
+  case is stored, at least once (same `event_id` each time), relayed after the batch commits
+  and, per case, before any later erasure's null reporter (see `erasure`);
 - a valid message the database still refuses (a data error) is retried on its own and, if
   it fails alone, goes to `helpline.intake.dlq` instead of blocking its partition.
 Offsets are committed by the caller only after this returns.
@@ -21,6 +26,7 @@ import base64
 import dataclasses
 import uuid
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any, Literal
 
 import asyncpg
@@ -42,6 +48,8 @@ from helpline_shared.events import (
     CaseOpenedV1,
     Channel,
     RejectionReason,
+    Reporter,
+    ReporterDetailsV1,
     ReportRejectedV1,
     ReportSubmittedV1,
     derive_id,
@@ -50,7 +58,8 @@ from helpline_shared.events import (
 )
 from helpline_shared.kafka import OutgoingMessage, publish_all
 from helpline_shared.logging import bind_event, get_logger
-from helpline_shared.topics import CASES_OPENED, REPORTS_REJECTED
+from helpline_shared.outbox import Outbox
+from helpline_shared.topics import CASE_REPORTERS, CASES_OPENED, REPORTS_REJECTED
 
 SOURCE = "urn:helpline:intake"
 log = get_logger("helpline.intake")
@@ -75,6 +84,7 @@ def opened_message(row: asyncpg.Record | Mapping[str, Any]) -> OutgoingMessage:
         issue_types=list(row["issue_types"]),
         prior_report=repository.stored_prior_report(row),
         simulated=is_simulated_source(row["source"]),
+        child_affected=row["child_affected"],
     )
     message = cloudevents.event_message(
         CASES_OPENED.name,
@@ -90,10 +100,49 @@ def opened_message(row: asyncpg.Record | Mapping[str, Any]) -> OutgoingMessage:
     # so a consumer not yet released with them (unknown fields are refused) still reads it.
     absent = {"prior_report"} if event.prior_report is None else set()
     absent |= set() if event.simulated else {"simulated"}
+    absent |= set() if event.child_affected is not None else {"child_affected"}
     if absent:
         value = event.model_dump_json(exclude=absent).encode()
         message = dataclasses.replace(message, value=value)
     return message
+
+
+def reporter_message(
+    case_id: uuid.UUID, reporter: Reporter | None, occurred_at: datetime
+) -> OutgoingMessage:
+    """`helpline.cases.reporters` for a case: its reporter when the case opens, or None once
+    the reporter is erased. One event id per case and kind (opened, erased), so a repeat is
+    recognised."""
+    kind = "case.reporter" if reporter is not None else "case.reporter.erased"
+    event = ReporterDetailsV1(
+        event_id=derive_id(kind, case_id),
+        case_id=case_id,
+        reporter=reporter,
+        occurred_at=occurred_at,
+    )
+    return cloudevents.event_message(
+        CASE_REPORTERS.name,
+        event,
+        event_id=event.event_id,
+        key=case_id,
+        type_="helpline.case.reporter.v1",
+        source=SOURCE,
+        time=occurred_at,
+        subject=case_id,
+    )
+
+
+def opened_reporter_message(row: asyncpg.Record | Mapping[str, Any]) -> OutgoingMessage:
+    """The reporter of a just-stored report (an `intake.reports` row), for casework."""
+    reporter = Reporter(
+        name=row["reporter_name"], email=row["reporter_email"], role=row["reporter_role"]
+    )
+    return reporter_message(row["case_id"], reporter, row["received_at"])
+
+
+def intake_outbox(db: Database, broker: KafkaBroker) -> Outbox:
+    """Intake's outbox (service `intake`): reporter details and their erasures."""
+    return Outbox(db, broker, "intake")
 
 
 MAX_KEY_BYTES = 1024
@@ -167,8 +216,10 @@ class Intake:
         dead_letters: DeadLetters,
         *,
         allow_simulated: bool = False,
+        outbox: Outbox | None = None,
     ) -> None:
         self._allow_simulated = allow_simulated
+        self.outbox = outbox or intake_outbox(db, broker)
         self._db = db
         self._broker = broker
         self._dead = dead_letters
@@ -209,6 +260,9 @@ class Intake:
                     dead.append((record, f"database refused it: {refusal(exc)}"))
             rejected = kept
         await publish_all(self._broker, out + [rejected_message(e, r.key) for r, e in rejected])
+        # The reporters this batch queued, before its offsets are committed: a failure here
+        # redelivers the batch, and the rows stay queued for the next relay.
+        await self.outbox.drain()
         for record, error in dead:
             self._dead.add(record, error)
         for record, event in rejected:
@@ -251,6 +305,7 @@ class Intake:
                     # Redelivered after an earlier attempt stored it: that attempt may not
                     # have published, so publish the stored report again (same event id).
                     republish.append(cid)
+            await self.outbox.add(conn, [opened_reporter_message(r) for r in inserted.values()])
             await repository.count_duplicates(conn, duplicates)
             await repository.insert_rejections(
                 conn, [(e, r.value) for r, e in [*rejected, *conflicts]]
