@@ -43,12 +43,15 @@ from helpline_escalator.adapters.base import (
     PlatformResult,
     RetryableError,
 )
+from helpline_escalator.adapters.hotline import HotlineAdapter
 from helpline_escalator.breaker import (
     BreakerPolicy,
     CircuitBreaker,
     Pass,
     is_configuration_error,
 )
+from helpline_escalator.commands import NEVER
+from helpline_escalator.links import HOTLINE_REASON
 from helpline_escalator.outcomes import Reached, announce
 from helpline_escalator.repository import (
     Claim,
@@ -62,8 +65,9 @@ from helpline_escalator.repository import (
 )
 from helpline_escalator.severity import most_severe_first, orders
 from helpline_escalator.transitions import Policy, after_failure, after_success
-from helpline_shared.db import Database
+from helpline_shared.db import Conn, Database
 from helpline_shared.events import Urgency, utcnow
+from helpline_shared.kafka import OutgoingMessage
 from helpline_shared.logging import bind_event, get_logger
 from helpline_shared.loop import WorkLoop
 from helpline_shared.outbox import Outbox
@@ -497,19 +501,233 @@ class PlatformWorker:
 
 
 class Dispatcher:
-    """All platform workers of one escalator process."""
+    """All platform workers of one escalator process (and its hotline worker, if the
+    hotline is configured)."""
 
-    def __init__(self, workers: dict[str, PlatformWorker]) -> None:
+    def __init__(
+        self, workers: dict[str, PlatformWorker], hotline: HotlineWorker | None = None
+    ) -> None:
         self.workers = workers
+        self.hotline = hotline
 
-    def wake(self, platforms: set[str]) -> None:
+    def wake(self, platforms: set[str], *, hotline: bool = False) -> None:
         for slug in platforms:
             if slug in self.workers:
                 self.workers[slug].wake()
+        if hotline and self.hotline is not None:
+            self.hotline.wake()
+
+    def adapter_for(self, platform: str, route: str) -> PlatformAdapter | None:
+        """The adapter a route's calls on `platform` go to: the hotline's for the hotline
+        route, else the platform's own (None when neither is running here)."""
+        if route == "hotline":
+            return self.hotline.adapter if self.hotline is not None else None
+        worker = self.workers.get(platform)
+        return worker.adapter if worker is not None else None
 
     def start(self) -> None:
         for worker in self.workers.values():
             worker.start()
+        if self.hotline is not None:
+            self.hotline.start()
 
     async def stop(self, timeout_s: float) -> None:
-        await asyncio.gather(*(w.stop(timeout_s) for w in self.workers.values()))
+        await asyncio.gather(
+            *(w.stop(timeout_s) for w in self.workers.values()),
+            *([self.hotline.stop(timeout_s)] if self.hotline is not None else []),
+        )
+
+
+_HOTLINE_CLAIM = """
+UPDATE escalator.escalations e
+SET claimed_at = now(), updated_at = now(), attempts = e.attempts + 1
+FROM (SELECT escalation_id FROM escalator.escalations
+      WHERE route = 'hotline' AND state = 'needs_manual' AND platform_reference IS NULL
+        AND withdraw_requested_at IS NULL AND next_action_at <= now() AND attempts < $3
+        AND (claimed_at IS NULL OR claimed_at < now() - make_interval(secs => $1))
+      ORDER BY next_action_at
+      LIMIT $2
+      FOR UPDATE SKIP LOCKED) d
+WHERE e.escalation_id = d.escalation_id
+RETURNING e.*
+"""
+
+
+class HotlineWorker:
+    """Reports every hotline-route escalation (child sexual imagery) to the national
+    hotline, whatever its platform: never to the platform's notice channel.
+
+    The escalation was announced `needs_manual` when it opened (it stays on the
+    practitioners' queue); once the hotline accepted the report it is `submitted`, its
+    platform reference the hotline's, and waits for a practitioner (never polled). A
+    report is claimed with an attempt (kind `hotline_report`) before the call, like a
+    platform's notice; the hotline answers a repeated report with the same reference, so
+    an unclear answer is simply reported again, backing off, up to `max_attempts`; then
+    (or when the hotline refuses it) it is announced `needs_manual` again saying the
+    practitioner must report it by hand. Each finished attempt is an activity event."""
+
+    def __init__(
+        self, adapter: HotlineAdapter, db: Database, outbox: Outbox, settings: Settings
+    ) -> None:
+        self.adapter = adapter
+        self._db = db
+        self._outbox = outbox
+        self._settings = settings
+        self._policy = Policy(
+            max_attempts=settings.escalation_max_attempts,
+            retry_base_s=settings.escalation_retry_base_s,
+            retry_max_s=settings.escalation_retry_max_s,
+            status_interval_s=settings.escalation_status_interval_s,
+        )
+        self._loop = WorkLoop(
+            "hotline",
+            self._step,
+            idle_s=settings.escalation_poll_interval_s,
+            probes=[db.ready],
+        )
+
+    def wake(self) -> None:
+        self._loop.wake()
+
+    def start(self) -> None:
+        self._loop.start()
+
+    async def stop(self, timeout_s: float) -> None:
+        await self._loop.stop(timeout_s)
+
+    async def _step(self) -> bool:
+        return await self.step() > 0
+
+    async def step(self) -> int:
+        """Claim and report one batch; returns how many were claimed."""
+        s = self._settings
+        async with self._db.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                _HOTLINE_CLAIM,
+                s.escalation_claim_lease_s,
+                s.escalation_claim_batch,
+                s.escalation_max_attempts,
+            )
+            lost = await conn.fetch(
+                """UPDATE escalator.attempts SET result = 'lost', finished_at = now(),
+                       error = 'process stopped during the call; its claim expired'
+                   WHERE escalation_id = ANY($1::uuid[]) AND result IS NULL
+                   RETURNING attempt_id""",
+                [r["escalation_id"] for r in rows],
+            )
+            attempts = [uuid.uuid4() for _ in rows]
+            await conn.execute(
+                """INSERT INTO escalator.attempts (attempt_id, escalation_id, kind)
+                   SELECT a, e, 'hotline_report' FROM unnest($1::uuid[], $2::uuid[]) AS u(a, e)""",
+                attempts,
+                [r["escalation_id"] for r in rows],
+            )
+            await self._outbox.add(
+                conn, await attempt_messages(conn, [r["attempt_id"] for r in lost])
+            )
+        if not rows:
+            return 0
+        results = await asyncio.gather(*(self._report(row) for row in rows))
+        async with self._db.pool.acquire() as conn, conn.transaction():
+            messages: list[OutgoingMessage] = []
+            for row, attempt_id, (result, error) in zip(rows, attempts, results, strict=True):
+                messages += await self._store(conn, row, attempt_id, result, error)
+            await self._outbox.add(conn, messages)
+        self._outbox.wake()
+        return len(rows)
+
+    async def _report(self, row: Any) -> tuple[PlatformResult | None, AdapterError | None]:
+        with bind_event(case_id=row["case_id"], event_id=row["escalation_id"]):
+            try:
+                result = await asyncio.wait_for(
+                    self.adapter.report(notice_for(row, self._settings), row["platform"]),
+                    self._settings.platform_timeout_s + 1.0,
+                )
+            except TimeoutError:
+                return None, RetryableError("hotline: no answer within the call budget")
+            except AdapterError as exc:
+                log.warning("hotline report failed", error=exc.reason)
+                return None, exc
+            return result, None
+
+    async def _store(
+        self,
+        conn: Conn,
+        row: Any,
+        attempt_id: uuid.UUID,
+        result: PlatformResult | None,
+        error: AdapterError | None,
+    ) -> list[OutgoingMessage]:
+        eid, claimed = row["escalation_id"], row["claimed_at"]
+        await conn.execute(
+            """UPDATE escalator.attempts
+               SET finished_at = now(), result = $2, http_status = $3, error = $4
+               WHERE attempt_id = $1""",
+            attempt_id,
+            "ok"
+            if error is None
+            else "retryable"
+            if isinstance(error, RetryableError)
+            else "permanent",
+            None if error is None else error.http_status,
+            None if error is None else error.reason,
+        )
+        messages = await attempt_messages(conn, [attempt_id])
+        reached: Reached | None = None
+        if result is not None:
+            moved = await conn.fetchval(
+                """UPDATE escalator.escalations
+                   SET state = 'submitted', platform_reference = $3, claimed_at = NULL,
+                       next_action_at = $4, updated_at = now()
+                   WHERE escalation_id = $1 AND claimed_at = $2 RETURNING 1""",
+                eid,
+                claimed,
+                result.reference,
+                NEVER,
+            )
+            if moved:
+                reached = Reached(
+                    eid,
+                    "submitted",
+                    row["attempts"],
+                    utcnow(),
+                    reference=result.reference,
+                    reason=HOTLINE_REASON,
+                )
+        else:
+            assert error is not None
+            give_up = (
+                not isinstance(error, RetryableError)
+                or row["attempts"] >= self._policy.max_attempts
+            )
+            reason = (
+                f"child sexual imagery: the national hotline did not take the report "
+                f"({error.reason}); report it to the hotline by hand"
+                if give_up
+                else HOTLINE_REASON
+            )
+            delay = self._policy.backoff(row["attempts"], getattr(error, "retry_after_s", None))
+            moved = await conn.fetchval(
+                """UPDATE escalator.escalations
+                   SET claimed_at = NULL, next_action_at = $3, reason = $4, updated_at = now(),
+                       attempts = CASE WHEN $5 THEN $6 ELSE attempts END
+                   WHERE escalation_id = $1 AND claimed_at = $2 RETURNING 1""",
+                eid,
+                claimed,
+                NEVER if give_up else utcnow() + timedelta(seconds=delay),
+                reason,
+                give_up,
+                self._policy.max_attempts,
+            )
+            if moved and give_up:
+                reached = Reached(
+                    eid,
+                    "needs_manual",
+                    row["attempts"],
+                    utcnow(),
+                    reason=reason,
+                    occurrence=f"hotline-refused-{attempt_id}",
+                )
+        if reached is not None:
+            messages += await announce(conn, [reached])
+        return messages

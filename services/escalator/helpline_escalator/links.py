@@ -44,8 +44,10 @@ from helpline_shared.kafka import OutgoingMessage
 
 WAITING = ("queued", "retrying")  # not sent yet: its notice may still change
 
+HOTLINE_REASON = "child sexual imagery: reported to the national hotline; a practitioner follows up"
+
 MANUAL_REASONS = {
-    "hotline": "special route: refer to the national hotline",
+    "hotline": HOTLINE_REASON,
     "manual": "no automated channel for this host",
 }
 
@@ -101,12 +103,12 @@ async def _insert_links(
         """
         INSERT INTO escalator.escalation_cases
             (escalation_id, case_id, url_id, url, harm_types, urgency, received_at,
-             traceparent)
+             traceparent, revision)
         SELECT u.eid, u.case_id, u.url_id, u.url, string_to_array(u.harm, ','), u.urgency,
-               u.received_at, u.traceparent
+               u.received_at, u.traceparent, u.revision
         FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[],
-                    $7::timestamptz[], $8::text[])
-            AS u(eid, case_id, url_id, url, harm, urgency, received_at, traceparent)
+                    $7::timestamptz[], $8::text[], $9::int[])
+            AS u(eid, case_id, url_id, url, harm, urgency, received_at, traceparent, revision)
         ON CONFLICT DO NOTHING
         RETURNING *
         """,
@@ -118,6 +120,7 @@ async def _insert_links(
         [c.urgency for c, _ in rows],
         [c.received_at for c, _ in rows],
         [traceparents.get(c.case_id) for c, _ in rows],
+        [c.revision for c, _ in rows],
     )
 
 
@@ -151,7 +154,12 @@ async def _insert_escalations(conn: Conn, contents: list[Content]) -> list[Any]:
         [",".join(c.harm_types) for c in cs],
         [c.urgency for c in cs],
         [c.opener[0].received_at for c in cs],
-        [c.opener[1].reason or MANUAL_REASONS.get(c.opener[1].route) for c in cs],
+        [
+            HOTLINE_REASON
+            if c.opener[1].route == "hotline"
+            else c.opener[1].reason or MANUAL_REASONS.get(c.opener[1].route)
+            for c in cs
+        ],
         [len(c.links) for c in cs],
         [c.dsa_category for c in cs],
         [c.reason_code for c in cs],
@@ -218,6 +226,11 @@ class Linked:
     def platforms(self) -> set[str]:
         return {r["platform"] for r in self.opened if r["state"] == "queued"}
 
+    @property
+    def hotline(self) -> bool:
+        """New escalations on the hotline route wait to be reported to the hotline."""
+        return any(r["route"] == "hotline" for r in self.opened)
+
 
 async def link_cases(
     conn: Conn,
@@ -227,7 +240,9 @@ async def link_cases(
     """Link every URL of `cases` to its content's escalation, opening those not known.
 
     New escalations on the hotline or manual route are `needs_manual` at once, announced
-    to every case linked; cases joining an existing escalation hear its states so far.
+    to every case linked (a hotline one with the reason that the hotline gets it: the
+    hotline worker reports it and it becomes `submitted`); cases joining an existing
+    escalation hear its states so far.
     `traceparents` (by case id) is the trace each case's links and outcomes continue.
     """
     rows = [(case, u) for case in cases for u in case.urls]

@@ -22,6 +22,9 @@ Tracing: an event carries its case link's `traceparent` (stored when the case wa
 linked, while tracing was on) in its headers, so the outbox relays it in the case's trace
 whether it was added while the case was processed or later by a platform worker.
 
+Recipients: the cases currently linked, and those a re-triage moved off an escalation
+when it was marked for withdrawal (they hear what becomes of the notice they left).
+
 Race-free by locking: a state is recorded and announced after its escalation's row is
 locked (the update that moves it), and a link to an existing escalation reads the states
 while holding the same row lock, so every linked case hears each state exactly once.
@@ -198,9 +201,11 @@ async def announce(conn: Conn, reached: Sequence[Reached]) -> list[OutgoingMessa
     escalations = {i: current[i] for i in ids if i in current}
     links: dict[uuid.UUID, list[Any]] = {}
     for link in await conn.fetch(
-        """SELECT * FROM escalator.escalation_cases
-           WHERE escalation_id = ANY($1::uuid[]) AND unlinked_at IS NULL
-           ORDER BY linked_at, case_id""",
+        """SELECT l.* FROM escalator.escalation_cases l
+           JOIN escalator.escalations e USING (escalation_id)
+           WHERE l.escalation_id = ANY($1::uuid[])
+             AND (l.unlinked_at IS NULL OR l.unlinked_at = e.withdraw_requested_at)
+           ORDER BY l.linked_at, l.case_id""",
         ids,
     ):
         links.setdefault(link["escalation_id"], []).append(link)

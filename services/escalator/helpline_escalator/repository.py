@@ -17,7 +17,12 @@ import asyncpg
 from helpline_shared.db import Conn
 
 _ACTIVE = "state IN ('queued', 'retrying', 'submitted', 'in_flight')"
-_CLAIMABLE = "(claimed_at IS NULL OR claimed_at < now() - make_interval(secs => $3))"
+# Never the hotline's (reported by the hotline worker, never to the platform), nor a
+# notice marked for withdrawal (the withdrawal loop's) unless a lookup must settle it.
+_CLAIMABLE = (
+    "(claimed_at IS NULL OR claimed_at < now() - make_interval(secs => $3))"
+    " AND route <> 'hotline' AND (withdraw_requested_at IS NULL OR state = 'in_flight')"
+)
 # Candidates per urgency, each an index range in due order (migration 0010), so a claim
 # reads about what it claims however many escalations of the platform are due; then the
 # rows are locked and the conditions checked again on what is locked.
@@ -45,6 +50,8 @@ due AS (
     WHERE e.state IN ('queued', 'retrying', 'submitted', 'in_flight')
       AND e.next_action_at <= now()
       AND (e.claimed_at IS NULL OR e.claimed_at < now() - make_interval(secs => $3))
+      AND e.route <> 'hotline'
+      AND (e.withdraw_requested_at IS NULL OR e.state = 'in_flight')
     ORDER BY c.rank NULLS LAST, e.next_action_at
     LIMIT $2
     FOR UPDATE OF e SKIP LOCKED

@@ -63,3 +63,14 @@ ALTER TABLE escalator.escalation_cases ADD COLUMN revision integer NOT NULL DEFA
 ALTER TABLE escalator.escalation_cases DROP CONSTRAINT escalation_cases_case_id_url_id_key;
 CREATE UNIQUE INDEX escalation_cases_current ON escalator.escalation_cases (case_id, url_id)
     WHERE unlinked_at IS NULL;
+
+-- A re-triage moved the last case off this escalation while its notice was out (or about
+-- to go): the withdrawal loop (retriage.py) withdraws it at the platform and announces
+-- `withdrawn` to the cases unlinked at this moment. A queued notice is no longer sent.
+ALTER TABLE escalator.escalations ADD COLUMN withdraw_requested_at timestamptz;
+CREATE INDEX escalations_withdraw_requested ON escalator.escalations (next_action_at)
+    WHERE withdraw_requested_at IS NOT NULL
+      AND state IN ('queued', 'retrying', 'submitted', 'needs_manual');
+-- Hotline reports still to make: the hotline worker's claims.
+CREATE INDEX escalations_hotline_due ON escalator.escalations (next_action_at)
+    WHERE route = 'hotline' AND state = 'needs_manual' AND platform_reference IS NULL;
