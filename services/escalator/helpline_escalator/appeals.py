@@ -30,8 +30,15 @@ import uuid
 from typing import Any
 
 from helpline_escalator.activity import finish_attempt, start_attempt
-from helpline_escalator.adapters.base import NeedsManualError
-from helpline_escalator.deadlines import AdapterFor, Called, call_once, retry_in_s
+from helpline_escalator.adapters.base import NeedsManualError, PlatformAdapter
+from helpline_escalator.deadlines import (
+    AdapterFor,
+    Called,
+    DeadlineWatch,
+    call_once,
+    retry_in_s,
+)
+from helpline_escalator.dispatcher import Dispatcher
 from helpline_escalator.outcomes import Reached, announce
 from helpline_shared.db import Conn, Database
 from helpline_shared.events import utcnow
@@ -251,3 +258,19 @@ class AppealDesk:
         loop, self._loop = self._loop, None
         if loop is not None:
             await loop.stop(timeout_s)
+
+
+def deadline_and_appeal_loops(
+    db: Database, outbox: Outbox, settings: Settings, dispatcher: Dispatcher
+) -> list[DeadlineWatch | AppealDesk]:
+    """The escalator's deadline and appeal loops, to start after its platform workers and
+    stop with them; they call each platform through its worker's adapter."""
+
+    def adapter_for(slug: str) -> PlatformAdapter | None:
+        worker = dispatcher.workers.get(slug)
+        return worker.adapter if worker is not None else None
+
+    return [
+        DeadlineWatch(db, outbox, settings, adapter_for),
+        AppealDesk(db, outbox, settings, adapter_for),
+    ]
