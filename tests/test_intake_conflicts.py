@@ -19,6 +19,7 @@ from helpline_shared.topics import CASES_OPENED, REPORTS_REJECTED
 from tests.conftest import fresh_database
 from tests.infra import Infra
 from tests.intake_support import IntakeUnderTest, intake_under_test, record, report
+from tests.test_report_form import form_tokens
 
 
 @pytest.fixture
@@ -127,6 +128,7 @@ async def test_a_conflicting_form_is_refused_409(intake: IntakeUnderTest) -> Non
         "email": "n@school.example",
         "description": "First text",
         "urls": "https://www.tiktok.com/@a",
+        **await form_tokens(intake.http),
     }
     first = await intake.http.post("/report", data=fields)
     assert first.status_code == 202

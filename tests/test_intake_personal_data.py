@@ -30,6 +30,7 @@ from helpline_shared.topics import ALL_TOPICS, CASE_REPORTERS, REPORTS_SUBMITTED
 from tests.helpers import read_topic
 from tests.infra import Infra
 from tests.intake_support import IntakeUnderTest, intake_under_test, record, report
+from tests.test_report_form import form_tokens
 
 
 @pytest.fixture
@@ -122,6 +123,7 @@ async def submit_everything(intake: IntakeUnderTest, person: Person, source: str
     )
     assert wrong_type.status_code == 422
     form = {"name": person.name, "email": person.email, "role": person.phone}
+    form |= await form_tokens(http)
     assert (await http.post("/report", data=form)).status_code == 422
     valid_form = {**form, "description": "Bullying", "urls": "https://www.tiktok.com/@a"}
     assert (await http.post("/report", data=valid_form)).status_code == 202

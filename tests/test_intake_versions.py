@@ -27,6 +27,7 @@ from tests.helpers import create_key, keyed_client, read_topic
 from tests.infra import Infra, dedicated_broker
 from tests.intake_support import intake_under_test, record
 from tests.served import served
+from tests.test_report_form import form_tokens
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "docs/contracts/examples"
 V1 = json.loads((EXAMPLES / "helpline.reports.submitted.v1.json").read_text())
@@ -170,8 +171,9 @@ async def test_the_web_form_asks_about_a_prior_report_and_sends_version_2(infra:
     async for intake in intake_under_test(infra):
         page = await intake.http.get("/report")
         assert 'name="reported_to_platform"' in page.text
+        answered |= await form_tokens(intake.http)
         assert (await intake.http.post("/report", data=answered)).status_code == 202
-        plain = fields | {"report_id": f"form-v1-{marker}"}
+        plain = fields | {"report_id": f"form-v1-{marker}"} | await form_tokens(intake.http)
         assert (await intake.http.post("/report", data=plain)).status_code == 202
         published = {
             json.loads(r.value)["report_id"]: r

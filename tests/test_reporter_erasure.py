@@ -21,6 +21,7 @@ import pytest
 from helpline_intake import erasure
 from tests.infra import Infra
 from tests.intake_support import IntakeUnderTest, intake_under_test, record, report
+from tests.test_report_form import form_tokens
 
 SCANNED_TYPES = ("text", "character varying", "bytea", "jsonb", "json", "ARRAY")
 
@@ -123,6 +124,7 @@ async def test_erasure_by_email_and_by_case_id(intake: IntakeUnderTest) -> None:
     raw.append(f"name=Ottoline&email={quote_plus(reporter['email'])}".encode())
     await intake.service.process([record(7000 + i, r) for i, r in enumerate(raw)])
     form = {"name": reporter["name"], "email": reporter["email"], "role": "parent"}
+    form |= await form_tokens(intake.http)
     assert (await intake.http.post("/report", data=form)).status_code == 422
     conn = intake.db.pool
     cases = {

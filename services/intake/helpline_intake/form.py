@@ -1,38 +1,66 @@
-"""A plain web form for people: `GET /report` shows it, `POST /report` submits it.
+"""The public report form for people: `GET /report` shows it, `POST /report` submits it,
+`GET /static/helpline.css` serves the one stylesheet of every page.
 
 The form posts ordinary form fields; they become the same JSON report other systems
 publish, validated and published the same way as `POST /v1/reports`: version 2 when the
-reporter answered whether they already reported it to the platform (with when, the
-platform's answer and its reference), else version 1. Each form carries a
-fresh hidden `report_id`, so pressing submit twice opens one case, not two.
+reporter answered whether a child is affected or whether they already reported it to the
+platform, else version 1. Each form carries a fresh hidden `report_id`, so pressing submit
+twice opens one case, not two; the thank-you page shows the case's short reference
+(`HL-XXXX-XXXX`, see `events.case_reference`) with the case id beside it.
+
+No API key is needed; instead, in this order, a POST is:
+- counted against its client address (`settings.form_rate_limit`): past it, a 429 page with
+  `Retry-After`, nothing read further, stored or published;
+- refused with a 403 page unless it carries the signed double-submit CSRF token of the
+  `helpline_csrf` cookie (see `websession`): nothing stored or published, and the page
+  offers the form again, filled in, with a fresh token;
+- refused with the form and its errors unless the reporter consented to the privacy notice:
+  nothing stored or published (the details of someone who did not consent are not kept);
+- then handed over as `POST /v1/reports` does (a refusal is stored and published on
+  `helpline.reports.rejected`, answered 422 or 413).
+Every error page keeps everything the person typed and names fields in words.
 """
 
 from __future__ import annotations
 
-import html
+import hashlib
 import json
+import math
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
 from urllib.parse import parse_qs
 
+import jinja2
 from faststream.kafka import KafkaBroker
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.types import ASGIApp
 
-from helpline_intake.submission import Handover, Refused, method_not_allowed, read_capped
+from helpline_intake.submission import Handover, method_not_allowed, read_capped
 from helpline_intake.usecase import case_id_for
 from helpline_intake.validation import too_large_body, validate_report
 from helpline_shared.db import Database
-from helpline_shared.events import ReportSubmittedV1
+from helpline_shared.events import RejectionReason, ReportSubmittedV1, case_reference
 from helpline_shared.service import endpoint
+from helpline_shared.settings import Settings
+from helpline_shared.webapi import RateLimiter, client_address
+from helpline_shared.websession import CSRF_COOKIE, Sessions
 
 HARM_CHOICES = [
-    ("online_reputation", "Online reputation / defamation"),
+    ("online_reputation", "Damaging someone's reputation (lies, defamation)"),
     ("bullying_harassment", "Bullying or harassment"),
-    ("impersonation", "Impersonation (fake account)"),
-    ("school_branding_misuse", "Misuse of school branding"),
-    ("privacy_images_doxxing", "Images shared without consent / personal details"),
-    ("threats_risk_to_life", "Threats, risk to life, self-harm"),
+    ("impersonation", "Impersonation (a fake account of a person or the school)"),
+    ("school_branding_misuse", "Misuse of the school's name or logo"),
+    ("privacy_images_doxxing", "Images shared without consent, or personal details"),
+    ("child_sexual_imagery", "Sexual images of someone under 18"),
+    ("threats_risk_to_life", "Threats or a risk to someone's life"),
+    ("self_harm", "Self-harm or suicide"),
+    ("hate", "Hate (race, religion, disability, sexuality, gender)"),
+    ("scams", "A scam or fraud"),
+    ("other", "Something else"),
 ]
 
 ANSWER_CHOICES = [
@@ -43,47 +71,96 @@ ANSWER_CHOICES = [
     ("refused_other_reason", "They refused for another reason"),
 ]
 
-PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
-<title>Report harmful content</title></head><body>
-<h1>Report harmful content</h1>{body}</body></html>"""
+CHILD_CHOICES = [("yes", "Yes"), ("no", "No"), ("not_sure", "Not sure")]
+CHILD_AFFECTED: dict[str, bool | None] = {"yes": True, "no": False, "not_sure": None}
+
+# Each form field in words: the label an error names, and the field's anchor on the page.
+LABELS = {
+    "name": "Your name",
+    "email": "Your email address",
+    "role": "Your role",
+    "organisation": "School or organisation",
+    "description": "What is happening",
+    "urls": "Links to the content",
+    "child_affected": "Is a child affected",
+    "issue_types": "What kind of harm",
+    "reported_to_platform": "Have you already reported it",
+    "reported_on": "When you reported it",
+    "platform_answer": "What the platform answered",
+    "platform_reference": "The platform's reference",
+    "consent": "Your consent",
+    "": "Your report",
+}
+ANCHORS = {
+    "child_affected": "f-child_affected-yes",
+    "issue_types": f"f-issue_types-{HARM_CHOICES[0][0]}",
+    "reported_to_platform": "f-reported_to_platform-yes",
+    "consent": "f-consent-yes",
+    "": "main",
+}
+# Where a reason's `loc` in the report points on the form.
+LOC_FIELDS = {
+    "reporter.name": "name",
+    "reporter.email": "email",
+    "reporter.role": "role",
+    "reporter": "name",
+    "organisation": "organisation",
+    "description": "description",
+    "urls": "urls",
+    "issue_types": "issue_types",
+    "child_affected": "child_affected",
+    "prior_report": "reported_to_platform",
+    "prior_report.reported_to_platform": "reported_to_platform",
+    "prior_report.reported_at": "reported_on",
+    "prior_report.platform_answer": "platform_answer",
+    "prior_report.platform_reference": "platform_reference",
+}
+MISSING = {
+    "name": "Enter your name",
+    "email": "Enter your email address, so we can contact you about this report",
+    "description": "Say what is happening and why it is harmful",
+    "urls": "Give at least one link to the content",
+}
+EMPTY_TYPES = {"missing", "string_type", "string_too_short", "too_short"}
 
 
-def _form(report_id: str, errors: list[str]) -> str:
-    problems = "".join(f"<li>{html.escape(e)}</li>" for e in errors)
-    answers = "".join(f'<option value="{v}">{label}</option>' for v, label in ANSWER_CHOICES)
-    choices = "".join(
-        f'<label><input type="checkbox" name="issue_types" value="{v}"> {label}</label><br>'
-        for v, label in HARM_CHOICES
-    )
-    return f"""{f'<ul class="errors">{problems}</ul>' if problems else ""}
-<form method="post" action="/report">
-<input type="hidden" name="report_id" value="{html.escape(report_id)}">
-<p><label>Your name <input name="name" required></label></p>
-<p><label>Your email <input name="email" type="email" required></label></p>
-<p><label>Your role <input name="role"></label></p>
-<p><label>School or organisation <input name="organisation"></label></p>
-<p><label>What is happening, and why is it harmful?<br>
-<textarea name="description" rows="6" cols="60" required></textarea></label></p>
-<p><label>Links to the content, one per line<br>
-<textarea name="urls" rows="4" cols="60" required></textarea></label></p>
-<fieldset><legend>What kind of harm (optional)</legend>{choices}</fieldset>
-<fieldset><legend>Have you already reported it to the platform?</legend>
-<label><input type="radio" name="reported_to_platform" value="yes"> Yes</label>
-<label><input type="radio" name="reported_to_platform" value="no"> No</label><br>
-<label>If so, on <input type="date" name="reported_on"></label><br>
-<label>What did the platform answer? <select name="platform_answer">
-<option value="">(choose)</option>{answers}</select></label><br>
-<label>Their reference, if they gave one <input name="platform_reference"></label>
-</fieldset>
-<p><button type="submit">Send report</button></p></form>"""
+@dataclass(frozen=True)
+class FieldError:
+    field: str
+    text: str  # "Links to the content, line 2: ..."
+    message: str  # shown beside the field
+
+    @property
+    def anchor(self) -> str:
+        return ANCHORS.get(self.field, f"f-{self.field}")
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """What the person typed: every field as text, ticked boxes as lists."""
+
+    fields: dict[str, list[str]]
+    url_lines: list[int] = field(default_factory=list)  # form line of each link, in order
+
+    def one(self, name: str) -> str | None:
+        value = (self.fields.get(name) or [""])[0].strip()
+        return value or None
+
+    def values(self) -> dict[str, str]:
+        return {k: v[0] for k, v in self.fields.items() if v and k != "issue_types"}
+
+
+def read_form(body: bytes) -> Submitted:
+    fields = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
+    text = (fields.get("urls") or [""])[0]
+    lines = [n for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    return Submitted(fields, lines)
 
 
 def to_report(fields: dict[str, list[str]]) -> bytes:
-    def one(name: str) -> str | None:
-        value = (fields.get(name) or [""])[0].strip()
-        return value or None
-
-    report = {
+    """The report as JSON bytes, as another system would publish it."""
+    one = Submitted(fields).one
+    report: dict[str, Any] = {
         "schema_version": 1,
         "source": "web-form",
         "report_id": one("report_id") or str(uuid.uuid4()),
@@ -91,8 +168,12 @@ def to_report(fields: dict[str, list[str]]) -> bytes:
         "organisation": one("organisation"),
         "description": one("description"),
         "urls": [u.strip() for u in (one("urls") or "").splitlines() if u.strip()],
-        "issue_types": fields.get("issue_types", []),
+        "issue_types": [v for v in fields.get("issue_types", []) if v],
     }
+    child = one("child_affected")
+    if child is not None:  # asked and answered, "not sure" included: version 2
+        report["schema_version"] = 2
+        report["child_affected"] = CHILD_AFFECTED.get(child, child)
     answered = one("reported_to_platform")
     if answered is not None:  # asked and answered: version 2 carries the answer
         on = one("reported_on")
@@ -106,34 +187,242 @@ def to_report(fields: dict[str, list[str]]) -> bytes:
     return json.dumps(report).encode()
 
 
-def _refused_page(refusal: Refused, report_id: str, top: str = "") -> Response:
-    errors = [f"{r.loc or 'report'}: {r.message}" for r in refusal.event.reasons]
-    reference = f"<p>Not sent: reference <code>{refusal.event.event_id}</code>.</p>{top}"
-    return HTMLResponse(PAGE.format(body=reference + _form(report_id, errors)), refusal.status)
+def _person_message(reason: RejectionReason, form_field: str) -> str:
+    message = reason.message.removeprefix("Value error, ")
+    if reason.type in EMPTY_TYPES and form_field in MISSING:
+        return MISSING[form_field]
+    if form_field == "email":
+        return "Enter an email address like name@school.example"
+    if form_field == "reported_on":
+        return "Enter the date as shown, for example 18/11/2026"
+    if reason.loc == "prior_report":
+        return "You answered No: answer Yes, or leave the date, answer and reference empty"
+    if form_field == "urls" and message.split(" ", 1)[0] in ("is", "must", "has"):
+        return f"This link {message}"  # the reason never repeats the link itself
+    if reason.type == "conflict":
+        return (
+            "This form was already sent with other details. Open the form again to send "
+            "a new report"
+        )
+    return message[:1].upper() + message[1:]
 
 
-def build_form_routes(broker: KafkaBroker, db: Database) -> list[tuple[str, ASGIApp]]:
+def field_errors(reasons: list[RejectionReason], form: Submitted) -> list[FieldError]:
+    """Each reason in words: which field (by its label, a link by its line), and what to do.
+    Never a path such as `urls.0`."""
+    out: list[FieldError] = []
+    for reason in reasons:
+        parts = reason.loc.split(".")
+        line = None
+        if parts[0] in ("urls", "issue_types") and len(parts) > 1 and parts[1].isdigit():
+            line, parts = int(parts[1]), parts[:1]
+        loc = ".".join(parts)
+        name = LOC_FIELDS.get(loc) or LOC_FIELDS.get(parts[0], "")
+        message = _person_message(reason, name)
+        label = LABELS[name]
+        if name == "urls" and line is not None and line < len(form.url_lines):
+            label = f"{label}, line {form.url_lines[line]}"
+        out.append(FieldError(name, f"{label}: {message}", message))
+    return out
+
+
+def consent_error() -> FieldError:
+    message = "Tick the box to agree to how we use your details, or we cannot take your report"
+    return FieldError("consent", f"{LABELS['consent']}: {message}", message)
+
+
+@dataclass(frozen=True)
+class Notice:
+    title: str
+    lines: list[str]
+    css: str = "notice-danger"
+    reference: str | None = None
+
+
+class Pages:
+    """Renders the form's pages from the package's templates (HTML-escaped by default)."""
+
+    def __init__(self, stylesheet: str) -> None:
+        self._env = jinja2.Environment(
+            loader=jinja2.PackageLoader("helpline_intake", "templates"),
+            autoescape=True,
+            extensions=["jinja2.ext.do"],
+            undefined=jinja2.StrictUndefined,
+        )
+        self._stylesheet = stylesheet
+
+    def form(
+        self,
+        *,
+        report_id: str,
+        csrf_token: str,
+        form: Submitted | None = None,
+        errors: Sequence[FieldError] = (),
+        notice: Notice | None = None,
+    ) -> str:
+        form = form or Submitted({})
+        first: dict[str, str] = {}
+        for e in errors:
+            first.setdefault(e.field, e.message)
+        return self._env.get_template("report_form.html").render(
+            stylesheet=self._stylesheet,
+            report_id=report_id,
+            csrf_token=csrf_token,
+            values=form.values(),
+            issue_types=form.fields.get("issue_types", []),
+            errors=list(errors),
+            field_errors=first,
+            notice=notice,
+            harm_choices=HARM_CHOICES,
+            answer_choices=ANSWER_CHOICES,
+            child_choices=CHILD_CHOICES,
+        )
+
+    def thanks(self, case_id: uuid.UUID) -> str:
+        return self._env.get_template("report_thanks.html").render(
+            stylesheet=self._stylesheet, case_id=str(case_id), reference=case_reference(case_id)
+        )
+
+
+# Pages hold a CSRF token: never cached; no other site may frame them; nothing from elsewhere.
+PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+
+
+def stylesheet_route() -> tuple[str, str, ASGIApp]:
+    """(path, versioned link, route) of the shared stylesheet: cacheable for a day, with an
+    ETag, and linked with its content hash so a new version is fetched at once."""
+    css = (resources.files("helpline_shared") / "static" / "helpline.css").read_bytes()
+    etag = f'"{hashlib.sha256(css).hexdigest()[:16]}"'
+    headers = {
+        "Cache-Control": "public, max-age=86400",
+        "ETag": etag,
+        "X-Content-Type-Options": "nosniff",
+    }
+
+    async def serve(request: Request) -> Response:
+        if request.method not in ("GET", "HEAD"):
+            return method_not_allowed("GET, HEAD")
+        if request.headers.get("if-none-match") == etag:
+            return Response(status_code=304, headers=headers)
+        return Response(css, media_type="text/css; charset=utf-8", headers=headers)
+
+    path = "/static/helpline.css"
+    return path, f"{path}?v={etag.strip(chr(34))[:8]}", endpoint(serve)
+
+
+def build_form_routes(
+    broker: KafkaBroker, db: Database, settings: Settings | None = None
+) -> list[tuple[str, ASGIApp]]:
+    """`/report` and `/static/helpline.css`. Without `settings`, the environment's
+    (HELPLINE_FORM_RATE_LIMIT, HELPLINE_SESSION_SECRET, HELPLINE_COOKIE_SECURE)."""
+    settings = settings or Settings()
     handover = Handover(broker, db)
+    sessions = Sessions(settings)
+    limiter = RateLimiter()
+    css_path, css_link, css_route = stylesheet_route()
+    pages = Pages(css_link)
+
+    def page(body: str, status: int, *, csrf_cookie: str | None = None, **headers: str) -> Response:
+        response = HTMLResponse(body, status, headers={**PAGE_HEADERS, **headers})
+        if csrf_cookie is not None:
+            response.set_cookie(CSRF_COOKIE, csrf_cookie, **sessions.cookie_kwargs())
+        return response
+
+    def fresh_form(status: int, form: Submitted | None = None, **kw: Any) -> Response:
+        """The form with a new CSRF pair (its cookie set), filled in with `form`."""
+        cookie, token = sessions.csrf_pair()
+        report_id = (form.one("report_id") if form else None) or str(uuid.uuid4())
+        body = pages.form(report_id=report_id, csrf_token=token, form=form, **kw)
+        return page(body, status, csrf_cookie=cookie)
 
     async def report(request: Request) -> Response:
         if request.method == "GET":
-            return HTMLResponse(PAGE.format(body=_form(str(uuid.uuid4()), [])))
+            return fresh_form(200)
         if request.method != "POST":
             return method_not_allowed("GET, POST")
+        wait = limiter.hit(f"form:{client_address(request)}", settings.form_rate_limit)
+        if wait is not None:
+            minutes = max(1, math.ceil(wait / 60))
+            notice = Notice(
+                "Too many reports from this connection",
+                [
+                    f"Your report was not sent. Please try again in {minutes} minute"
+                    f"{'s' if minutes > 1 else ''}: what you typed is still below.",
+                    "If this is urgent, phone the helpline.",
+                ],
+            )
+            body = await read_capped(request)
+            form = read_form(body) if body is not None else None
+            token = (form.one("csrf_token") if form else None) or ""
+            html = pages.form(
+                report_id=(form.one("report_id") if form else None) or str(uuid.uuid4()),
+                csrf_token=token,
+                form=form,
+                notice=notice,
+            )
+            return page(html, 429, **{"Retry-After": str(max(1, math.ceil(wait)))})
         body = await read_capped(request)
+        cookie = request.cookies.get(CSRF_COOKIE)
         if body is None:
+            if not cookie:  # not even our cookie: not from our form
+                return refused_csrf(None)
             too_large = await handover.refuse(None, too_large_body(), "form", 413)
-            return _refused_page(too_large, str(uuid.uuid4()), "<p>That report is too large.</p>")
-        fields = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=False)
-        raw = to_report(fields)
+            notice = Notice(
+                "Your report is too large",
+                ["Shorten the description or send fewer links at a time, then send it again."],
+                reference=str(too_large.event.event_id),
+            )
+            return fresh_form(too_large.status, notice=notice)
+        form = read_form(body)
+        if not sessions.csrf_ok(cookie, form.one("csrf_token")):
+            return refused_csrf(form)
+        token = form.one("csrf_token") or ""
+        raw = to_report(form.fields)
         result = validate_report(raw)
+        if form.one("consent") != "yes":
+            errors = [consent_error()]
+            if not isinstance(result, ReportSubmittedV1):
+                errors = field_errors(result, form) + errors
+            html = pages.form(
+                report_id=form.one("report_id") or str(uuid.uuid4()),
+                csrf_token=token,
+                form=form,
+                errors=errors,
+            )
+            return page(html, 422)
         refusal = await handover.submit(raw, result, "form")
         if refusal is not None:
-            return _refused_page(refusal, (fields.get("report_id") or [str(uuid.uuid4())])[0])
+            reasons = refusal.event.reasons
+            html = pages.form(
+                report_id=form.one("report_id") or str(uuid.uuid4()),
+                csrf_token=token,
+                form=form,
+                errors=field_errors(list(reasons), form),
+                notice=Notice(
+                    "Your report was not sent",
+                    ["Please correct what is listed below and send it again."],
+                    reference=str(refusal.event.event_id),
+                ),
+            )
+            return page(html, refusal.status)
         assert isinstance(result, ReportSubmittedV1)
-        case = html.escape(str(case_id_for(result)))
-        return HTMLResponse(
-            PAGE.format(body=f"<p>Thank you. Your report is case <code>{case}</code>.</p>"), 202
-        )
+        return page(pages.thanks(case_id_for(result)), 202)
 
-    return [("/report", endpoint(report))]
+    def refused_csrf(form: Submitted | None) -> Response:
+        notice = Notice(
+            "Your report was not sent: the form's security check failed",
+            [
+                "This happens when the form was open for a long time, was opened in another "
+                "tab, or your browser blocks cookies from this site.",
+                "Nothing was sent or kept. Check what you typed below and send it again.",
+            ],
+        )
+        return fresh_form(403, form, notice=notice)
+
+    return [("/report", endpoint(report)), (css_path, css_route)]
