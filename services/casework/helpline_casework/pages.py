@@ -284,7 +284,7 @@ def _forms(e: EscalationView, anchor: str, refused: Refusal | None) -> list[dict
                 "button": button,
                 "note_hint": hint,
                 "open": is_refused,
-                "values": state.values,
+                "typed": state.values,  # not "values": a dict's method in Jinja
                 "field_errors": state.field_errors,
             }
         )
@@ -545,9 +545,18 @@ class _Pages:
 
     async def form(self, request: Request) -> FormData | Response:
         """The posted form if it is small and carries a valid CSRF token; else the page
-        that says why (413, 403) and nothing changes."""
+        that says why (411, 413, 403) and nothing changes."""
         length = request.headers.get("content-length")
-        if length is None or not length.isdigit() or int(length) > MAX_FORM_BYTES:
+        if length is None or not length.isdigit():
+            return self.problem(
+                request,
+                411,
+                "That form could not be read",
+                "Nothing was changed: the browser did not say how long the form was. Send it "
+                "again from the page.",
+                who=None,
+            )
+        if int(length) > MAX_FORM_BYTES:
             return self.problem(
                 request,
                 413,
