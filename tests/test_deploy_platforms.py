@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
+from helpline_escalator.adapters.hotline import CREDENTIALS_ENV as HOTLINE_CREDENTIALS
+from helpline_escalator.adapters.hotline import hotline_settings
 from helpline_escalator.platform_settings import (
     PLATFORM_SLUGS,
     is_simulator,
@@ -79,7 +81,7 @@ def _production_settings() -> Settings:
 
 @pytest.fixture
 def no_platform_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in [*_example("helpline-platforms"), FILE_ENV]:
+    for name in [*_example("helpline-platforms"), FILE_ENV, HOTLINE_CREDENTIALS]:
         monkeypatch.delenv(name, raising=False)
 
 
@@ -130,13 +132,14 @@ def test_the_example_platforms_file_lets_production_start(
     monkeypatch.setenv(FILE_ENV, str(tmp_path / name))
     resolved = load_platform_settings(settings)
     assert not [slug for slug, p in resolved.items() if p.dev_credentials]
-    # The file and the variables' example configure the same credentials.
+    # The file and the variables' example configure the same platforms' credentials; the
+    # hotline's stay a variable of helpline-platforms (the file holds platforms only).
     from_file = {
         f"HELPLINE_PLATFORMS__{slug.upper()}__{field.upper()}"
         for slug, table in tomllib.loads(text).items()
         for field in table
     }
-    assert from_file == set(_example("helpline-platforms"))
+    assert from_file == set(_example("helpline-platforms")) - {HOTLINE_CREDENTIALS}
 
 
 @pytest.mark.parametrize("where", ["compose", "dev overlay"])
@@ -162,3 +165,22 @@ def test_dev_stacks_use_development_credentials_against_the_simulator(
                 assert secret == dev_credential(slug, name), (slug, name)
     assert {slug for slug, p in resolved.items() if p.dev_credentials} <= set(PLATFORM_SLUGS)
     assert any(p.dev_credentials for p in resolved.values())
+
+
+def test_the_example_platforms_secret_configures_the_hotline(
+    no_platform_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Against production's gateway the hotline needs real credentials (without them its
+    escalations wait for a person); the escalator's example Secret gives them, and the dev
+    stacks use the development ones against the simulator."""
+    settings = _production_settings()
+    with pytest.raises(ValueError, match=HOTLINE_CREDENTIALS):
+        hotline_settings(settings.platform_base_url, settings.platform_timeout_s)
+    monkeypatch.setenv(HOTLINE_CREDENTIALS, _example("helpline-platforms")[HOTLINE_CREDENTIALS])
+    hotline = hotline_settings(settings.platform_base_url, settings.platform_timeout_s)
+    assert not hotline.dev_credentials
+    assert hotline.base_url == settings.platform_base_url
+    monkeypatch.delenv(HOTLINE_CREDENTIALS)
+    patch = yaml.safe_load((ROOT / "deploy/overlays/dev/configmap-patch.yaml").read_text())
+    dev = hotline_settings(patch["data"]["HELPLINE_PLATFORM_BASE_URL"], 10.0)
+    assert dev.dev_credentials
