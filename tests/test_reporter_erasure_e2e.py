@@ -1,6 +1,8 @@
 """End to end on the whole stack (real broker, database, simulator): a reporter's cases go
-through triage, escalation and metrics; `helpline reporter erase` then leaves the email in
-no table of any schema, and `GET /v1/totals` answers exactly as before."""
+through triage, escalation, metrics and casework (which keeps a copy of the reporter);
+`helpline reporter erase` then leaves the email in no table of any schema, casework's copy
+dropped through the null reporter it publishes, and `GET /v1/totals` answers exactly as
+before."""
 
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from tests.test_reporter_erasure import erase, holding
 pytestmark = pytest.mark.e2e
 
 PENDING = ("queued", "in_flight", "retrying", "submitted")
+IN_INTAKE = '"intake"."reports"."reporter_email"'
 
 
 @pytest.fixture(scope="module")
@@ -75,15 +78,33 @@ async def test_erased_reporter_is_in_no_table_and_totals_stay(stack: Stack) -> N
     database_url = stack.env["HELPLINE_DATABASE_URL"]
     conn = await asyncpg.connect(database_url)
     try:
-        # Only intake holds it: triage, the escalator and metrics got cases without it.
-        assert await holding(conn, email) == ['"intake"."reports"."reporter_email"']
+        # Only intake and casework's copy (from helpline.cases.reporters) hold it: triage,
+        # the escalator and metrics got cases without it.
+        async def copied() -> tuple[bool, Any]:
+            found = sorted(await holding(conn, email))
+            return found == ['"casework"."reporters"."email"', IN_INTAKE], found
+
+        await wait_until(copied, 30, "casework's copy of the reporter")
         assert await conn.fetchval("SELECT count(*) FROM triage.decisions") == 2
 
-        code, out = await erase(database_url, email, "--yes", "--by", "e2e")
+        servers = stack.env["HELPLINE_KAFKA_BOOTSTRAP_SERVERS"]
+        code, out = await erase(database_url, email, "--yes", "--by", "e2e", servers=servers)
         assert code == 0, out
         assert "reporter erased in 2 case(s)" in out
-        for secret in (email, name):
-            assert await holding(conn, secret) == [], secret
+        assert "null reporter published for 2 case(s)" in out
+        # Intake's row at once; casework's copy as soon as it reads the null reporters.
+        assert await holding(conn, email) in ([], ['"casework"."reporters"."email"'])
+
+        async def forgotten() -> tuple[bool, Any]:
+            found = [await holding(conn, secret) for secret in (email, name)]
+            return found == [[], []], found
+
+        await wait_until(forgotten, 30, "casework dropping its copy")
+        erased = await conn.fetch(
+            "SELECT erased_at FROM casework.reporters WHERE case_id = ANY($1::uuid[])", cases
+        )
+        assert len(erased) == 2
+        assert all(r["erased_at"] is not None for r in erased)
     finally:
         await conn.close()
     assert await totals(stack) == before
