@@ -15,6 +15,14 @@ A deadline breach is a URL report whose case heard the platform's decision after
 case's `decision_due_at` (triage's deadline for its urgency), or one an outcome event in
 state `breached` named (`metrics.breaches`); open escalations past their deadline are
 those still open (submitted or waiting for a person) with a linked case past its due time.
+
+Casework's states, per distinct content: `breaches` (content whose deadline passed with no
+decision, as the escalator announced it, by platform), `appeals` (content a practitioner
+appealed), `overturned` (appeals that changed the decision; the new decision is the one
+in decisions and takedowns), `closed_advice_only` (closed by a practitioner: no longer
+open, no platform decision) and `manual_decisions` (decisions a practitioner recorded,
+also counted with every decision). Content with a decision is content in state
+`decided`, `appealed` or `appeal_decided`.
 """
 
 from __future__ import annotations
@@ -28,6 +36,9 @@ from helpline_shared.events import TAKEDOWN_DECISIONS
 
 OPEN_STATES = ("submitted", "needs_manual")
 TAKEDOWNS = sorted(TAKEDOWN_DECISIONS)
+# States in which content has a platform decision (as `projection.DECIDED_STATES`).
+DECIDED_STATES = ("decided", "appealed", "appeal_decided")
+DECIDED = "(" + ", ".join(f"'{state}'" for state in DECIDED_STATES) + ")"
 
 
 def _case_where(f: Filters, alias: str = "c") -> Where:
@@ -133,7 +144,7 @@ async def report_figures(conn: Conn, f: Filters, s: str = "metrics") -> dict[str
     w = _report_where(f, s)
     rows = await conn.fetch(
         f"""SELECT r.state, count(*) AS n,
-                   count(*) FILTER (WHERE r.state = 'decided'
+                   count(*) FILTER (WHERE r.state IN {DECIDED}
                                     AND r.decision = ANY(${len(w.params) + 1}::text[])) AS t
             FROM {s}.url_reports r WHERE {w.sql} GROUP BY 1 ORDER BY 1""",
         *w.params,
@@ -172,7 +183,7 @@ async def escalation_figures(
         *w.params,
     )
     decisions = await conn.fetch(
-        f"""SELECT e.platform, e.decision, count(*) AS n {base} AND e.state = 'decided'
+        f"""SELECT e.platform, e.decision, count(*) AS n {base} AND e.state IN {DECIDED}
             AND e.decision IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2""",
         *w.params,
     )
@@ -180,12 +191,12 @@ async def escalation_figures(
         percentile_cont(0.5) WITHIN GROUP (ORDER BY e.decision_seconds) AS median,
         percentile_disc(0.9) WITHIN GROUP (ORDER BY e.decision_seconds) AS p90"""
     to_decision = await conn.fetch(
-        f"""SELECT e.platform, {quantiles} {base} AND e.state = 'decided'
+        f"""SELECT e.platform, {quantiles} {base} AND e.state IN {DECIDED}
             AND e.decision_seconds IS NOT NULL GROUP BY 1 ORDER BY 1""",
         *w.params,
     )
     to_removal = await conn.fetch(
-        f"""SELECT e.platform, {quantiles} {base} AND e.state = 'decided'
+        f"""SELECT e.platform, {quantiles} {base} AND e.state IN {DECIDED}
             AND e.decision_seconds IS NOT NULL AND e.decision = ANY({tk})
             GROUP BY 1 ORDER BY 1""",
         *w.params,
@@ -215,9 +226,22 @@ async def escalation_figures(
     for r in decisions:
         decisions_by_platform.setdefault(r["platform"], {})[r["decision"]] = int(r["n"])
         per_decision[r["decision"]] = per_decision.get(r["decision"], 0) + int(r["n"])
+    casework = await conn.fetchrow(
+        f"""SELECT count(*) FILTER (WHERE e.state IN ('appealed', 'appeal_decided')) AS appeals,
+                   count(*) FILTER (WHERE e.state = 'appeal_decided' AND e.overturned)
+                       AS overturned,
+                   count(*) FILTER (WHERE e.state = 'closed') AS closed,
+                   count(*) FILTER (WHERE e.state IN {DECIDED} AND e.manual) AS manual
+            {base}""",
+        *w.params,
+    )
     takedowns = sum(n for d, n in per_decision.items() if d in TAKEDOWN_DECISIONS)
-    decided = by_state.get("decided", 0)
+    decided = sum(by_state.get(state, 0) for state in DECIDED_STATES)
     return {
+        "appeals": int(casework["appeals"]) if casework else 0,
+        "overturned": int(casework["overturned"]) if casework else 0,
+        "closed_advice_only": int(casework["closed"]) if casework else 0,
+        "manual_decisions": int(casework["manual"]) if casework else 0,
         "urls_escalated": sum(int(r["notified"]) for r in states),
         "escalations": {
             "total": sum(by_state.values()),
@@ -246,10 +270,40 @@ async def escalation_figures(
     }
 
 
+async def breach_figures(conn: Conn, f: Filters, s: str = "metrics") -> dict[str, Any]:
+    """Distinct content whose decision deadline passed with no decision (an outcome in state
+    `breached`), in total and per platform; placed in a period by its case."""
+    w = Where()
+    if (b := f.bounds()) is not None:
+        w.add("c.received_at >= {} AND c.received_at < {}", *b)
+    if f.platform is not None:
+        w.add("b.platform = {}", f.platform)
+    if f.harm_type is not None:
+        w.add("{} = ANY(c.harm_types)", f.harm_type)
+    rows = await conn.fetch(
+        f"""SELECT b.platform, count(DISTINCT b.escalation_id) AS n
+            FROM {s}.breaches b LEFT JOIN {s}.cases c USING (case_id)
+            WHERE {w.sql} GROUP BY 1 ORDER BY 1""",
+        *w.params,
+    )
+    total = await conn.fetchval(
+        f"""SELECT count(DISTINCT b.escalation_id)
+            FROM {s}.breaches b LEFT JOIN {s}.cases c USING (case_id) WHERE {w.sql}""",
+        *w.params,
+    )
+    return {
+        "breaches": {
+            "total": int(total or 0),
+            "by_platform": {r["platform"]: int(r["n"]) for r in rows},
+        }
+    }
+
+
 async def figures(conn: Conn, f: Filters, s: str = "metrics") -> dict[str, Any]:
     """Every figure for the filters, at the three levels."""
     return (
         await case_figures(conn, f, s)
         | await report_figures(conn, f, s)
         | await escalation_figures(conn, f, s)
+        | await breach_figures(conn, f, s)
     )

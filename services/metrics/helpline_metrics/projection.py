@@ -6,12 +6,28 @@ two tables keep the latest state of what is counted, so a later state moves one 
 another and an older or repeated state changes nothing, whatever order the topics deliver
 in. `metrics.counters` holds the all-time totals.
 
+Which state is later: the one reached later (`occurred_at`), the rank (`STATE_RANK`)
+breaking ties, then the name. States do not only move forward: a person escalates by hand
+what waited for them or failed (`submitted` again), records the platform's decision
+(`decided` with an `actor`: counted as any decision, and in `manual_decisions`) or closes
+it as advice only (`closed`: no longer open, not a decision), an appeal follows a decision
+(`appealed`, then `appeal_decided`, whose `decision` replaces the content's decision, so
+the takedown figures count the final one; the first decision's time stays the time to
+decision), and a re-triage withdraws a pending notice (`withdrawn`: no longer open, not a
+decision). A URL report follows its case's latest escalation: after a re-triage moved it
+to another escalation, a state of the new one replaces the old one's `withdrawn`, and the
+old one's `withdrawn` never replaces a state of the new one.
+
+A case is counted once: a superseding triage decision (a practitioner's re-triage,
+`revision` > 1) replaces the case's harm types, urgency and deadline in every figure, and an
+older revision arriving after a newer one changes nothing.
+
 Beside the counters, the facts each figure per period, platform and harm type is computed
 from (:mod:`helpline_metrics.figures`): `metrics.cases` (one row per triaged case), the
 escalations' `received_at`, `decided_at` and exact `decision_seconds`, each URL report's
 escalation and decision time, and `metrics.breaches` (URL reports an outcome in state
-`breached` named: the escalator does not send that state yet; when it does, such an event
-is recorded there and moves no state).
+`breached` named, once per URL report and escalation: a breach moves no state, the
+escalation stays open).
 
 Every statement names its tables in `schema` (default `metrics`): `helpline metrics
 rebuild` folds the same events with the same code into a fresh schema and swaps it in.
@@ -32,7 +48,7 @@ import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from helpline_shared.db import Conn
 from helpline_shared.events import (
@@ -43,8 +59,23 @@ from helpline_shared.events import (
 )
 
 SCHEMAS = ("metrics", "metrics_rebuild")
-STATE_RANK = {"queued": 0, "submitted": 1, "needs_manual": 2, "decided": 3, "failed": 3}
+# Breaks ties between states reached at the same moment (a decision at submission).
+STATE_RANK = {
+    "queued": 0,
+    "submitted": 1,
+    "needs_manual": 2,
+    "decided": 3,
+    "failed": 3,
+    "closed": 3,
+    "withdrawn": 3,
+    "appealed": 4,
+    "appeal_decided": 5,
+}
 NOTIFIED = ("submitted", "decided")
+# States in which the content has a platform decision (an appeal keeps or replaces it).
+DECIDED_STATES = frozenset({"decided", "appealed", "appeal_decided"})
+APPEAL_STATES = frozenset({"appealed", "appeal_decided"})
+_NEVER = datetime.min.replace(tzinfo=UTC)
 
 Event = CaseTriagedV1 | EscalationOutcomeV1 | ReportRejectedV1
 
@@ -61,20 +92,31 @@ class _Esc:
     decided_at: datetime | None = None
     decision_seconds: int | None = None
     escalation_id: uuid.UUID | None = None
+    occurred_at: datetime | None = None
+    overturned: bool | None = None
+    manual: bool = False
+
+    @property
+    def order(self) -> tuple[datetime, int, str]:
+        """Later states compare greater (a row counted before its time was kept: earliest)."""
+        return (self.occurred_at or _NEVER, self.rank, self.state)
 
 
 def _move(counts: Counter[tuple[str, str]], esc: _Esc, delta: int) -> None:
     counts["escalations_by_state", esc.state] += delta
     counts["escalations_by_platform_state", f"{esc.platform}:{esc.state}"] += delta
-    if esc.state == "decided" and esc.decision:
-        counts["decisions", esc.decision] += delta
-        if esc.decision in TAKEDOWN_DECISIONS:
-            counts["takedowns", ""] += delta
+    if esc.state in DECIDED_STATES:
+        if esc.decision_seconds is not None:
+            counts["decision_seconds", esc.platform] += delta * esc.decision_seconds
+        if esc.decision:
+            counts["decisions", esc.decision] += delta
+            if esc.decision in TAKEDOWN_DECISIONS:
+                counts["takedowns", ""] += delta
 
 
 def _move_report(counts: Counter[tuple[str, str]], report: _Esc, delta: int) -> None:
     counts["url_reports_by_state", report.state] += delta
-    if report.state == "decided" and report.decision in TAKEDOWN_DECISIONS:
+    if report.state in DECIDED_STATES and report.decision in TAKEDOWN_DECISIONS:
         counts["url_report_takedowns", ""] += delta
 
 
@@ -105,6 +147,9 @@ class _Latest:
                 r["decided_at"],
                 r.get("decision_seconds"),
                 r.get("escalation_id"),
+                r["occurred_at"],
+                r.get("overturned"),
+                bool(r.get("manual", False)),
             )
 
     def observe(self, eid: uuid.UUID, new: _Esc) -> bool:
@@ -118,23 +163,52 @@ class _Latest:
             elif old is None:
                 new.notified = True
                 self.counts["urls_escalated", ""] += 1
-        if old is not None and old.rank >= new.rank:
+        move = _move if self.table == "escalations" else _move_report
+        if old is not None and not self._replaces(old, new):
             if old.escalation_id is None and new.escalation_id is not None:
                 old.escalation_id = new.escalation_id  # a report's escalation, once known
                 self.changed.add(eid)
+            if old.state in APPEAL_STATES and new.state == "decided" and old.decided_at is None:
+                # The decision an appeal contests, heard after the appeal: its facts count.
+                move(self.counts, old, -1)
+                old.decision = old.decision or new.decision
+                old.decided_at = new.decided_at
+                old.decision_seconds = new.decision_seconds
+                old.manual = new.manual
+                move(self.counts, old, +1)
+                self.changed.add(eid)
             return False
-        move = _move if self.table == "escalations" else _move_report
         if old is not None:
             move(self.counts, old, -1)
             new.notified = new.notified or old.notified
             new.received_at = old.received_at or new.received_at
             new.escalation_id = new.escalation_id or old.escalation_id
+            if new.state in APPEAL_STATES and old.state in DECIDED_STATES:
+                # The appeal contests that decision: its time and who recorded it stay.
+                new.decision = new.decision or old.decision
+                new.decided_at = old.decided_at
+                new.decision_seconds = old.decision_seconds
+                new.manual = old.manual
         elif self.table == "escalations":
             self.counts["escalations_total", ""] += 1
         move(self.counts, new, +1)
         self.current[eid] = new
         self.changed.add(eid)
         return True
+
+    def _replaces(self, old: _Esc, new: _Esc) -> bool:
+        """Whether `new` is later than `old` (see the module's note on re-triage)."""
+        if (
+            self.table == "url_reports"
+            and old.escalation_id is not None
+            and new.escalation_id is not None
+            and old.escalation_id != new.escalation_id
+        ):
+            if new.state == "withdrawn":
+                return False
+            if old.state == "withdrawn":
+                return True
+        return new.order > old.order
 
     async def store(self, conn: Conn) -> None:
         if not self.changed:
@@ -150,11 +224,14 @@ class _Latest:
             ("decision", "text", [r.decision for r in rows]),
             ("received_at", "timestamptz", [r.received_at for r in rows]),
             ("decided_at", "timestamptz", [r.decided_at for r in rows]),
+            ("occurred_at", "timestamptz", [r.occurred_at for r in rows]),
         ]
         if self.table == "escalations":
             columns += [
                 ("notified", "bool", [r.notified for r in rows]),
                 ("decision_seconds", "bigint", [r.decision_seconds for r in rows]),
+                ("overturned", "bool", [r.overturned for r in rows]),
+                ("manual", "bool", [r.manual for r in rows]),
             ]
         else:
             columns.append(("escalation_id", "uuid", [r.escalation_id for r in rows]))
@@ -195,8 +272,10 @@ async def apply(conn: Conn, events: Sequence[Event], schema: str = "metrics") ->
 
     contents: set[uuid.UUID] = set()
     reports: set[uuid.UUID] = set()
+    case_ids: set[uuid.UUID] = set()
     for e in fresh:
         if isinstance(e, CaseTriagedV1):
+            case_ids.add(e.case_id)
             reports.update(u.url_id for u in e.urls)
         elif isinstance(e, EscalationOutcomeV1):
             contents.add(e.escalation_id)
@@ -207,25 +286,19 @@ async def apply(conn: Conn, events: Sequence[Event], schema: str = "metrics") ->
         """SELECT pg_advisory_xact_lock(h) FROM (
                SELECT DISTINCT hashtextextended(id::text, 0) AS h
                FROM unnest($1::uuid[]) AS id ORDER BY h) AS locks""",
-        list(contents | reports),
+        list(contents | reports | case_ids),
     )
     escalations = _Latest(schema, "escalations", "escalation_id", counts)
     url_reports = _Latest(schema, "url_reports", "url_id", counts)
-    cases: list[CaseTriagedV1] = []
+    cases = _Cases(schema, counts)
     breaches: list[EscalationOutcomeV1] = []
     await escalations.load(conn, contents)
     await url_reports.load(conn, reports)
+    await cases.load(conn, case_ids)
 
     for e in fresh:
         if isinstance(e, CaseTriagedV1):
-            cases.append(e)
-            counts["cases_total", ""] += 1
-            counts["urls_total", ""] += len(e.urls)
-            counts["cases_by_urgency", e.urgency] += 1
-            for harm in set(e.harm_types):
-                counts["cases_by_harm_type", harm] += 1
-            for platform in {u.platform for u in e.urls}:
-                counts["cases_by_platform", platform] += 1
+            cases.observe(e)
             for u in e.urls:
                 url_reports.observe(
                     u.url_id,
@@ -241,7 +314,7 @@ async def apply(conn: Conn, events: Sequence[Event], schema: str = "metrics") ->
 
     await escalations.store(conn)
     await url_reports.store(conn)
-    await _store_cases(conn, schema, cases)
+    await cases.store(conn)
     await _store_breaches(conn, schema, breaches)
     # Sorted: concurrent replicas lock counter rows in one order, so they cannot deadlock.
     nonzero = sorted((k, v) for k, v in counts.items() if v != 0)
@@ -278,13 +351,14 @@ def _outcome(e: EscalationOutcomeV1, escalations: _Latest, url_reports: _Latest)
             received_at=e.received_at,
             decided_at=decided_at,
             escalation_id=e.escalation_id,
+            occurred_at=e.occurred_at,
         ),
     )
     # Time from the first report of the content reaching intake to the decision.
     opened = e.first_received_at or e.received_at
     waited = max(0, round((e.occurred_at - opened).total_seconds()))
     decided = e.state == "decided"
-    moved = escalations.observe(
+    escalations.observe(
         e.escalation_id,
         _Esc(
             e.case_id,
@@ -295,37 +369,115 @@ def _outcome(e: EscalationOutcomeV1, escalations: _Latest, url_reports: _Latest)
             received_at=opened,
             decided_at=decided_at,
             decision_seconds=waited if decided else None,
+            occurred_at=e.occurred_at,
+            overturned=e.overturned if e.state == "appeal_decided" else None,
+            manual=decided and e.actor is not None,
         ),
     )
-    if moved and decided:
-        escalations.counts["decision_seconds", e.platform] += waited
     return True
 
 
-async def _store_cases(conn: Conn, schema: str, cases: list[CaseTriagedV1]) -> None:
-    if not cases:
-        return
-    await conn.execute(
-        f"""
-        INSERT INTO {schema}.cases
-            (case_id, received_at, urgency, harm_types, platforms, urls, decision_due_at)
-        SELECT c.case_id, c.received_at, c.urgency,
-               string_to_array(c.harm, ' '), string_to_array(c.platforms, ' '), c.urls, c.due
-        FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::text[],
-                    $6::int[], $7::timestamptz[])
-             AS c(case_id, received_at, urgency, harm, platforms, urls, due)
-        ON CONFLICT (case_id) DO NOTHING
-        """,
-        [c.case_id for c in cases],
-        # The case's period: when a simulated case was published, else when it was received.
-        [c.period_at or c.received_at for c in cases],
-        [c.urgency for c in cases],
-        # Space-separated slugs (harm types and platforms never contain a space).
-        [" ".join(sorted(set(c.harm_types))) for c in cases],
-        [" ".join(sorted({u.platform for u in c.urls})) for c in cases],
-        [len(c.urls) for c in cases],
-        [c.decision_due_at for c in cases],
-    )
+@dataclass
+class _Case:
+    """A case as its latest triage decision counts it."""
+
+    revision: int
+    received_at: datetime  # the case's period: when a simulated case was published
+    urgency: str
+    harm_types: list[str]
+    platforms: list[str]
+    urls: int
+    decision_due_at: datetime | None
+
+    @classmethod
+    def of(cls, e: CaseTriagedV1) -> _Case:
+        return cls(
+            e.revision,
+            e.period_at or e.received_at,
+            e.urgency,
+            sorted(set(e.harm_types)),
+            sorted({u.platform for u in e.urls}),
+            len(e.urls),
+            e.decision_due_at,
+        )
+
+    def count(self, counts: Counter[tuple[str, str]], delta: int) -> None:
+        counts["urls_total", ""] += delta * self.urls
+        counts["cases_by_urgency", self.urgency] += delta
+        for harm in self.harm_types:
+            counts["cases_by_harm_type", harm] += delta
+        for platform in self.platforms:
+            counts["cases_by_platform", platform] += delta
+
+
+class _Cases:
+    """Each case's latest triage decision (`metrics.cases`), moving its counts as a
+    superseding decision replaces it."""
+
+    def __init__(self, schema: str, counts: Counter[tuple[str, str]]) -> None:
+        self.schema, self.counts = schema, counts
+        self.current: dict[uuid.UUID, _Case] = {}
+        self.changed: set[uuid.UUID] = set()
+
+    async def load(self, conn: Conn, ids: set[uuid.UUID]) -> None:
+        rows = await conn.fetch(
+            f"SELECT * FROM {self.schema}.cases WHERE case_id = ANY($1::uuid[]) FOR UPDATE",
+            list(ids),
+        )
+        for r in rows:
+            self.current[r["case_id"]] = _Case(
+                r["revision"],
+                r["received_at"],
+                r["urgency"],
+                list(r["harm_types"]),
+                list(r["platforms"]),
+                r["urls"],
+                r["decision_due_at"],
+            )
+
+    def observe(self, e: CaseTriagedV1) -> None:
+        old = self.current.get(e.case_id)
+        if old is not None and old.revision >= e.revision:
+            return  # this decision or a later one is counted
+        new = _Case.of(e)
+        if old is None:
+            self.counts["cases_total", ""] += 1
+        else:
+            old.count(self.counts, -1)
+        new.count(self.counts, +1)
+        self.current[e.case_id] = new
+        self.changed.add(e.case_id)
+
+    async def store(self, conn: Conn) -> None:
+        if not self.changed:
+            return
+        ids = sorted(self.changed)
+        rows = [self.current[i] for i in ids]
+        await conn.execute(
+            f"""
+            INSERT INTO {self.schema}.cases AS m (case_id, received_at, urgency, harm_types,
+                platforms, urls, decision_due_at, revision)
+            SELECT c.case_id, c.received_at, c.urgency,
+                   string_to_array(c.harm, ' '), string_to_array(c.platforms, ' '), c.urls,
+                   c.due, c.revision
+            FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::text[],
+                        $6::int[], $7::timestamptz[], $8::int[])
+                 AS c(case_id, received_at, urgency, harm, platforms, urls, due, revision)
+            ON CONFLICT (case_id) DO UPDATE SET received_at = EXCLUDED.received_at,
+                urgency = EXCLUDED.urgency, harm_types = EXCLUDED.harm_types,
+                platforms = EXCLUDED.platforms, urls = EXCLUDED.urls,
+                decision_due_at = EXCLUDED.decision_due_at, revision = EXCLUDED.revision
+            """,
+            ids,
+            [r.received_at for r in rows],
+            [r.urgency for r in rows],
+            # Space-separated slugs (harm types and platforms never contain a space).
+            [" ".join(r.harm_types) for r in rows],
+            [" ".join(r.platforms) for r in rows],
+            [r.urls for r in rows],
+            [r.decision_due_at for r in rows],
+            [r.revision for r in rows],
+        )
 
 
 async def _store_breaches(conn: Conn, schema: str, breaches: list[EscalationOutcomeV1]) -> None:
@@ -335,7 +487,7 @@ async def _store_breaches(conn: Conn, schema: str, breaches: list[EscalationOutc
         f"""
         INSERT INTO {schema}.breaches (url_id, escalation_id, case_id, platform, occurred_at)
         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::timestamptz[])
-        ON CONFLICT (url_id) DO NOTHING
+        ON CONFLICT (url_id, escalation_id) DO NOTHING
         """,
         [e.url_id or e.escalation_id for e in breaches],
         [e.escalation_id for e in breaches],

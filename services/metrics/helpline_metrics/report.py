@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from helpline_metrics.figures import figures
+from helpline_metrics.figures import DECIDED_STATES, figures
 from helpline_metrics.periods import Filters
 from helpline_shared.db import Conn
 
@@ -75,7 +75,7 @@ async def annual_report(conn: Conn, year: int, schema: str = "metrics") -> dict[
     f = await figures(conn, Filters(period=f"{year:04d}"), schema)
     cases = f["cases"]
     counts = {p: v["cases"] for p, v in f["cases_by_platform"].items()}
-    decided = f["escalations"]["by_state"].get("decided", 0)
+    decided = sum(f["escalations"]["by_state"].get(s, 0) for s in DECIDED_STATES)
     issues = sorted(f["cases_by_harm_type"].items(), key=lambda kv: (-kv[1], kv[0]))
     return {
         "year": year,

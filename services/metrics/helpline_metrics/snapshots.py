@@ -24,6 +24,7 @@ from typing import Any
 
 from faststream.kafka import KafkaBroker
 
+from helpline_metrics.figures import DECIDED_STATES
 from helpline_shared import cloudevents
 from helpline_shared.db import Conn, Database
 from helpline_shared.events import (
@@ -69,7 +70,7 @@ async def read_snapshot(conn: Conn) -> MetricsSnapshotV1:
     )
     for r in rows:
         of = platforms[r["platform"]]
-        if r["state"] == "decided":
+        if r["state"] in DECIDED_STATES:
             of["decisions"] += r["n"]
             if r["decision"] in TAKEDOWN_DECISIONS:
                 of["takedowns"] += r["n"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from helpline_metrics.figures import figures
+from helpline_metrics.figures import DECIDED_STATES, figures
 from helpline_metrics.periods import Filters
 from helpline_shared.db import Conn
 from helpline_shared.events import utcnow
@@ -47,25 +47,32 @@ async def totals(conn: Conn, filters: Filters | None = None) -> dict[str, Any]:
     `time_to_decision` and `time_to_removal` (per platform: count, exact median and p90 in
     seconds and hours), `breaches_by_platform`, `open_escalations` (per platform: open,
     past_due, oldest and median age in hours); see :mod:`helpline_metrics.figures`.
+
+    Added for casework (distinct content): `breaches` (total and by platform: deadlines
+    passed with no decision), `appeals`, `overturned`, `closed_advice_only` (closed by a
+    practitioner, not a decision) and `manual_decisions` (decisions a practitioner
+    recorded, also in `decisions`). Content under appeal keeps its decision; an overturned
+    appeal's decision replaces it in `decisions` and `takedowns`.
     """
     f = filters or Filters()
     facts = await figures(conn, f)
     c = await read_counters(conn)
     cases = _one(c, "cases_total")
-    decided = c.get("escalations_by_state", {}).get("decided", 0)
+    decided = sum(c.get("escalations_by_state", {}).get(s, 0) for s in DECIDED_STATES)
     takedowns = _one(c, "takedowns")
     by_platform: dict[str, dict[str, int]] = defaultdict(dict)
     for label, n in c.get("escalations_by_platform_state", {}).items():
         platform, state = label.rsplit(":", 1)
         by_platform[platform][state] = n
     waited = c.get("decision_seconds", {})
-    time_to_decision = {
-        platform: {
-            "decided": states["decided"],
-            "mean_hours": round(waited.get(platform, 0) / states["decided"] / 3600, 3),
-        }
+    decided_by_platform = {
+        platform: n
         for platform, states in sorted(by_platform.items())
-        if states.get("decided")
+        if (n := sum(states.get(s, 0) for s in DECIDED_STATES))
+    }
+    time_to_decision = {
+        platform: {"decided": n, "mean_hours": round(waited.get(platform, 0) / n / 3600, 3)}
+        for platform, n in decided_by_platform.items()
     }
     doc: dict[str, Any] = {
         "as_of": utcnow().isoformat(),

@@ -19,13 +19,17 @@ CREATE UNIQUE INDEX triage_decisions_event ON triage.decisions (event_id);
 -- harm types and urgency; it is not a second case).
 ALTER TABLE metrics.cases ADD COLUMN revision integer NOT NULL DEFAULT 1;
 
--- Among states of one rank the later (occurred_at) wins: a person can move an escalation
--- waiting for them back to submitted (escalated by hand), and record a decision after a
--- failure. Submitted and needs_manual now share rank 1.
+-- An escalation's state no longer only moves forward: a person escalates by hand what
+-- waited for them or failed, an appeal follows a decision, a re-triage withdraws a notice.
+-- The latest state (by when it was reached; the rank breaks ties) is the one counted, so
+-- each row keeps when its state was reached. `overturned`: whether an appeal changed the
+-- decision; `manual`: a practitioner recorded the decision.
 ALTER TABLE metrics.escalations
     ADD COLUMN occurred_at timestamptz,
     ADD COLUMN overturned  boolean,
     ADD COLUMN manual      boolean NOT NULL DEFAULT false;
 ALTER TABLE metrics.url_reports ADD COLUMN occurred_at timestamptz;
-UPDATE metrics.escalations SET rank = 1 WHERE state = 'needs_manual';
-UPDATE metrics.url_reports SET rank = 1 WHERE state = 'needs_manual';
+
+-- A URL report can breach once per escalation (a re-triage moves it to another one).
+ALTER TABLE metrics.breaches DROP CONSTRAINT breaches_pkey;
+ALTER TABLE metrics.breaches ADD PRIMARY KEY (url_id, escalation_id);
