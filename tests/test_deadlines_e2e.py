@@ -1,0 +1,208 @@
+"""Deadlines end to end: the escalator as deployed (its app served, on a dedicated Tansu
+broker, real PostgreSQL and the simulator), with deadlines of a second and re-notification
+every few tenths of one. A URL two cases reported, which the platform sits on, is announced
+`breached` once to each case after its deadline and re-notified exactly `renotify_max`
+times, citing the notice's reference: the simulator counts those follow-ups and one notice.
+A URL decided before its deadline never breaches."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiokafka import AIOKafkaProducer
+from pydantic import BaseModel
+
+from helpline_escalator.app import create_app
+from helpline_shared.db import Database
+from helpline_shared.events import (
+    CaseTriagedV1,
+    EscalationActivityV1,
+    EscalationOutcomeV1,
+    derive_id,
+    utcnow,
+)
+from helpline_shared.kafka import create_topics
+from helpline_shared.settings import Settings
+from helpline_shared.topics import CASES_TRIAGED, ESCALATION_ACTIVITY, ESCALATION_OUTCOMES
+from tests.conftest import fresh_database
+from tests.helpers import read_topic, serve_simulator
+from tests.infra import Infra, dedicated_broker
+from tests.served import served
+
+RENOTIFY_MAX = 3
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    db: Database
+    producer: AIOKafkaProducer
+    simulator: str
+
+    async def publish(self, topic: str, key: uuid.UUID, event: BaseModel) -> None:
+        await self.producer.send_and_wait(
+            topic, event.model_dump_json().encode(), key=str(key).encode()
+        )
+
+    async def simulate(self, changes: dict[str, Any]) -> None:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(f"{self.simulator}/_sim/config", json=changes) as r,
+        ):
+            assert r.status == 200, await r.text()
+
+    async def activity(self, slug: str) -> dict[str, Any]:
+        async with aiohttp.ClientSession() as http, http.get(f"{self.simulator}/_sim/stats") as r:
+            return dict((await r.json())["platform_activity"][slug])
+
+    async def outcomes(self, case_ids: set[uuid.UUID]) -> list[EscalationOutcomeV1]:
+        records = await read_topic(
+            self.settings.kafka_bootstrap_servers,
+            ESCALATION_OUTCOMES.name,
+            keep=lambda r: r.key is not None and uuid.UUID(r.key.decode()) in case_ids,
+        )
+        return [EscalationOutcomeV1.model_validate_json(r.value) for r in records]
+
+
+@contextlib.asynccontextmanager
+async def casework_stack(
+    infra: Infra, tmp_dir: Path, simulator: dict[str, Any], **settings: Any
+) -> AsyncIterator[Stack]:
+    """The escalator's app served on a dedicated broker, a fresh database and the simulator
+    (configured with `simulator` before the escalator starts), with a producer."""
+    async with serve_simulator() as sim:
+        with dedicated_broker(infra, tmp_dir) as servers:
+            database_url = await fresh_database(infra, "helpline_casework_e2e")
+            config = Settings(
+                kafka_bootstrap_servers=servers,
+                database_url=database_url,
+                platform_base_url=sim,
+                escalation_retry_base_s=0.05,
+                escalation_status_interval_s=0.2,
+                escalation_status_max_interval_s=0.5,
+                escalation_poll_interval_s=0.2,
+                **settings,
+            )
+            await create_topics(config)
+            db = Database(database_url)
+            await db.open()
+            producer = AIOKafkaProducer(bootstrap_servers=servers)
+            await producer.start()
+            stack = Stack(config, db, producer, sim)
+            await stack.simulate({"latency_ms": 0, **simulator})
+            try:
+                async with served(create_app(config)):
+                    yield stack
+            finally:
+                await producer.stop()
+                await db.close()
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], what: str, timeout_s: float = 60) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if value := await check():
+            return value
+        assert time.monotonic() < deadline, f"never: {what}"
+        await asyncio.sleep(0.1)
+
+
+def triaged(url: str, platform: str, *, due_in_s: float | None) -> CaseTriagedV1:
+    """A case triage decided with one URL of `platform`, its decision due in `due_in_s`."""
+    case_id = uuid.uuid4()
+    now = utcnow()
+    return CaseTriagedV1.model_validate(
+        {
+            "event_id": derive_id("triaged", case_id),
+            "case_id": case_id,
+            "received_at": now,
+            "triaged_at": now,
+            "harm_types": ["impersonation"],
+            "urgency": "high",
+            "route": "platform",
+            "rules_fired": ["impersonation"],
+            "decision_due_at": None if due_in_s is None else now + timedelta(seconds=due_in_s),
+            "urls": [
+                {
+                    "url_id": derive_id("url", case_id, url),
+                    "url": url,
+                    "normalized_url": url,
+                    "platform": platform,
+                    "route": "platform",
+                }
+            ],
+        }
+    )
+
+
+async def test_a_breach_after_a_short_deadline_and_the_platform_renotified(
+    infra: Infra, tmp_dir: Path
+) -> None:
+    # TikTok sits on every notice; Instagram decides at once.
+    sim = {
+        "decision_delay_ms": 3_600_000,
+        "platforms": {"instagram": {"decision_delay_ms": 0}},
+    }
+    async with casework_stack(
+        infra,
+        tmp_dir,
+        sim,
+        renotify_interval_s=0.3,
+        renotify_max=RENOTIFY_MAX,
+        deadline_scan_interval_s=0.1,
+    ) as stack:
+        overdue = "https://www.tiktok.com/@fake_head/video/7301234567890123456"
+        first = triaged(overdue, "tiktok", due_in_s=1.0)
+        second = triaged(overdue, "tiktok", due_in_s=30.0)  # the earliest deadline counts
+        on_time = triaged("https://www.instagram.com/p/CzAbc123/", "instagram", due_in_s=1.0)
+        for case in (first, second, on_time):
+            await stack.publish(CASES_TRIAGED.name, case.case_id, case)
+
+        async def renotified() -> bool:
+            activity = await stack.activity("tiktok")
+            return sum(activity["followups_per_reference"].values()) >= RENOTIFY_MAX
+
+        await eventually(renotified, f"{RENOTIFY_MAX} follow-ups")
+        await asyncio.sleep(1.0)  # three more intervals: nothing more is sent
+
+        tiktok = await stack.activity("tiktok")
+        assert tiktok["notices"] == 1  # never a second notice
+        ((reference, followups),) = tiktok["followups_per_reference"].items()
+        assert followups == RENOTIFY_MAX
+        row = await stack.db.pool.fetchrow(
+            "SELECT * FROM escalator.escalations WHERE platform = 'tiktok'"
+        )
+        assert (row["platform_reference"], row["followups"]) == (reference, RENOTIFY_MAX)
+        assert row["state"] == "submitted"
+        assert row["next_followup_at"] is None
+
+        cases = {first.case_id, second.case_id, on_time.case_id}
+        events = await stack.outcomes(cases)
+        breached = [e for e in events if e.state == "breached"]
+        assert sorted(str(e.case_id) for e in breached) == sorted(
+            [str(first.case_id), str(second.case_id)]
+        )
+        assert {e.escalation_id for e in breached} == {row["escalation_id"]}
+        assert all(e.platform_reference == reference for e in breached)
+        assert all(e.due_at == first.decision_due_at for e in breached)
+        assert {e.state for e in events if e.case_id == on_time.case_id} == {"decided"}
+        assert (await stack.activity("instagram"))["followups"] == 0
+
+        records = await read_topic(
+            stack.settings.kafka_bootstrap_servers,
+            ESCALATION_ACTIVITY.name,
+            keep=lambda r: r.key == str(row["escalation_id"]).encode(),
+        )
+        activity = [EscalationActivityV1.model_validate_json(r.value) for r in records]
+        followup_events = [a for a in activity if a.kind == "followup"]
+        assert [a.result for a in followup_events] == ["ok"] * RENOTIFY_MAX
+        assert [a.kind for a in activity].count("submit") == 1
