@@ -11,23 +11,30 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from faststream.kafka import KafkaBroker
 from helpline_casework import projection, queries
+from helpline_casework.actions import ActionRefused, ActionRequest, Actions, RetriageRequest
 from helpline_casework.queries import CaseFilters, QueueFilters
 
+from helpline_shared.apikeys import KeyInfo
 from helpline_shared.db import Database
 from helpline_shared.events import (
     CaseOpenedV1,
     CaseTriagedV1,
     EscalationActivityV1,
     EscalationOutcomeV1,
+    PractitionerCommandV1,
     Reporter,
     ReporterDetailsV1,
+    RetriageOverride,
     RuleMatch,
     TriagedUrl,
     case_reference,
     derive_id,
     utcnow,
 )
+from helpline_shared.outbox import Outbox
+from helpline_triage.override import retriaged_event_id as triage_retriaged_event_id
 from tests.conftest import opened_database
 from tests.infra import Infra
 
@@ -441,3 +448,160 @@ async def test_a_shared_escalation_is_one_queue_item(db: Database) -> None:
     async with db.pool.acquire() as conn:
         items = await queries.queue(conn, QueueFilters())
     assert [(i.escalation_id, i.case_id, i.urgency) for i in items] == [(esc, first, "critical")]
+
+
+def practitioner_key() -> KeyInfo:
+    return KeyInfo(
+        key_id="0123456789ab",
+        name="tests",
+        scopes=frozenset({"practitioner"}),
+        source=None,
+        created_at=T0,
+        created_by="tests",
+        revoked_at=None,
+        last_used_at=None,
+    )
+
+
+def unpublished_actions(db: Database) -> Actions:
+    """Actions whose outbox is never relayed here: the rows stay to be looked at."""
+    return Actions(db, Outbox(db, KafkaBroker("127.0.0.1:1"), "casework"))
+
+
+async def test_an_action_is_stored_with_its_command_in_the_outbox(db: Database) -> None:
+    case_id, events = one_case()
+    await apply(db, events)
+    waiting = (await read(db, case_id)).escalations[1]
+    actions = unpublished_actions(db)
+    command_id = await actions.act(
+        practitioner_key(),
+        waiting.escalation_id,
+        ActionRequest(action="platform_decision", note="they removed it", decision="removed"),
+    )
+    shown = (await read(db, case_id)).escalations[1].actions
+    assert [(a.command_id, a.action, a.result, a.decision, a.actor) for a in shown] == [
+        (command_id, "platform_decision", "pending", "removed", "0123456789ab")
+    ]
+    async with db.pool.acquire() as conn:
+        row = await conn.fetchrow(
+            "SELECT topic, key, value FROM outbox WHERE service = 'casework' "
+            "AND key = $1::text::bytea",
+            str(case_id),
+        )
+    assert row["topic"] == "helpline.practitioner.commands"
+    command = PractitionerCommandV1.model_validate_json(row["value"])
+    assert (command.command_id, command.decision, command.note) == (
+        command_id,
+        "removed",
+        "they removed it",
+    )
+    # Refused by the escalator: the action says so, with the reason.
+    refused = activity(
+        waiting.escalation_id,
+        "practitioner",
+        40,
+        event_id=command_id,
+        result="refused",
+        error="already decided",
+        action="platform_decision",
+        command_id=command_id,
+        actor="0123456789ab",
+    )
+    await apply(db, [refused])
+    shown = (await read(db, case_id)).escalations[1].actions
+    assert [(a.result, a.error) for a in shown] == [("refused", "already decided")]
+
+
+async def test_a_retriage_is_pending_until_triage_decides(db: Database) -> None:
+    case_id, events = one_case()
+    await apply(db, events)
+    actions = unpublished_actions(db)
+    command_id = await actions.retriage(
+        practitioner_key(),
+        case_id,
+        RetriageRequest(
+            harm_types=["child_sexual_imagery"], urgency="critical", route="hotline", note="n"
+        ),
+    )
+    assert [(a.action, a.result) for a in (await read(db, case_id)).retriages] == [
+        ("retriage", "pending")
+    ]
+    assert queries.retriaged_event_id(command_id) == triage_retriaged_event_id(
+        PractitionerCommandV1(
+            command_id=command_id,
+            case_id=case_id,
+            action="retriage",
+            actor="0123456789ab",
+            issued_at=T0,
+            note="n",
+            retriage=RetriageOverride(
+                harm_types=["child_sexual_imagery"], urgency="critical", route="hotline"
+            ),
+        )
+    )
+    decided = triaged(case_id, [], urgency="critical", route="hotline", revision=3).model_copy(
+        update={"event_id": queries.retriaged_event_id(command_id)}
+    )
+    await apply(db, [decided])
+    case = await read(db, case_id)
+    assert [(a.action, a.result) for a in case.retriages] == [("retriage", "ok")]
+    assert case.decision.revision == 3
+
+
+@pytest.mark.parametrize(
+    ("which", "request_", "status", "words"),
+    [
+        ("unknown", ActionRequest(action="advice_only", note="n"), 404, "no escalation"),
+        ("decided", ActionRequest(action="advice_only", note="n"), 409, "state decided"),
+        ("decided", ActionRequest(action="appeal", note="n"), 409, "no_violation"),
+        ("waiting", ActionRequest(action="appeal", note="n"), 409, "state needs_manual"),
+        ("waiting", ActionRequest(action="escalated_by_hand", note="n"), 422, "platform_ref"),
+        ("waiting", ActionRequest(action="platform_decision", note="n"), 422, "decision"),
+        (
+            "waiting",
+            ActionRequest(action="advice_only", note="n", decision="removed"),
+            422,
+            "only with platform_decision",
+        ),
+        (
+            "waiting",
+            ActionRequest(action="advice_only", note="n", case_id=uuid.uuid4()),
+            404,
+            "not linked",
+        ),
+    ],
+)
+async def test_actions_refused_with_the_reason(
+    db: Database, which: str, request_: ActionRequest, status: int, words: str
+) -> None:
+    case_id, events = one_case()
+    await apply(db, events)
+    decided, waiting = (await read(db, case_id)).escalations
+    target = {"unknown": uuid.uuid4(), "decided": decided.escalation_id}.get(
+        which, waiting.escalation_id
+    )
+    with pytest.raises(ActionRefused) as refused:
+        await unpublished_actions(db).act(practitioner_key(), target, request_)
+    assert refused.value.status == status
+    assert words in refused.value.detail
+    async with db.pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM casework.commands") == 0
+        assert await conn.fetchval("SELECT count(*) FROM outbox") == 0
+
+
+async def test_an_appeal_needs_a_no_violation_decision(db: Database) -> None:
+    case_id = uuid.uuid4()
+    u = url_of(case_id, "https://www.tiktok.com/@x", "tiktok")
+    await apply(
+        db,
+        [
+            opened(case_id, [u.url]),
+            triaged(case_id, [u]),
+            outcome(case_id, u, "decided", 5, decision="no_violation", platform_reference="T"),
+        ],
+    )
+    esc = (await read(db, case_id)).escalations[0].escalation_id
+    command_id = await unpublished_actions(db).act(
+        practitioner_key(), esc, ActionRequest(action="appeal", note="it is plainly abuse")
+    )
+    assert (await read(db, case_id)).escalations[0].actions[0].command_id == command_id

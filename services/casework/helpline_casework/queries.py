@@ -37,6 +37,7 @@ from helpline_shared.events import (
     TriagedUrl,
     Urgency,
     case_reference,
+    derive_id,
 )
 
 MAX_LIMIT = 200
@@ -86,7 +87,7 @@ SELECT case_id, source, report_id, received_at, organisation, description, urls,
 FROM casework.cases WHERE {where}
 """
 _DECISIONS = """
-SELECT revision, triaged_at, harm_types, lead_harm_type, urgency, route, rules_fired,
+SELECT event_id, revision, triaged_at, harm_types, lead_harm_type, urgency, route, rules_fired,
        matches::text AS matches, rules_version, decision_due_at, overridden_by, override_note,
        urls::text AS urls
 FROM casework.decisions WHERE case_id = $1
@@ -149,6 +150,12 @@ async def by_reference(conn: Conn, reference: str) -> uuid.UUID | None:
     return None
 
 
+def retriaged_event_id(command_id: uuid.UUID) -> uuid.UUID:
+    """The id of the decision triage makes from a re-triage command (as triage derives it:
+    `helpline_triage.override.retriaged_event_id`; a test holds the two equal)."""
+    return derive_id("case.retriaged", command_id)
+
+
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _READ_AS = {"O": "0", "I": "1", "L": "1"}
 
@@ -173,7 +180,9 @@ def _reference_prefix(reference: str) -> str:
 
 async def _assemble(conn: Conn, row: Any, *, contacts: bool) -> CaseView:
     case_id: uuid.UUID = row["case_id"]
-    decisions = [_decision(d) for d in await conn.fetch(_DECISIONS, case_id)]
+    decision_rows = await conn.fetch(_DECISIONS, case_id)
+    decisions = [_decision(d) for d in decision_rows]
+    decided = {d["event_id"] for d in decision_rows}
     esc_rows = await conn.fetch(_ESCALATIONS, case_id)
     ids = [e["escalation_id"] for e in esc_rows]
     states: dict[uuid.UUID, list[StateView]] = defaultdict(list)
@@ -209,6 +218,8 @@ async def _assemble(conn: Conn, row: Any, *, contacts: bool) -> CaseView:
     actions: dict[uuid.UUID | None, list[ActionView]] = defaultdict(list)
     for c in await conn.fetch(_COMMANDS, case_id, ids):
         reported = done.pop(c["command_id"], None)
+        if c["action"] == "retriage" and retriaged_event_id(c["command_id"]) in decided:
+            reported = {"result": "ok", "error": None}
         actions[c["escalation_id"]].append(
             ActionView(
                 command_id=c["command_id"],
