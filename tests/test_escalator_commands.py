@@ -9,6 +9,7 @@ platform with a status API and waits for a person on one without."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -68,30 +69,39 @@ class Stack:
         await self.producer.send_and_wait(topic, value, key=str(key).encode())
 
 
-@pytest.fixture(scope="module")
-async def stack(infra: Infra, tmp_dir: Path) -> AsyncIterator[Stack]:
+@contextlib.asynccontextmanager
+async def escalator_stack(infra: Infra, tmp_dir: Path, **settings: Any) -> AsyncIterator[Stack]:
+    """The escalator's app served on a dedicated broker, a fresh database and the
+    simulator, with a producer to publish to it."""
     async with serve_simulator() as sim:
         with dedicated_broker(infra, tmp_dir) as servers:
             database_url = await fresh_database(infra, "helpline_esc_commands")
-            settings = Settings(
+            config = Settings(
                 kafka_bootstrap_servers=servers,
                 database_url=database_url,
                 platform_base_url=sim,
                 escalation_retry_base_s=0.05,
                 escalation_status_interval_s=0.2,
                 escalation_poll_interval_s=0.2,
+                **settings,
             )
-            await create_topics(settings)
+            await create_topics(config)
             db = Database(database_url)
             await db.open()
             producer = AIOKafkaProducer(bootstrap_servers=servers)
             await producer.start()
             try:
-                async with served(create_app(settings)):
-                    yield Stack(settings, db, producer, sim)
+                async with served(create_app(config)):
+                    yield Stack(config, db, producer, sim)
             finally:
                 await producer.stop()
                 await db.close()
+
+
+@pytest.fixture(scope="module")
+async def stack(infra: Infra, tmp_dir: Path) -> AsyncIterator[Stack]:
+    async with escalator_stack(infra, tmp_dir) as s:
+        yield s
 
 
 @pytest.fixture

@@ -43,7 +43,7 @@ from helpline_escalator.adapters.base import (
     PlatformResult,
     RetryableError,
 )
-from helpline_escalator.adapters.hotline import HotlineAdapter
+from helpline_escalator.adapters.hotline import HotlineAdapter, Receipt
 from helpline_escalator.breaker import (
     BreakerPolicy,
     CircuitBreaker,
@@ -636,7 +636,7 @@ class HotlineWorker:
         self._outbox.wake()
         return len(rows)
 
-    async def _report(self, row: Any) -> tuple[PlatformResult | None, AdapterError | None]:
+    async def _report(self, row: Any) -> tuple[Receipt | None, AdapterError | None]:
         with bind_event(case_id=row["case_id"], event_id=row["escalation_id"]):
             try:
                 result = await asyncio.wait_for(
@@ -655,21 +655,22 @@ class HotlineWorker:
         conn: Conn,
         row: Any,
         attempt_id: uuid.UUID,
-        result: PlatformResult | None,
+        result: Receipt | None,
         error: AdapterError | None,
     ) -> list[OutgoingMessage]:
         eid, claimed = row["escalation_id"], row["claimed_at"]
+        if error is None:
+            outcome, status = "ok", result.http_status if result is not None else None
+        else:
+            outcome = "retryable" if isinstance(error, RetryableError) else "permanent"
+            status = error.http_status
         await conn.execute(
             """UPDATE escalator.attempts
                SET finished_at = now(), result = $2, http_status = $3, error = $4
                WHERE attempt_id = $1""",
             attempt_id,
-            "ok"
-            if error is None
-            else "retryable"
-            if isinstance(error, RetryableError)
-            else "permanent",
-            None if error is None else error.http_status,
+            outcome,
+            status,
             None if error is None else error.reason,
         )
         messages = await attempt_messages(conn, [attempt_id])

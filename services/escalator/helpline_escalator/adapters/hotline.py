@@ -66,6 +66,14 @@ def hotline_settings(base_url: str, timeout_s: float) -> HotlineSettings:
     return HotlineSettings(base_url, SecretStr(f"dev-{SLUG}-credentials"), timeout_s, True)
 
 
+@dataclass(frozen=True)
+class Receipt:
+    """The hotline took the report: its reference, and the HTTP status of the answer."""
+
+    reference: str
+    http_status: int
+
+
 class HotlineAdapter(PlatformAdapter):
     """Reports to the national hotline. `submit` reports (idempotent by our reference);
     `status` reads the report's status (`actioned` is the hotline's decision: it had the
@@ -135,9 +143,9 @@ class HotlineAdapter(PlatformAdapter):
         platform is named so the hotline knows where the content is hosted."""
         raise PermanentError("hotline: use report(notice, platform), which names the platform")
 
-    async def report(self, notice: Notice, platform: str) -> PlatformResult:
-        """Report `notice`'s URL hosted on `platform`; the result's reference is the
-        hotline's. Only the report's status is read, never its decision."""
+    async def report(self, notice: Notice, platform: str) -> Receipt:
+        """Report `notice`'s URL hosted on `platform`; returns the hotline's reference and
+        the HTTP status it answered with (201 new, 200 a report it already had)."""
         body = {
             "client_reference": str(notice.client_reference),
             "url": notice.url,
@@ -151,7 +159,7 @@ class HotlineAdapter(PlatformAdapter):
                 f"hotline: refused with {response.status_code}: {response.text[:200]}",
                 http_status=response.status_code,
             )
-        return PlatformResult(reference=self._result(response).reference, decision=None)
+        return Receipt(self._result(response).reference, response.status_code)
 
     async def status(self, reference: str) -> PlatformResult:
         response = await self._call("GET", f"{self._url}/{quote(reference, safe='')}")
