@@ -739,8 +739,13 @@ async def test_a_form_without_its_csrf_token_changes_nothing(
         # A page without a session sends the browser to sign in, and back afterwards.
         async with httpx.AsyncClient(base_url=site.url) as stranger:
             anonymous = await stranger.get(f"/cases/{case.case_id}")
+            filtered = await stranger.get("/queue?urgency=high&platform=tiktok")
         assert anonymous.status_code == 303
         assert anonymous.headers["location"] == f"/signin?next=/cases/{case.case_id}"
+        assert filtered.status_code == 303
+        assert filtered.headers["location"] == (
+            "/signin?next=/queue%3Furgency%3Dhigh%26platform%3Dtiktok"
+        )
     finally:
         await client.aclose()
     conn = await asyncpg.connect(site.database_url)

@@ -39,7 +39,13 @@ from helpline_casework.actions import (
     Actions,
     RetriageRequest,
 )
-from helpline_casework.views import CaseView, DecisionView, EscalationView, QueueItem
+from helpline_casework.views import (
+    ActionView,
+    CaseView,
+    DecisionView,
+    EscalationView,
+    QueueItem,
+)
 from helpline_shared.apikeys import KeyInfo
 from helpline_shared.db import Database
 from helpline_shared.events import (
@@ -272,10 +278,8 @@ def _forms(e: EscalationView, anchor: str, refused: Refusal | None) -> list[dict
     for action, title, button, hint in _FORMS:
         if not _offered(e, action):
             continue
-        state = FormState()
         is_refused = refused is not None and refused.target == (str(e.escalation_id), action)
-        if refused is not None and is_refused:
-            state = refused.form
+        state = refused.form if refused is not None and is_refused else FormState()
         forms.append(
             {
                 "id": f"{anchor}-{action}",
@@ -308,7 +312,7 @@ def timeline(case: CaseView) -> list[dict[str, Any]]:
             )
         )
     for a in case.retriages:
-        entries.append((a.at, 2, "Re-triage requested", _action_detail(a.actor, a)))
+        entries.append((a.at, 2, "Re-triage requested", _action_detail(a)))
     for e in case.escalations:
         where = f"{e.platform} {e.url}"
         for s in e.states:
@@ -317,6 +321,8 @@ def timeline(case: CaseView) -> list[dict[str, Any]]:
                 detail += f": {DECISION_LABELS.get(s.decision, s.decision)}"
             if s.actor:
                 detail += f" (by {s.actor})"
+            if s.note:
+                detail += f"; note: {s.note}"
             entries.append((s.occurred_at, 3, STATE_LABELS.get(s.state, s.state), detail))
         for t in e.attempts:
             outcome: str = t.result or "no answer"
@@ -333,7 +339,7 @@ def timeline(case: CaseView) -> list[dict[str, Any]]:
                     a.at,
                     5,
                     ACTION_LABELS.get(a.action, a.action),
-                    f"{where}, {_action_detail(a.actor, a)}",
+                    f"{where}, {_action_detail(a)}",
                 )
             )
     entries.sort(key=lambda x: (x[0], x[1]))
@@ -343,8 +349,8 @@ def timeline(case: CaseView) -> list[dict[str, Any]]:
     ]
 
 
-def _action_detail(actor: str | None, a: Any) -> str:
-    parts = [f"by {actor or 'unknown'}", a.result]
+def _action_detail(a: ActionView) -> str:
+    parts = [f"by {a.actor or 'unknown'}", a.result]
     if a.platform_reference:
         parts.append(f"reference {a.platform_reference}")
     if a.decision:
@@ -646,7 +652,8 @@ class _Pages:
     # -- the queue ---------------------------------------------------------------------
 
     async def queue(self, request: Request) -> Response:
-        who = await self.who(request, str(request.url.path))
+        query = request.url.query
+        who = await self.who(request, f"/queue?{query}" if query else "/queue")
         if isinstance(who, Response):
             return who
         q = request.query_params
