@@ -26,6 +26,8 @@ from helpline_escalator import outcomes
 from helpline_metrics import projection
 from helpline_metrics.app import create_app
 from helpline_metrics.prometheus import totals_renderer
+from helpline_metrics.report import annual_report
+from helpline_metrics.report_render import render
 from helpline_metrics.totals import totals
 from helpline_shared import cloudevents
 from helpline_shared.db import Database
@@ -332,9 +334,12 @@ async def counted(url: str, events: int, timeout_s: float = 60) -> None:
 
 
 async def read_totals(url: str) -> dict[str, Any]:
+    """The totals and the year's report, as `GET /v1/totals` and `GET /v1/report` give them."""
     conn = await asyncpg.connect(url)
     try:
         t = await totals(conn)
+        t["report"] = await annual_report(conn, T0.year)
+        t["report_csv"] = render(t["report"], "csv")
     finally:
         await conn.close()
     t.pop("as_of")
@@ -368,6 +373,21 @@ async def test_the_service_counts_them_from_the_broker_and_a_rebuild_gives_the_s
         assert running["closed_advice_only"] == 4
         assert running["cases"] == 20
         assert 'helpline_deadline_breaches_total{platform="tiktok"} 2.0' in exposed
+        assert running["report"]["casework"] == {
+            "deadline_breaches": 4,
+            "deadline_breaches_by_platform": [
+                {"platform": "tiktok", "name": "TikTok", "breaches": 2},
+                {"platform": "x", "name": "X", "breaches": 1},
+                {"platform": "youtube", "name": "YouTube", "breaches": 1},
+            ],
+            "appeals": 4,
+            "overturned": 2,
+            "closed_advice_only": 4,
+            "manual_decisions": 4,
+        }
+        assert "casework,overturned,2,,," in running["report_csv"].splitlines()
+        page = render(running["report"], "html")
+        assert "4 escalated URLs passed their decision deadline" in page
 
         conn = await asyncpg.connect(database_url)
         try:

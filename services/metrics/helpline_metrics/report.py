@@ -62,6 +62,10 @@ METHOD = [
     "Time to removal runs from the first report of the content reaching the helpline to "
     "the platform's takedown decision: the median and the 90th percentile (nearest rank) "
     "of the exact times of that platform's takedowns.",
+    "A deadline breach is escalated content whose platform had not decided by the deadline "
+    "for its case's urgency; each counts once, even if the platform decided later. After an "
+    "appeal the final decision counts; content a practitioner closed as advice only is not "
+    "a platform decision.",
 ]
 
 
@@ -115,5 +119,19 @@ async def annual_report(conn: Conn, year: int, schema: str = "metrics") -> dict[
                 f["time_to_removal"].items(), key=lambda kv: _order((kv[0], counts.get(kv[0], 0)))
             )
         ],
+        "casework": {
+            "deadline_breaches": f["breaches"]["total"],
+            "deadline_breaches_by_platform": [
+                {"platform": p, "name": PLATFORM_NAMES.get(p, p), "breaches": n}
+                for p, n in sorted(
+                    f["breaches"]["by_platform"].items(),
+                    key=lambda kv: _order((kv[0], counts.get(kv[0], 0))),
+                )
+            ],
+            "appeals": f["appeals"],
+            "overturned": f["overturned"],
+            "closed_advice_only": f["closed_advice_only"],
+            "manual_decisions": f["manual_decisions"],
+        },
         "method": METHOD,
     }

@@ -49,6 +49,12 @@ def _csv(r: dict[str, Any]) -> str:
     for t in r["time_to_removal"]:
         times = [t["median_hours"], t["p90_hours"]]
         w.writerow(["time_to_removal", t["platform"], t["taken_down"], "", *times])
+    c = r["casework"]
+    for name in ("deadline_breaches", "appeals", "overturned", "closed_advice_only"):
+        w.writerow(["casework", name, c[name], "", "", ""])
+    w.writerow(["casework", "manual_decisions", c["manual_decisions"], "", "", ""])
+    for b in c["deadline_breaches_by_platform"]:
+        w.writerow(["deadline_breaches", b["platform"], b["breaches"], "", "", ""])
     return out.getvalue()
 
 
@@ -106,6 +112,11 @@ def _html(r: dict[str, Any]) -> str:
             for t in r["time_to_removal"]
         ],
     )
+    c = r["casework"]
+    breaches = _table(
+        ["Platform", "Deadline breaches"],
+        [[b["name"], f"{b['breaches']:,}"] for b in c["deadline_breaches_by_platform"]],
+    )
     method = "".join(f"<p>{escape(m)}</p>" for m in r["method"])
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -119,6 +130,11 @@ taken down; {r["url_reports"]:,} URLs were reported in all.</p>
 <h2>Cases by platform</h2>{platforms}
 <h2>Cases by issue type</h2>{issues}
 <h2>Time to removal</h2>{removal}
+<h2>Deadlines and appeals</h2>
+<p>{c["deadline_breaches"]:,} escalated URLs passed their decision deadline; {c["appeals"]:,}
+decisions were appealed and {c["overturned"]:,} overturned; practitioners recorded
+{c["manual_decisions"]:,} decisions and closed {c["closed_advice_only"]:,} cases as advice
+only.</p>{breaches}
 <h2>Method</h2><section class="method">{method}</section>
 </body></html>
 """
