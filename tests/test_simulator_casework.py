@@ -7,6 +7,8 @@ idempotent by the sender's reference. Checked by the simulator's counts."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -27,6 +29,7 @@ from helpline_escalator.platform_settings import PlatformConfig, resolve
 from helpline_shared.events import TAKEDOWN_DECISIONS
 from helpline_shared.settings import Settings
 from helpline_simulator.platforms import PLATFORMS
+from helpline_simulator.server import SimConfig
 from tests.helpers import serve_simulator
 
 SLUGS = sorted(NOTICE_APIS)
@@ -413,3 +416,22 @@ async def test_the_hotline_needs_its_token(sim: str, http: aiohttp.ClientSession
         async with http.post(f"{sim}/hotline/v1/reports", json=body, headers=headers) as r:
             assert r.status == 401
     assert (await stats(http, sim))["hotline"]["reports"] == 0
+
+
+def test_the_hotline_expects_the_escalators_token_or_its_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in list(os.environ):
+        if name.startswith(("HELPLINE_SIMULATOR__", "HELPLINE_HOTLINE")):
+            monkeypatch.delenv(name)
+    assert SimConfig.from_settings(Settings()).expects("hotline", "credentials") == (
+        "dev-hotline-credentials"
+    )
+    monkeypatch.setenv("HELPLINE_HOTLINE_CREDENTIALS", "hotline-partner-token")
+    config = SimConfig.from_settings(Settings())
+    assert config.expects("hotline", "credentials") == "hotline-partner-token"
+    assert "hotline-partner-token" not in json.dumps(config.shown())
+    monkeypatch.setenv("HELPLINE_SIMULATOR__HOTLINE__CREDENTIALS", "simulator-own")
+    config = SimConfig.from_settings(Settings())
+    assert config.expects("hotline", "credentials") == "simulator-own"
+    assert config.platforms == {}  # the hotline is no platform

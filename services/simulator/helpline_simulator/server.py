@@ -77,6 +77,7 @@ from helpline_simulator.platforms import (
 )
 from helpline_simulator.settings import (
     CREDENTIAL_FIELDS,
+    hotline_credentials_from_environment,
     platforms_from_environment,
     validate_behaviour,
     validate_global,
@@ -99,6 +100,7 @@ class SimConfig:
     # Per platform: behaviour that departs from the values above, and the credentials it
     # expects (`credentials`, `client_id`, `client_secret`; default: the dev ones).
     platforms: dict[str, dict[str, Any]] = field(default_factory=dict)
+    hotline_credentials: str = ""  # the hotline's bearer token; '' the development one
 
     def of(self, slug: str) -> SimConfig:
         """The behaviour of one platform: the global values with its own in their place."""
@@ -108,7 +110,9 @@ class SimConfig:
         return replace(self, **{k: v for k, v in own.items() if k not in CREDENTIAL_FIELDS})
 
     def expects(self, slug: str, name: str) -> str:
-        """The credential `name` the platform expects."""
+        """The credential `name` the platform (or the hotline) expects."""
+        if slug == HOTLINE.slug and name == "credentials" and self.hotline_credentials:
+            return self.hotline_credentials
         value = self.platforms.get(slug, {}).get(name)
         return str(value) if value else dev_credential(slug, name)
 
@@ -133,6 +137,7 @@ class SimConfig:
     def shown(self) -> dict[str, Any]:
         """The configuration without the credentials' values."""
         data = asdict(self)
+        data["hotline_credentials"] = "***" if self.hotline_credentials else ""
         data["platforms"] = {
             slug: {k: ("***" if k in CREDENTIAL_FIELDS else v) for k, v in own.items()}
             for slug, own in self.platforms.items()
@@ -154,6 +159,7 @@ class SimConfig:
             lost_reply_rate=s.simulator_lost_reply_rate,
             store_delay_ms=s.simulator_store_delay_ms,
             platforms=platforms_from_environment(),
+            hotline_credentials=hotline_credentials_from_environment(),
         )
 
 

@@ -8,7 +8,9 @@ it expects are, in order: its own setting; the escalator's for the same platform
 (`HELPLINE_PLATFORMS__<SLUG>__CREDENTIALS`, or `__API_KEY` / `__TOKEN`, `__CLIENT_ID`,
 `__CLIENT_SECRET`, then the platforms file `HELPLINE_PLATFORMS_FILE`), so one environment
 configures both sides alike; else the development credentials the escalator also uses
-against a simulator.
+against a simulator. The national hotline's bearer token likewise:
+`HELPLINE_SIMULATOR__HOTLINE__CREDENTIALS`, else the escalator's
+`HELPLINE_HOTLINE_CREDENTIALS`, else `dev-hotline-credentials`.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from helpline_simulator.platforms import PLATFORMS
 
 CREDENTIAL_FIELDS = ("credentials", "client_id", "client_secret")
+HOTLINE = "hotline"
 _ALIASES = {"api_key": "credentials", "token": "credentials"}
 
 
@@ -130,5 +133,14 @@ def platforms_from_environment() -> dict[str, dict[str, Any]]:
     for slug, creds in _escalator_credentials(env.platforms).items():
         merged.setdefault(slug, {}).update(creds)
     for slug, values in env.simulator.items():
-        merged.setdefault(slug, {}).update(values)
+        if slug.lower() != HOTLINE:
+            merged.setdefault(slug, {}).update(values)
     return {slug: validate_behaviour(slug, values) for slug, values in merged.items()}
+
+
+def hotline_credentials_from_environment() -> str:
+    """The bearer token the simulated hotline expects, as the escalator sends it; '' for
+    the development one."""
+    own = {str(k).lower(): v for k, v in _Environment().simulator.items()}.get(HOTLINE, {})
+    given = {str(k).lower(): v for k, v in own.items()}.get("credentials")
+    return str(given or os.environ.get("HELPLINE_HOTLINE_CREDENTIALS", "")).strip()
