@@ -54,6 +54,23 @@ URL_RULES = (
 )
 
 
+# The document's example request: a valid version 1 report (checked in the tests).
+REPORT_EXAMPLE: dict[str, Any] = {
+    "schema_version": 1,
+    "source": "partner-web-form",
+    "report_id": "form-2024-000123",
+    "reporter": {
+        "name": "A. Teacher",
+        "email": "a.teacher@school.example",
+        "role": "designated safeguarding lead",
+    },
+    "organisation": "Oakfield Primary School",
+    "description": "A TikTok account is impersonating our head teacher.",
+    "urls": ["https://www.tiktok.com/@fake_head/video/7301234567890123456"],
+    "issue_types": ["impersonation"],
+}
+
+
 class Accepted(BaseModel):
     """A report taken: published for intake, which opens (or has opened) its case."""
 
@@ -157,7 +174,7 @@ def build_api(broker: KafkaBroker, db: Database, access: Access) -> FastAPI:
             "requestBody": {
                 "required": True,
                 "description": "A report, version 1 or 2 (`schema_version`).",
-                "content": {"application/json": {"schema": schema}},
+                "content": {"application/json": {"schema": schema, "example": REPORT_EXAMPLE}},
             }
         },
     )
