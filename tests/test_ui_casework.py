@@ -280,6 +280,41 @@ def _seed_plan(now: datetime) -> dict[str, tuple[Seeded, list[tuple[str, bytes, 
 
 
 QUEUE_ORDER = ["hotline", "overdue", "critical", "normal"]
+OVERRIDER = "0123456789ab"
+
+
+def _later_events(
+    plan: dict[str, tuple[Seeded, list[tuple[str, bytes, bytes]]]], now: datetime
+) -> list[tuple[str, bytes, bytes]]:
+    """The decided case's reporter erased, and its triage decision overridden by a person
+    (revision 2, superseding triage's own)."""
+    decided = plan["decided"][0]
+    first = next(
+        CaseTriagedV1.model_validate_json(value)
+        for topic, _, value in plan["decided"][1]
+        if topic == CASES_TRIAGED.name
+    )
+    erased = ReporterDetailsV1(
+        event_id=derive_id(decided.case_id, "reporter", "erased"),
+        case_id=decided.case_id,
+        reporter=None,
+        occurred_at=now,
+    )
+    override = first.model_copy(
+        update={
+            "event_id": derive_id(decided.case_id, "triaged", 2),
+            "triaged_at": now - timedelta(minutes=1),
+            "revision": 2,
+            "supersedes": first.event_id,
+            "overridden_by": OVERRIDER,
+            "override_note": "A fake account of our head teacher: impersonation, high.",
+            "urgency": "high",
+        }
+    )
+    return [
+        (CASE_REPORTERS.name, *_message(erased, decided.case_id)),
+        (CASES_TRIAGED.name, *_message(override, decided.case_id)),
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -311,6 +346,8 @@ async def site(infra: Infra, tmp_dir: Path) -> AsyncIterator[Site]:
                 for _, messages in plan.values():
                     for topic, key, value in messages:
                         await producer.send_and_wait(topic, value, key=key)
+                for topic, key, value in _later_events(plan, datetime.now(UTC)):
+                    await producer.send_and_wait(topic, value, key=key)
             finally:
                 await producer.stop()
             db = Database(settings.database_url)
@@ -323,6 +360,7 @@ async def site(infra: Infra, tmp_dir: Path) -> AsyncIterator[Site]:
                         decided = await queries.get_case(c, plan["decided"][0].case_id)
                     seen = {i.case_id for i in waiting}
                     ok = decided is not None and decided.escalations != []
+                    ok = ok and decided is not None and len(decided.decisions) == 2
                     ok = ok and {plan[n][0].case_id for n in QUEUE_ORDER} <= seen
                     return ok, len(seen)
 
@@ -590,6 +628,22 @@ async def test_the_case_page_shows_report_contacts_triage_escalations_and_timeli
     assert "No violation found" in text
     assert "YT-2231" in text
     assert "Appeal the decision" in text
+    assert re.search(r"Decision due\s+\d\d \w{3} \d{4} \d\d:\d\d UTC", text)  # no countdown
+    # Erased: the page says so and holds none of it.
+    reporter = await page.inner_text("section[aria-labelledby=reporter-title]")
+    assert "The reporter's details were erased." in reporter
+    assert decided.email not in await page.content()
+    # The override is the decision; triage's own stays in the history, superseded.
+    triage = await page.inner_text("section[aria-labelledby=triage-title]")
+    assert f"by {OVERRIDER} (override), revision 2" in triage
+    assert "A fake account of our head teacher" in triage
+    history = await page.locator("ol.history li").all_inner_texts()
+    assert len(history) == 1
+    assert history[0].startswith("Revision 1,")
+    assert "by triage" in history[0]
+    assert "Superseded." in history[0]
+    await check_accessible(page)
+    await screenshot(page, shots, "case-overridden-erased")
     only_local(requested, site)
 
     missing = await page.goto(f"{site.url}/cases/{uuid.uuid4()}")

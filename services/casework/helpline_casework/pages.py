@@ -49,6 +49,7 @@ from helpline_casework.views import (
 from helpline_shared.apikeys import KeyInfo
 from helpline_shared.db import Database
 from helpline_shared.events import (
+    CLOSING_STATES,
     HarmType,
     Route,
     Urgency,
@@ -362,6 +363,9 @@ def _action_detail(a: ActionView) -> str:
     return "; ".join(parts)
 
 
+_SETTLED = CLOSING_STATES | {"appeal_decided"}
+
+
 def case_page(
     case: CaseView,
     now: datetime,
@@ -386,7 +390,8 @@ def case_page(
                 "reason": e.reason,
                 "decision": DECISION_LABELS.get(e.decision, e.decision) if e.decision else None,
                 "platform_reference": e.platform_reference,
-                "due": due_text(e.due_at, now),
+                # Once decided or closed, when it was due; while open, how long is left.
+                "due": when(e.due_at) if e.state in _SETTLED else due_text(e.due_at, now),
                 "overdue": e.overdue,
                 "attempts": len(e.attempts),
                 "followups": e.followups,
