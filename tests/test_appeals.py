@@ -352,3 +352,18 @@ async def test_a_manual_channel_is_appealed_by_hand(db: Database) -> None:
     (by_hand,) = await activity(db)
     assert by_hand.result == "permanent"
     assert "appeal by hand" in (by_hand.error or "")
+
+
+async def test_an_appeal_waits_while_the_platforms_circuit_is_open(
+    db: Database, reddit: RedditAdapter, http: aiohttp.ClientSession, simulator: str
+) -> None:
+    await decided(db, reddit)
+    s = Settings(escalation_status_interval_s=0.05, escalation_claim_lease_s=30)
+    outbox = Outbox(db, KafkaBroker(), "escalator")
+    adapters: dict[str, PlatformAdapter] = {"reddit": reddit}
+
+    assert await AppealDesk(db, outbox, s, adapters.get, lambda: ["reddit"]).step() == 0
+    assert (await sim_activity(http, simulator))["appeals"] == 0
+
+    assert await AppealDesk(db, outbox, s, adapters.get).step() == 1
+    assert (await sim_activity(http, simulator))["appeals"] == 1

@@ -389,3 +389,20 @@ def test_the_fallback_deadlines_are_the_rules_datas_unless_set() -> None:
         assert rules.deadline(urgency) == timedelta(hours=hours)  # type: ignore[arg-type]
         assert deadline_s(Settings(), urgency) == hours * 3600
     assert deadline_s(Settings(deadline_high_s=2.5), "high") == 2.5
+
+
+async def test_a_platform_whose_circuit_is_open_is_sent_no_follow_up_until_it_closes(
+    db: Database, tiktok: TikTokAdapter, http: aiohttp.ClientSession, simulator: str
+) -> None:
+    eid = await submitted(db, tiktok)
+    s = settings(renotify_interval_s=0.01)
+    outbox = Outbox(db, KafkaBroker(), "escalator")
+    open_circuit = DeadlineWatch(db, outbox, s, {"tiktok": tiktok}.get, lambda: ["tiktok"])
+    await open_circuit.breach()  # a breach is announced whatever the circuit
+
+    assert await open_circuit.follow_up() == 0
+    assert (await sim_activity(http, simulator))["followups"] == 0
+    assert (await escalation(db, eid))["next_followup_at"] is not None  # it waits
+
+    await watch(db, s, {"tiktok": tiktok}).follow_up()
+    assert (await escalation(db, eid))["followups"] == 1

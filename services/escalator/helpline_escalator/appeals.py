@@ -21,6 +21,7 @@ fail for a while are retried (Retry-After honoured). Rows are claimed with `FOR 
 LOCKED` and held for the claim lease while their call is out, so several escalator
 processes never send one appeal twice at once; a process that dies mid-call leaves the
 appeal to be sent again after the lease, which the platform answers with the same appeal.
+A platform whose circuit is open gets no call until it closes: its appeals wait.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from helpline_escalator.deadlines import (
     AdapterFor,
     Called,
     DeadlineWatch,
+    Paused,
     call_once,
     retry_in_s,
 )
@@ -55,6 +57,7 @@ WITH due AS (
     SELECT escalation_id FROM escalator.escalations
     WHERE appeal_requested_at IS NOT NULL AND appeal_decided_at IS NULL
       AND COALESCE(appeal_next_at, appeal_requested_at) <= now()
+      AND platform <> ALL($3::text[])
     ORDER BY COALESCE(appeal_next_at, appeal_requested_at)
     LIMIT $1
     FOR UPDATE SKIP LOCKED
@@ -70,12 +73,18 @@ class AppealDesk:
     """The escalator's appeal loop (see the module's promises)."""
 
     def __init__(
-        self, db: Database, outbox: Outbox, settings: Settings, adapter_for: AdapterFor
+        self,
+        db: Database,
+        outbox: Outbox,
+        settings: Settings,
+        adapter_for: AdapterFor,
+        paused: Paused = tuple,
     ) -> None:
         self._db = db
         self._outbox = outbox
         self._settings = settings
         self._adapter_for = adapter_for
+        self._paused = paused
         self._loop: WorkLoop | None = None
 
     def wake(self) -> None:
@@ -88,7 +97,9 @@ class AppealDesk:
         most); returns how many escalations were acted on."""
         s = self._settings
         async with self._db.pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(_CLAIM, s.escalation_claim_batch, s.escalation_claim_lease_s)
+            rows = await conn.fetch(
+                _CLAIM, s.escalation_claim_batch, s.escalation_claim_lease_s, list(self._paused())
+            )
             await conn.execute(
                 """UPDATE escalator.attempts SET result = 'lost', finished_at = now(),
                        error = 'process stopped during the call; its claim expired'
@@ -264,13 +275,17 @@ def deadline_and_appeal_loops(
     db: Database, outbox: Outbox, settings: Settings, dispatcher: Dispatcher
 ) -> list[DeadlineWatch | AppealDesk]:
     """The escalator's deadline and appeal loops, to start after its platform workers and
-    stop with them; they call each platform through its worker's adapter."""
+    stop with them; they call each platform through its worker's adapter, and none whose
+    worker's circuit is open."""
 
     def adapter_for(slug: str) -> PlatformAdapter | None:
         worker = dispatcher.workers.get(slug)
         return worker.adapter if worker is not None else None
 
+    def paused() -> list[str]:
+        return [slug for slug, w in dispatcher.workers.items() if w.breaker.waiting()]
+
     return [
-        DeadlineWatch(db, outbox, settings, adapter_for),
-        AppealDesk(db, outbox, settings, adapter_for),
+        DeadlineWatch(db, outbox, settings, adapter_for, paused),
+        AppealDesk(db, outbox, settings, adapter_for, paused),
     ]

@@ -26,13 +26,15 @@ Promises:
   process that dies mid-call leaves the follow-up to be sent again once the lease ends
   (its attempt closed as lost): the platform may then count one follow-up twice, which
   only ever chases, never re-reports.
+- A platform whose circuit is open (its worker's breaker lets no call out) is sent no
+  follow-up until it closes: they wait, uncounted.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,6 +65,8 @@ WAITING = ("queued", "in_flight", "retrying", "submitted", "needs_manual")
 _WAITING_SQL = ", ".join(f"'{s}'" for s in WAITING)
 
 AdapterFor = Callable[[str], PlatformAdapter | None]
+# The platforms no call may go to now (their circuit is open): their work waits.
+Paused = Callable[[], Sequence[str]]
 
 
 def deadline_s(settings: Settings, urgency: str) -> float:
@@ -110,8 +114,8 @@ RETURNING e.escalation_id, e.case_id, e.platform, e.platform_reference, e.attemp
 # no longer waits, or has had its follow-ups, gets none more.
 _CLAIM_FOLLOWUPS = f"""
 WITH due AS (
-    SELECT escalation_id, next_followup_at AS was FROM escalator.escalations
-    WHERE next_followup_at <= now()
+    SELECT escalation_id FROM escalator.escalations
+    WHERE next_followup_at <= now() AND platform <> ALL($5::text[])
     ORDER BY next_followup_at
     LIMIT $1
     FOR UPDATE SKIP LOCKED
@@ -174,12 +178,18 @@ class DeadlineWatch:
     """The escalator's deadline loop (see the module's promises)."""
 
     def __init__(
-        self, db: Database, outbox: Outbox, settings: Settings, adapter_for: AdapterFor
+        self,
+        db: Database,
+        outbox: Outbox,
+        settings: Settings,
+        adapter_for: AdapterFor,
+        paused: Paused = tuple,
     ) -> None:
         self._db = db
         self._outbox = outbox
         self._settings = settings
         self._adapter_for = adapter_for
+        self._paused = paused
         self._loop: WorkLoop | None = None
 
     async def breach(self) -> int:
@@ -228,6 +238,7 @@ class DeadlineWatch:
                 s.renotify_max,
                 s.escalation_claim_lease_s,
                 s.renotify_interval_s,
+                list(self._paused()),
             )
             sending = [r for r in rows if r["send"]]
             await _close_lost(conn, [r["escalation_id"] for r in sending])
