@@ -15,10 +15,10 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
-from helpline_casework import projection
 from hypothesis import HealthCheck, given, settings
 from schemathesis import checks
 
+from helpline_casework import projection
 from helpline_cli.infra import free_port
 from helpline_cli.stack import Stack
 from helpline_shared import apikeys

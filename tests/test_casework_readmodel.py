@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 from faststream.kafka import KafkaBroker
+
 from helpline_casework import projection, queries
 from helpline_casework.actions import ActionRefused, ActionRequest, Actions, RetriageRequest
 from helpline_casework.queries import CaseFilters, QueueFilters
-
 from helpline_shared.apikeys import KeyInfo
 from helpline_shared.db import Database
 from helpline_shared.events import (

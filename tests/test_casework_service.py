@@ -18,9 +18,9 @@ from typing import Any
 import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
-from helpline_casework.app import create_app
 from pydantic import BaseModel
 
+from helpline_casework.app import create_app
 from helpline_shared import apikeys
 from helpline_shared.db import Database
 from helpline_shared.events import (
