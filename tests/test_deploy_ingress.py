@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from faststream.kafka import KafkaBroker
+
 from helpline_casework.actions import Actions
 from helpline_casework.http import build_api as casework_api
 from helpline_casework.pages import build_pages
-
 from helpline_intake.form import build_form_routes
 from helpline_intake.http import build_api as intake_api
 from helpline_shared.db import Database
