@@ -30,14 +30,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from helpline_metrics import projection
 from helpline_metrics.periods import Filters, Where
 from helpline_shared.db import Conn
 from helpline_shared.events import TAKEDOWN_DECISIONS
 
 OPEN_STATES = ("submitted", "needs_manual")
 TAKEDOWNS = sorted(TAKEDOWN_DECISIONS)
-# States in which content has a platform decision (as `projection.DECIDED_STATES`).
-DECIDED_STATES = ("decided", "appealed", "appeal_decided")
+# States in which content has a platform decision.
+DECIDED_STATES = tuple(sorted(projection.DECIDED_STATES))
 DECIDED = "(" + ", ".join(f"'{state}'" for state in DECIDED_STATES) + ")"
 
 

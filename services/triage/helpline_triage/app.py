@@ -21,8 +21,11 @@ def create_app(settings: Settings) -> AsgiFastStream:
     wiring = ServiceWiring(settings, "triage", publishes=[CASES_TRIAGED])
     db = Database(settings.database_url, max_size=settings.database_pool_max)
     triage = Triage(db, wiring.broker, wiring.dead_letters, RuleSet.load(), settings=settings)
-    for line in triage.deadlines.describe():
-        log.info("decision deadline", deadline=line)
+
+    async def announce_deadlines() -> None:
+        for line in triage.deadlines.describe():
+            log.info("decision deadline", deadline=line)
+
     wiring.consume(
         CASES_OPENED.name,
         PRACTITIONER_COMMANDS.name,
@@ -33,6 +36,6 @@ def create_app(settings: Settings) -> AsgiFastStream:
     )
     return wiring.app(
         checks={"database": db.ready},
-        on_startup=[db.open],
+        on_startup=[db.open, announce_deadlines],
         after_shutdown=[db.close],
     )
