@@ -28,10 +28,10 @@ import asyncpg
 import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
-from helpline_casework import queries
-from helpline_casework.app import create_app
 from pydantic import BaseModel
 
+from helpline_casework import queries
+from helpline_casework.app import create_app
 from helpline_shared import apikeys
 from helpline_shared.db import Database
 from helpline_shared.events import (
@@ -927,3 +927,37 @@ async def test_sign_in_returns_only_to_a_page_of_this_site_and_refuses_big_forms
         assert css.status_code == 200
         assert css.headers["content-type"] == "text/css; charset=utf-8"
         assert "/* casework pages */" in css.text
+
+
+async def test_an_action_its_escalation_no_longer_allows_is_refused_in_words(site: Site) -> None:
+    """A page older than the escalation's state (another practitioner acted meanwhile)."""
+    case = site.cases["decided"]
+    client = await _signed_in_client(site, site.practitioner_key)
+    try:
+        token = _token((await client.get(f"/cases/{case.case_id}")).text)
+        answer = await client.post(
+            f"/cases/{case.case_id}/escalations/{case.escalation_id}/actions",
+            data={"action": "advice_only", "note": "nothing to do", "csrf_token": token},
+        )
+        unknown = await client.post(
+            f"/cases/{case.case_id}/escalations/{uuid.uuid4()}/actions",
+            data={"action": "advice_only", "note": "nothing to do", "csrf_token": token},
+        )
+    finally:
+        await client.aclose()
+    assert answer.status_code == 409
+    assert (
+        '<a href="#e1">Not recorded: this escalation is now “Decided”, so “Close as advice '
+        "only” cannot be recorded on it." in answer.text
+    )
+    assert '<article class="escalation" id="e1"' in answer.text
+    assert unknown.status_code == 404
+    assert "That escalation is not one of this case&#39;s. Nothing was recorded." in unknown.text
+    conn = await asyncpg.connect(site.database_url)
+    try:
+        stored = await conn.fetchval(
+            "SELECT count(*) FROM casework.commands WHERE case_id = $1", case.case_id
+        )
+    finally:
+        await conn.close()
+    assert stored == 0

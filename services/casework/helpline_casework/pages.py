@@ -266,6 +266,9 @@ _FORMS: tuple[tuple[str, str, str, str], ...] = (  # action, title, button, note
 )
 
 
+ACTION_TITLES = {action: title for action, title, _, _ in _FORMS}
+
+
 def _offered(e: EscalationView, action: str) -> bool:
     if e.state not in ALLOWED_STATES[action]:
         return False
@@ -806,15 +809,31 @@ class _Pages:
             return who
         action = _text(data, "action")
         values = {k: _text(data, k) for k in ("note", "platform_reference", "decision")}
-        view = await self._view(case_id)
-        anchor = _anchor(view, escalation_id)
-        if view is None or anchor is None or action not in ALLOWED_STATES:
+        found = _escalation(await self._view(case_id), escalation_id)
+        if found is None or action not in ALLOWED_STATES:
             return await self.case_page(
                 request,
                 who,
                 case_id,
                 status=404,
                 errors=[(None, "That escalation is not one of this case's. Nothing was recorded.")],
+            )
+        anchor, escalation = found
+        if not _offered(escalation, action):  # the page was older than the escalation's state
+            state = STATE_LABELS.get(escalation.state, escalation.state)
+            return await self.case_page(
+                request,
+                who,
+                case_id,
+                status=409,
+                errors=[
+                    (
+                        anchor,
+                        f"Not recorded: this escalation is now “{state}”, so "
+                        f"“{ACTION_TITLES[action]}” cannot be recorded on it. Its current "
+                        "state and the actions it allows are below.",
+                    )
+                ],
             )
         form_id = f"{anchor}-{action}"
         field_errors: dict[str, str] = {}
@@ -957,13 +976,13 @@ def _text(data: FormData, name: str) -> str:
     return value.strip() if isinstance(value, str) else ""
 
 
-def _anchor(view: CaseView | None, escalation_id: str) -> str | None:
-    """The page anchor (`e1`, `e2`, ...) of one of the case's escalations."""
+def _escalation(view: CaseView | None, escalation_id: str) -> tuple[str, EscalationView] | None:
+    """One of the case's escalations and its page anchor (`e1`, `e2`, ...)."""
     if view is None:
         return None
     for n, e in enumerate(view.escalations, start=1):
         if str(e.escalation_id) == escalation_id:
-            return f"e{n}"
+            return f"e{n}", e
     return None
 
 
