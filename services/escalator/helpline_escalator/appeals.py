@@ -114,12 +114,12 @@ class AppealDesk:
             for r, a, c in zip(rows, attempts, results, strict=True)
             if isinstance(c, Called)
         ]
-        if done:
+        # One transaction per escalation: it never holds one row while waiting for another
+        # (a platform worker finishing a batch may hold that one and wait for this).
+        for row, attempt_id, called in done:
             async with self._db.pool.acquire() as conn, conn.transaction():
-                messages: list[OutgoingMessage] = []
-                for row, attempt_id, called in done:
-                    messages += await self._record(conn, row, attempt_id, called)
-                await self._outbox.add(conn, messages)
+                await self._outbox.add(conn, await self._record(conn, row, attempt_id, called))
+        if done:
             self._outbox.wake()
         for failure in results:
             if isinstance(failure, BaseException):
