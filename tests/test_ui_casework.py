@@ -618,7 +618,7 @@ async def test_the_case_page_shows_report_contacts_triage_escalations_and_timeli
         "Notice sent",
         "Waiting for a practitioner",
     ]
-    assert "HTTP 503" in items[2]
+    assert "failed, to be tried again, HTTP 503: platform unavailable" in items[2]
     await check_accessible(page)
     await screenshot(page, shots, "case")
 

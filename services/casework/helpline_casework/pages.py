@@ -120,6 +120,21 @@ ACTIVITY_LABELS: dict[str, str] = {
     "hotline_report": "Reported to the national hotline",
     "practitioner": "Practitioner action",
 }
+ATTEMPT_RESULTS: dict[str, str] = {
+    "ok": "done",
+    "retryable": "failed, to be tried again",
+    "permanent": "failed for good",
+    "lost": "no reply (to be looked up)",
+    "refused": "refused",
+}
+ACTION_RESULTS: dict[str, str] = {
+    "pending": "pending",
+    "ok": "applied",
+    "refused": "refused",
+    "retryable": "pending, to be tried again",
+    "permanent": "failed",
+    "lost": "pending",
+}
 SIGNIN_REFUSED = {
     "empty": (401, "Enter your practitioner key."),
     "invalid": (401, "That key was not accepted: it is mistyped, unknown or revoked."),
@@ -329,7 +344,7 @@ def timeline(case: CaseView) -> list[dict[str, Any]]:
                 detail += f"; note: {s.note}"
             entries.append((s.occurred_at, 3, STATE_LABELS.get(s.state, s.state), detail))
         for t in e.attempts:
-            outcome: str = t.result or "no answer"
+            outcome = ATTEMPT_RESULTS.get(t.result or "", "no answer")
             if t.http_status is not None:
                 outcome += f", HTTP {t.http_status}"
             if t.error:
@@ -354,7 +369,7 @@ def timeline(case: CaseView) -> list[dict[str, Any]]:
 
 
 def _action_detail(a: ActionView) -> str:
-    parts = [f"by {a.actor or 'unknown'}", a.result]
+    parts = [f"by {a.actor or 'unknown'}", ACTION_RESULTS.get(a.result, a.result)]
     if a.platform_reference:
         parts.append(f"reference {a.platform_reference}")
     if a.decision:
