@@ -164,9 +164,12 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def when(at: datetime | None) -> str:
-    """A moment as a person reads it, in UTC: `26 Nov 2026 06:30 UTC`."""
-    return "not set" if at is None else at.astimezone(UTC).strftime("%d %b %Y %H:%M UTC")
+def when(at: datetime | None, *, seconds: bool = False) -> str:
+    """A moment as a person reads it, in UTC: `26 Nov 2026 06:30 UTC` (`06:30:15` with
+    `seconds`, for a timeline whose steps come seconds apart)."""
+    if at is None:
+        return "not set"
+    return at.astimezone(UTC).strftime(f"%d %b %Y %H:%M{':%S' if seconds else ''} UTC")
 
 
 def span(delta: timedelta) -> str:
@@ -363,7 +366,7 @@ def timeline(case: CaseView) -> list[dict[str, Any]]:
             )
     entries.sort(key=lambda x: (x[0], x[1]))
     return [
-        {"iso": at.isoformat(), "at": when(at), "what": what, "detail": detail}
+        {"iso": at.isoformat(), "at": when(at, seconds=True), "what": what, "detail": detail}
         for at, _, what, detail in entries
     ]
 
