@@ -26,7 +26,9 @@ from pydantic import BaseModel
 
 from helpline_escalator.adapters.tiktok import TikTokAdapter
 from helpline_escalator.app import create_app
+from helpline_escalator.commands import Commands
 from helpline_escalator.dispatcher import notice_for
+from helpline_escalator.links import link_cases
 from helpline_shared.db import Database
 from helpline_shared.events import (
     CaseTriagedV1,
@@ -45,7 +47,7 @@ from helpline_shared.topics import (
     ESCALATION_OUTCOMES,
     PRACTITIONER_COMMANDS,
 )
-from tests.conftest import fresh_database
+from tests.conftest import fresh_database, opened_database
 from tests.helpers import read_topic, serve_simulator
 from tests.infra import Infra, dedicated_broker
 from tests.served import served
@@ -182,6 +184,17 @@ async def open_case(stack: Stack, url: str, *, platform: str, route: str = "plat
     return case, await escalation_of(stack, case)
 
 
+async def in_state(stack: Stack, eid: uuid.UUID, state: str) -> Any:
+    """The escalation once it is in `state` (a manual channel's is queued, then handed to
+    a person by its worker)."""
+
+    async def reached() -> Any:
+        r = await row(stack, eid)
+        return r if r["state"] == state else None
+
+    return await eventually(reached, f"the escalation {state}")
+
+
 async def run(stack: Stack, cmd: PractitionerCommandV1) -> Any:
     """Publish `cmd` and wait until the escalator recorded it (applied or refused)."""
     await stack.publish(PRACTITIONER_COMMANDS.name, cmd.case_id, cmd)
@@ -227,7 +240,7 @@ async def test_escalated_by_hand_on_a_platform_without_status_api_waits_for_a_pe
     stack: Stack,
 ) -> None:
     case, esc = await open_case(stack, "https://chat.whatsapp.com/AbCdEf1", platform="whatsapp")
-    assert esc["state"] == "needs_manual"
+    await in_state(stack, esc["escalation_id"], "needs_manual")
     cmd = command(case, esc["escalation_id"], "escalated_by_hand", platform_reference="WA-77")
     applied = await run(stack, cmd)
     assert (applied["result"], applied["reason"]) == ("ok", None)
@@ -255,6 +268,7 @@ async def test_escalated_by_hand_on_a_platform_without_status_api_waits_for_a_pe
 
 async def test_a_redelivered_command_changes_and_publishes_nothing_again(stack: Stack) -> None:
     case, esc = await open_case(stack, "https://chat.whatsapp.com/Redeliver2", platform="whatsapp")
+    await in_state(stack, esc["escalation_id"], "needs_manual")
     cmd = command(case, esc["escalation_id"], "advice_only")
     await run(stack, cmd)
     closed_at = (await row(stack, esc["escalation_id"]))["updated_at"]
@@ -312,7 +326,7 @@ async def test_escalated_by_hand_on_a_platform_with_a_status_api_is_chased_to_it
     # reports it in the platform's portal and records its reference.
     url = "https://www.tiktok.com/@b/video/200002"
     case, esc = await open_case(stack, url, platform="tiktok", route="manual")
-    assert esc["state"] == "needs_manual"
+    await in_state(stack, esc["escalation_id"], "needs_manual")
     async with aiohttp.ClientSession() as http:
         portal = await TikTokAdapter(http, stack.simulator).submit(
             notice_for({**dict(esc), "escalation_id": uuid.uuid4()}, stack.settings)
@@ -336,36 +350,74 @@ async def test_escalated_by_hand_on_a_platform_with_a_status_api_is_chased_to_it
     assert states == ["needs_manual", "submitted", "decided"]
 
 
-async def test_an_appeal_is_marked_only_on_a_no_violation_decision(stack: Stack) -> None:
+async def test_an_appeal_is_applied_only_on_a_no_violation_decision(stack: Stack) -> None:
     case, esc = await open_case(stack, "https://chat.whatsapp.com/Appeal3", platform="whatsapp")
     eid = esc["escalation_id"]
+    await in_state(stack, eid, "needs_manual")
     early = command(case, eid, "appeal")
     refused = await run(stack, early)
     assert refused["result"] == "refused"
-    assert (
-        refused["reason"]
-        == "only a no_violation decision can be appealed; this escalation is needs_manual"
+    assert refused["reason"] == (
+        "only a no_violation decision can be appealed; this escalation is needs_manual"
     )
     await run(stack, command(case, eid, "platform_decision", decision="no_violation"))
     appeal = command(case, eid, "appeal")
     assert (await run(stack, appeal))["result"] == "ok"
-    after = await row(stack, eid)
-    assert after["appeal_requested_at"] is not None
-    assert (after["appeal_actor"], after["appeal_note"], after["appeal_command_id"]) == (
+    acts = {a.event_id: a for a in await activity(stack, eid)}
+    assert (acts[early.command_id].result, acts[appeal.command_id].result) == ("refused", "ok")
+    assert acts[appeal.command_id].action == "appeal"
+
+
+@pytest.fixture
+async def db(infra: Infra) -> AsyncIterator[Database]:
+    async with opened_database(infra, "helpline_esc_commands_db") as database:
+        yield database
+
+
+async def test_an_appeal_marks_the_escalation_for_the_appeal_loop_once(db: Database) -> None:
+    """On PostgreSQL alone (no appeal loop running): the marker the loop picks up."""
+    case = triaged("https://chat.whatsapp.com/Appeal6", platform="whatsapp", route="manual")
+    commands = Commands(polled=lambda _: False, status_interval_s=1)
+    async with db.pool.acquire() as conn, conn.transaction():
+        await link_cases(conn, [case])
+    eid = await db.pool.fetchval("SELECT escalation_id FROM escalator.escalations")
+    decided = command(case, eid, "platform_decision", decision="no_violation")
+    appeal = command(case, eid, "appeal")
+    twice = command(case, eid, "appeal")
+    async with db.pool.acquire() as conn, conn.transaction():
+        messages, _ = await commands.apply_all(conn, [decided, appeal, twice])
+    marked = await db.pool.fetchrow("SELECT * FROM escalator.escalations")
+    assert marked["appeal_requested_at"] is not None
+    assert (marked["appeal_actor"], marked["appeal_note"], marked["appeal_command_id"]) == (
         "key-practitioner-1",
         "note for appeal",
         appeal.command_id,
     )
-    again = await run(stack, command(case, eid, "appeal"))
-    assert again["reason"] == "an appeal was already requested for this escalation"
-    acts = {a.event_id: a for a in await activity(stack, eid)}
-    assert (acts[early.command_id].result, acts[appeal.command_id].result) == ("refused", "ok")
-    assert "appealed" not in {o.state for o in await outcomes(stack, case)}  # the loop's
+    acts = [
+        EscalationActivityV1.model_validate_json(m.value)
+        for m in messages
+        if m.topic == ESCALATION_ACTIVITY.name
+    ]
+    assert [(a.event_id, a.result, a.error) for a in acts] == [
+        (decided.command_id, "ok", None),
+        (appeal.command_id, "ok", None),
+        (twice.command_id, "refused", "an appeal was already requested for this escalation"),
+    ]
+    told = [
+        EscalationOutcomeV1.model_validate_json(m.value)
+        for m in messages
+        if m.topic == ESCALATION_OUTCOMES.name
+    ]
+    assert [o.state for o in told] == ["decided"]  # `appealed` is the loop's to announce
+    async with db.pool.acquire() as conn, conn.transaction():
+        again, _ = await commands.apply_all(conn, [decided, appeal, twice])
+    assert again == []  # each command once
 
 
 async def test_refusals_change_nothing_and_say_why(stack: Stack) -> None:
     case, esc = await open_case(stack, "https://chat.whatsapp.com/Refuse4", platform="whatsapp")
     eid = esc["escalation_id"]
+    await in_state(stack, eid, "needs_manual")
     other, _ = await open_case(stack, "https://chat.whatsapp.com/Other5", platform="whatsapp")
     unknown = command(case, uuid.uuid4(), "advice_only")
     not_linked = command(other, eid, "advice_only")

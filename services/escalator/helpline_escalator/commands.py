@@ -100,10 +100,19 @@ class Commands:
         """Apply one command once; returns its events and the platform whose worker must
         poll the escalation (escalated by hand to a platform with a status API), if any."""
         assert command.escalation_id is not None
-        seen = await conn.fetchval(
-            "SELECT 1 FROM escalator.applied_commands WHERE command_id = $1", command.command_id
+        # Taken first: a second process applying the same command waits here for the
+        # first's transaction, then finds it taken.
+        fresh = await conn.fetchval(
+            """INSERT INTO escalator.applied_commands
+                   (command_id, escalation_id, case_id, action, actor, result)
+               VALUES ($1, $2, $3, $4, $5, 'ok') ON CONFLICT DO NOTHING RETURNING 1""",
+            command.command_id,
+            command.escalation_id,
+            command.case_id,
+            command.action,
+            command.actor,
         )
-        if seen:
+        if not fresh:
             return [], None
         row = await conn.fetchrow(
             "SELECT * FROM escalator.escalations WHERE escalation_id = $1 FOR UPDATE",
@@ -114,30 +123,18 @@ class Commands:
             reached, polled = await self._act(conn, command, row)
         except RefusedError as refusal:
             reason = str(refusal)
-            await self._record(conn, command, "refused", reason)
+            await conn.execute(
+                """UPDATE escalator.applied_commands SET result = 'refused', reason = $2
+                   WHERE command_id = $1""",
+                command.command_id,
+                reason,
+            )
             log.info("practitioner command refused", action=command.action, reason=reason)
             return [practitioner_message(command, platform, result="refused", error=reason)], None
-        await self._record(conn, command, "ok", None)
         log.info("practitioner command applied", action=command.action)
         messages = await announce(conn, [reached]) if reached is not None else []
         messages.append(practitioner_message(command, platform, result="ok"))
         return messages, platform if polled else None
-
-    async def _record(
-        self, conn: Conn, command: PractitionerCommandV1, result: str, reason: str | None
-    ) -> None:
-        await conn.execute(
-            """INSERT INTO escalator.applied_commands
-                   (command_id, escalation_id, case_id, action, actor, result, reason)
-               VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING""",
-            command.command_id,
-            command.escalation_id,
-            command.case_id,
-            command.action,
-            command.actor,
-            result,
-            reason,
-        )
 
     async def _act(
         self, conn: Conn, command: PractitionerCommandV1, row: Any

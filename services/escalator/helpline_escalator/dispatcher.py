@@ -20,6 +20,13 @@ Only calls made while the circuit is closed count towards an escalation's `max_a
 a failed half-open probe releases its escalation uncounted, to wait with the circuit's
 reason (a probe's submit that may have arrived is looked up next, also uncounted), so a
 long outage never fails the escalations that wait for it.
+
+Every finished attempt (submit, status, lookup, and one a reclaim closes as `lost`) is an
+activity event queued in the transaction that finishes it (:mod:`helpline_escalator.
+activity`); a claim released before its call made none. Platform workers never claim a
+hotline-route escalation (the :class:`HotlineWorker` reports it to the national hotline)
+nor one marked for withdrawal after a re-triage (the withdrawal loop's), except an
+in-flight one whose lookup must settle first.
 """
 
 from __future__ import annotations
