@@ -398,3 +398,19 @@ async def test_the_dev_key_is_kept_private_and_reused_while_live(
     kept.chmod(0o644)
     assert await dev_key(url, tmp_path) == second
     assert stat.S_IMODE(kept.stat().st_mode) == 0o600  # tightened again when reused
+
+
+async def test_without_the_key_store_requests_fail_closed_as_a_500_problem(
+    system: Served,
+) -> None:
+    """A key that cannot be checked is never let through; the answer says nothing of why."""
+    db = Database(system.database_url)  # never opened: every key check fails
+    key = await system.key("read")
+    api = metrics_api(db, Access(db, Settings()))
+    transport = httpx.ASGITransport(app=api, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://metrics") as client:
+        answer = await client.get("/v1/totals", headers=bearer(key))
+
+    body = assert_problem(answer, 500)
+    assert "pool" not in answer.text
+    assert body["type"].endswith("/internal")

@@ -9,8 +9,9 @@ OpenAPI document through `AUTH_RESPONSES`.
 
 A verified key is cached in memory for `KEY_CACHE_S` seconds (keyed by a hash of the
 presented token, never the token): a revocation takes effect within that time on each
-process. Rate limits are counted per process, in memory, over a moving window; with several
-replicas each enforces its own share.
+process, and a key's `last_used_at` is written at most once per that time per process.
+Rate limits are counted per process, in memory, over a moving window: with several
+replicas each enforces its own limit, so a client may make up to replicas x limit.
 """
 
 from __future__ import annotations
@@ -169,6 +170,14 @@ def new_api(title: str, description: str, *, version: str = "1") -> FastAPI:
         assert isinstance(exc, ProblemError)
         return exc.response
 
+    async def internal_error(_: Request, exc: Exception) -> JSONResponse:
+        # Starlette logs the exception after this answer; its message may quote the
+        # request, so the answer does not repeat it.
+        return problem(
+            500, "Internal error", "the server failed to answer; try again later", slug="internal"
+        )
+
+    api.add_exception_handler(Exception, internal_error)
     api.add_exception_handler(StarletteHTTPException, http_error)
     api.add_exception_handler(ProblemError, problem_error)
 
@@ -212,9 +221,12 @@ def add_schemas(api: FastAPI, schemas: dict[str, Any]) -> None:
 
 
 def client_address(request: Request) -> str:
-    """The address of the socket peer. X-Forwarded-For is not trusted: behind a proxy this
-    is the proxy's address unless the server is explicitly told to trust that proxy (uvicorn
-    `forwarded_allow_ips`), which then rewrites the peer address before we see it."""
+    """The address of the socket peer. X-Forwarded-For is never trusted by default
+    (`helpline run` serves with uvicorn's proxy headers off), since any client can send it.
+    Behind a reverse proxy every client therefore shares the proxy's address; trusting a
+    proxy must be configured explicitly (uvicorn's `proxy_headers` with
+    `forwarded_allow_ips` naming only that proxy), which rewrites the peer address before
+    this reads it."""
     return request.client.host if request.client is not None else "unknown"
 
 
