@@ -46,7 +46,7 @@ def create_app(settings: Settings) -> AsgiFastStream:
         depends_on=[db.ready],
     )
     return wiring.app(
-        routes=build_form_routes(wiring.broker, db),
+        routes=build_form_routes(wiring.broker, db, settings),
         api=build_api(wiring.broker, db, Access(db, settings)),
         checks={"database": db.ready},
         on_startup=[db.open],
