@@ -168,7 +168,9 @@ async def test_a_pending_platform_notice_moved_to_the_hotline_is_withdrawn_and_r
     assert len({o.event_id for o in told}) == 4
     assert {o.route for o in told if o.escalation_id != old} == {"hotline"}
     acts = await activity(stack, old)
-    assert [(a.kind, a.result) for a in acts] == [("submit", "ok"), ("withdrawal", "ok")]
+    # The notice, any status checks made before the override, then the withdrawal.
+    assert (acts[0].kind, acts[-1].kind, acts[-1].result) == ("submit", "withdrawal", "ok")
+    assert {a.kind for a in acts[1:-1]} <= {"status"}
 
     # Both decisions redelivered: nothing moves, nothing is sent or told again.
     await stack.publish(CASES_TRIAGED.name, first.case_id, first)
@@ -317,3 +319,42 @@ async def test_a_more_urgent_override_on_the_same_route_raises_a_waiting_notice(
         "SELECT * FROM escalator.escalation_cases WHERE case_id = $1", first.case_id
     )
     assert (link["escalation_id"], link["unlinked_at"]) == (marker_id(first), None)
+
+
+async def test_content_reported_again_after_its_withdrawal_is_escalated_again(
+    db: Database,
+) -> None:
+    url = "https://www.tiktok.com/@g/video/700007"
+    first = decision(url, "tiktok", "platform")
+    await apply(db, first)
+    await apply(db, to_hotline(first))  # cancelled before it was sent
+    later = decision(url, "tiktok", "platform")
+    told = await apply(db, later)
+    esc = await db.pool.fetchrow(
+        "SELECT * FROM escalator.escalations WHERE escalation_id = $1", marker_id(first)
+    )
+    assert (esc["state"], esc["linked_cases"], esc["withdraw_requested_at"]) == ("queued", 1, None)
+    # The new case hears the content's history so far; the notice goes out for it.
+    assert [o.state for o in told if o.case_id == later.case_id] == ["withdrawn"]
+    # Sent and withdrawn at the platform: a person decides, nothing is re-sent by itself.
+    await db.pool.execute(
+        """UPDATE escalator.escalations SET state = 'withdrawn', platform_reference = 'TT-9',
+               withdraw_requested_at = now()
+           WHERE escalation_id = $1""",
+        marker_id(first),
+    )
+    third = decision(url, "tiktok", "platform")
+    told = await apply(db, third)
+    esc = await db.pool.fetchrow(
+        "SELECT * FROM escalator.escalations WHERE escalation_id = $1", marker_id(first)
+    )
+    assert (esc["state"], esc["platform_reference"], esc["linked_cases"]) == (
+        "needs_manual",
+        "TT-9",
+        2,
+    )
+    reopened = [
+        o for o in told if o.state == "needs_manual" and o.escalation_id == marker_id(first)
+    ]
+    assert {o.case_id for o in reopened} == {later.case_id, third.case_id}
+    assert all(o.reason and o.reason.startswith("reported again after") for o in reopened)

@@ -167,14 +167,26 @@ async def _insert_escalations(conn: Conn, contents: list[Content]) -> list[Any]:
     )
 
 
-async def _join_existing(conn: Conn, contents: list[Content]) -> None:
+REPORTED_AGAIN = (
+    "reported again after its notice was withdrawn (a re-triage had moved its last case "
+    "away): a practitioner decides whether to notify the platform again"
+)
+
+
+async def _join_existing(conn: Conn, contents: list[Content]) -> list[Any]:
     """Add new cases to escalations that exist already: lock them (in id order), count the
-    cases, and raise urgency and harm types of those still waiting to be sent."""
+    cases, and raise urgency and harm types of those still waiting to be sent.
+
+    An escalation withdrawn after a re-triage moved its last case away is reopened by a
+    new case: queued again if nothing had reached the platform (its notice was cancelled
+    before it was sent), else handed to a person (never re-sent automatically); a
+    hotline one waits for the hotline worker again. Returns the reopened rows."""
     cs = sorted(contents, key=lambda c: c.escalation_id)
     current = {
         r["escalation_id"]: r
         for r in await conn.fetch(
-            """SELECT escalation_id, state, harm_types, urgency, dsa_category, reason_code
+            """SELECT escalation_id, state, harm_types, urgency, dsa_category, reason_code,
+                      route, platform_reference
                FROM escalator.escalations WHERE escalation_id = ANY($1::uuid[])
                ORDER BY escalation_id FOR UPDATE""",
             [c.escalation_id for c in cs],
@@ -182,7 +194,7 @@ async def _join_existing(conn: Conn, contents: list[Content]) -> None:
     }
     for c in cs:
         row = current[c.escalation_id]
-        if row["state"] not in WAITING:
+        if row["state"] not in (*WAITING, "withdrawn"):
             c.harm_types, c.urgency = list(row["harm_types"]), row["urgency"]
             c.dsa_category, c.reason_code = row["dsa_category"], row["reason_code"]
             continue
@@ -211,6 +223,35 @@ async def _join_existing(conn: Conn, contents: list[Content]) -> None:
         [c.dsa_category for c in cs],
         [c.reason_code for c in cs],
         [c.due_at for c in cs],
+    )
+    withdrawn = [eid for eid, r in current.items() if r["state"] == "withdrawn"]
+    if not withdrawn:
+        return []
+    return list(
+        await conn.fetch(
+            """
+            UPDATE escalator.escalations e
+            SET state = CASE WHEN e.route = 'platform' AND e.platform_reference IS NULL
+                             THEN 'queued' ELSE 'needs_manual' END,
+                reason = CASE WHEN e.route = 'platform' AND e.platform_reference IS NULL
+                              THEN NULL
+                              WHEN e.route = 'hotline' AND e.platform_reference IS NULL
+                              THEN $2
+                              WHEN e.platform_reference IS NULL THEN $3
+                              ELSE $4 END,
+                withdraw_requested_at = NULL, claimed_at = NULL, next_action_at = now(),
+                updated_at = now(),
+                linked_cases = (SELECT count(*) FROM escalator.escalation_cases l
+                                WHERE l.escalation_id = e.escalation_id
+                                  AND l.unlinked_at IS NULL)
+            WHERE e.escalation_id = ANY($1::uuid[])
+            RETURNING e.*
+            """,
+            withdrawn,
+            HOTLINE_REASON,
+            MANUAL_REASONS["manual"],
+            REPORTED_AGAIN,
+        )
     )
 
 
@@ -264,8 +305,9 @@ async def link_cases(
     new_ids = {r["escalation_id"] for r in opened}
     joined = [c for eid, c in contents.items() if eid not in new_ids]
     outcomes: list[OutgoingMessage] = []
+    reopened: list[Any] = []
     if joined:
-        await _join_existing(conn, joined)
+        reopened = await _join_existing(conn, joined)
         outcomes += await catch_up(conn, [link for c in joined for link in c.links])
     now = utcnow()
     outcomes += await announce(
@@ -274,6 +316,19 @@ async def link_cases(
             Reached(r["escalation_id"], "needs_manual", 0, now, reason=r["reason"])
             for r in opened
             if r["state"] == "needs_manual"
+        ]
+        + [
+            Reached(
+                r["escalation_id"],
+                "needs_manual",
+                r["attempts"],
+                now,
+                reference=r["platform_reference"],
+                reason=r["reason"],
+                occurrence=f"reopened-{now.isoformat()}",
+            )
+            for r in reopened
+            if r["state"] == "needs_manual"
         ],
     )
-    return Linked(opened, outcomes)
+    return Linked([*opened, *reopened], outcomes)
