@@ -119,7 +119,8 @@ async def run_dev(settings: Settings) -> int:
             f"  simulator   {stack.url('simulator')}  (GET /_sim/stats)\n"
             f"  logs        {log_dir}/\n"
             "Publish a report: helpline publish examples/report.json\n"
-            "Every API needs the key below: send 'Authorization: Bearer <key>'\n"
+            "Every API needs a key: send 'Authorization: Bearer <key>' with the dev key below\n"
+            "(every scope; it submits reports for source dev). More: helpline keys create\n"
             "Ctrl-C stops everything.",
             flush=True,
         )
