@@ -137,20 +137,26 @@ class _Server(uvicorn.Server):
                 loop.remove_signal_handler(sig)
 
 
-async def serve(app: Any, settings: Settings, port: int) -> None:
-    """Serve `app` until SIGTERM or SIGINT, then shut down gracefully."""
-    config = uvicorn.Config(
+def server_config(app: Any, settings: Settings, port: int) -> uvicorn.Config:
+    """How `helpline run` serves `app`: uvicorn on `settings.http_host:port`."""
+    return uvicorn.Config(
         app,
         host=settings.http_host,
         port=port,
         lifespan="on",
         log_config=None,
         access_log=False,
-        # X-Forwarded-For is not trusted unless configured: see webapi.client_address.
-        proxy_headers=False,
+        # X-Forwarded-For is trusted only from the proxies named in HELPLINE_TRUSTED_PROXIES
+        # (uvicorn takes the client address from it then): see webapi.client_address.
+        proxy_headers=settings.trusted_proxies is not None,
+        forwarded_allow_ips=settings.trusted_proxies,
         timeout_graceful_shutdown=int(settings.graceful_timeout_s),
     )
-    server = _Server(config)
+
+
+async def serve(app: Any, settings: Settings, port: int) -> None:
+    """Serve `app` until SIGTERM or SIGINT, then shut down gracefully."""
+    server = _Server(server_config(app, settings, port))
     await server.serve()
     if getattr(server, "should_exit", False) and not server.started:
         raise SystemExit(1)

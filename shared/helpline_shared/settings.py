@@ -156,6 +156,12 @@ class Settings(BaseSettings):
     form_rate_limit: str = Field(
         "20/hour", description="Public form submissions one client address may make."
     )
+    trusted_proxies: str | None = Field(
+        None,
+        description="Comma-separated addresses or networks of the reverse proxies (e.g. the "
+        "ingress controller's pod network) whose X-Forwarded-For names the client; unset: "
+        "the header is never trusted, and the client is the socket peer.",
+    )
     session_secret: SecretStr | None = Field(
         None,
         description="Signs practitioners' session cookies and the forms' CSRF tokens. "

@@ -221,12 +221,11 @@ def add_schemas(api: FastAPI, schemas: dict[str, Any]) -> None:
 
 
 def client_address(request: Request) -> str:
-    """The address of the socket peer. X-Forwarded-For is never trusted by default
-    (`helpline run` serves with uvicorn's proxy headers off), since any client can send it.
-    Behind a reverse proxy every client therefore shares the proxy's address; trusting a
-    proxy must be configured explicitly (uvicorn's `proxy_headers` with
-    `forwarded_allow_ips` naming only that proxy), which rewrites the peer address before
-    this reads it."""
+    """The address of the socket peer. X-Forwarded-For is never trusted by default, since
+    any client can send it: behind a reverse proxy every client would share the proxy's
+    address. `HELPLINE_TRUSTED_PROXIES` (the proxies' addresses or networks) makes
+    `helpline run` trust the header from those peers only; uvicorn then rewrites the peer
+    address to the client's before this reads it."""
     return request.client.host if request.client is not None else "unknown"
 
 
