@@ -25,7 +25,7 @@ from helpline_cli.stack import Stack
 from helpline_intake.redaction import redact
 from helpline_shared.events import ReportRejectedV1, case_reference, derive_id
 from helpline_shared.settings import Settings
-from helpline_shared.topics import ALL_TOPICS, REPORTS_REJECTED, REPORTS_SUBMITTED
+from helpline_shared.topics import ALL_TOPICS, CASE_REPORTERS, REPORTS_REJECTED, REPORTS_SUBMITTED
 from tests.conftest import fresh_database
 from tests.helpers import create_key, every_scope_key, keyed_client, read_topic
 from tests.infra import Infra, dedicated_broker
@@ -422,11 +422,12 @@ async def test_publish_command_and_the_confluent_example_reach_cases(
 
 async def test_no_reporter_data_on_other_topics_or_in_any_log(stack: Stack) -> None:
     """After every run above (valid, repeated, conflicting, malformed; Kafka, HTTP, form):
-    reporters' names and emails are on no topic but the submitted one, in no log line."""
+    reporters' names and emails are on no topic but the submitted one and the reporters
+    topic (whose only reader, casework, shows them to practitioners), in no log line."""
     personal = [b"@school.example", b"Reporter ", b"A. Teacher", b"A Teacher", b"a@b.example"]
     servers = stack.settings.kafka_bootstrap_servers
     for topic in ALL_TOPICS:
-        if topic.name == REPORTS_SUBMITTED.name:
+        if topic.name in (REPORTS_SUBMITTED.name, CASE_REPORTERS.name):
             continue
         for r in await read_topic(servers, topic.name):
             carried = [r.key or b"", r.value or b""]
@@ -444,7 +445,7 @@ async def test_no_reporter_data_on_other_topics_or_in_any_log(stack: Stack) -> N
 
 async def test_every_service_stops_cleanly_on_sigterm(stack: Stack) -> None:
     """Last in this module: it stops the stack the tests above used."""
-    for name in ("intake", "triage", "escalator", "metrics", "simulator"):
+    for name in ("intake", "triage", "escalator", "metrics", "casework", "simulator"):
         started = time.monotonic()
         code = await asyncio.to_thread(stack.stop_service, name, 40.0)
         assert code == 0, f"{name} exited with {code}"
