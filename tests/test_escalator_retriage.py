@@ -18,7 +18,7 @@ import pytest
 from faststream.kafka import KafkaBroker
 
 from helpline_escalator.links import link_cases
-from helpline_escalator.retriage import NO_WITHDRAWAL, retriage
+from helpline_escalator.retriage import NO_WITHDRAWAL, Withdrawals, retriage
 from helpline_shared.db import Database
 from helpline_shared.events import CaseTriagedV1, EscalationOutcomeV1, derive_id, utcnow
 from helpline_shared.outbox import Outbox
@@ -358,3 +358,39 @@ async def test_content_reported_again_after_its_withdrawal_is_escalated_again(
     ]
     assert {o.case_id for o in reopened} == {later.case_id, third.case_id}
     assert all(o.reason and o.reason.startswith("reported again after") for o in reopened)
+
+
+async def test_a_case_joining_before_the_withdrawal_keeps_the_notice(db: Database) -> None:
+    url = "https://www.tiktok.com/@h/video/800008"
+    first = decision(url, "tiktok", "platform")
+    await apply(db, first)
+    eid = marker_id(first)
+    await db.pool.execute(
+        """UPDATE escalator.escalations SET state = 'submitted', platform_reference = 'TT-8'
+           WHERE escalation_id = $1""",
+        eid,
+    )
+    await apply(db, to_hotline(first))
+    marked = await db.pool.fetchrow(
+        "SELECT * FROM escalator.escalations WHERE escalation_id = $1", eid
+    )
+    assert (marked["state"], marked["withdraw_requested_at"] is not None) == ("submitted", True)
+    await apply(db, decision(url, "tiktok", "platform"))  # reported again, not withdrawn yet
+    kept = await db.pool.fetchrow(
+        "SELECT * FROM escalator.escalations WHERE escalation_id = $1", eid
+    )
+    assert (kept["state"], kept["withdraw_requested_at"], kept["linked_cases"]) == (
+        "submitted",
+        None,
+        1,
+    )
+    loop = Withdrawals(
+        db,
+        Outbox(db, KafkaBroker(), "escalator"),
+        lambda row: None,
+        lease_s=30,
+        retry_s=1,
+        call_timeout_s=2,
+        idle_s=1,
+    )
+    assert await loop.step() == 0  # nothing left to withdraw

@@ -180,7 +180,9 @@ async def _join_existing(conn: Conn, contents: list[Content]) -> list[Any]:
     An escalation withdrawn after a re-triage moved its last case away is reopened by a
     new case: queued again if nothing had reached the platform (its notice was cancelled
     before it was sent), else handed to a person (never re-sent automatically); a
-    hotline one waits for the hotline worker again. Returns the reopened rows."""
+    hotline one waits for the hotline worker again. A withdrawal requested but not made
+    yet is dropped (see :class:`helpline_escalator.retriage.Withdrawals`). Returns the
+    reopened rows."""
     cs = sorted(contents, key=lambda c: c.escalation_id)
     current = {
         r["escalation_id"]: r
@@ -207,7 +209,14 @@ async def _join_existing(conn: Conn, contents: list[Content]) -> list[Any]:
     await conn.execute(
         """
         UPDATE escalator.escalations e
-        SET linked_cases = e.linked_cases + u.linked, updated_at = now(),
+        SET linked_cases = CASE WHEN e.withdraw_requested_at IS NULL
+                                THEN e.linked_cases + u.linked
+                                -- a re-triage moved cases off it: count those linked now
+                                ELSE greatest(1, (SELECT count(*)
+                                                  FROM escalator.escalation_cases l
+                                                  WHERE l.escalation_id = e.escalation_id
+                                                    AND l.unlinked_at IS NULL)) END,
+            updated_at = now(),
             harm_types = string_to_array(u.harm, ','), urgency = u.urgency,
             dsa_category = u.dsa, reason_code = u.code,
             due_at = LEAST(e.due_at, u.due_at)
@@ -223,6 +232,13 @@ async def _join_existing(conn: Conn, contents: list[Content]) -> list[Any]:
         [c.dsa_category for c in cs],
         [c.reason_code for c in cs],
         [c.due_at for c in cs],
+    )
+    # A withdrawal still pending is dropped: the content has a case again.
+    await conn.execute(
+        """UPDATE escalator.escalations SET withdraw_requested_at = NULL, updated_at = now()
+           WHERE escalation_id = ANY($1::uuid[]) AND state <> 'withdrawn'
+             AND withdraw_requested_at IS NOT NULL""",
+        [c.escalation_id for c in cs],
     )
     withdrawn = [eid for eid, r in current.items() if r["state"] == "withdrawn"]
     if not withdrawn:

@@ -36,7 +36,7 @@ from helpline_escalator.adapters.base import (
     PlatformAdapter,
 )
 from helpline_escalator.commands import NEVER
-from helpline_escalator.links import WAITING, escalation_id
+from helpline_escalator.links import REPORTED_AGAIN, WAITING, escalation_id
 from helpline_escalator.outcomes import Reached, announce
 from helpline_escalator.severity import most_severe_first, orders
 from helpline_shared.db import Conn, Database
@@ -49,6 +49,7 @@ from helpline_shared.outbox import Outbox
 log = get_logger("helpline.escalator.retriage")
 
 NO_WITHDRAWAL = "the platform offers no withdrawal; the notice stands"
+WITHDRAWN = "withdrawn at the platform after a re-triage changed the route"
 
 
 @dataclass
@@ -299,14 +300,16 @@ class Withdrawals:
                             utcnow() + timedelta(seconds=self._retry_s),
                         )
                     else:
-                        mine = await conn.fetchval(
-                            """SELECT 1 FROM escalator.escalations
+                        mine = await conn.fetchrow(
+                            """SELECT withdraw_requested_at FROM escalator.escalations
                                WHERE escalation_id = $1 AND claimed_at = $2 FOR UPDATE""",
                             row["escalation_id"],
                             row["claimed_at"],
                         )
-                        if mine:
+                        if mine and mine["withdraw_requested_at"] is not None:
                             out += await self._withdrawn(conn, row, reason)
+                        elif mine:  # a case reported it again while the call was out
+                            out += await self._rejoined(conn, row, attempt_id, reason)
                     out += await attempt_messages(conn, [attempt_id])
                 await self._outbox.add(conn, out)
             self._outbox.wake()
@@ -351,8 +354,42 @@ class Withdrawals:
                 log.warning("withdrawal failed; trying again later", error=exc.reason)
                 return "retryable", exc.http_status, exc.reason, None
         if done:
-            return "ok", None, None, "withdrawn at the platform after a re-triage changed the route"
+            return "ok", None, None, WITHDRAWN
         return "ok", None, None, NO_WITHDRAWAL
+
+    async def _rejoined(
+        self, conn: Conn, row: Any, attempt_id: uuid.UUID, reason: str
+    ) -> list[OutgoingMessage]:
+        """A case linked to the escalation while its withdrawal was out (the request was
+        dropped): if the platform withdrew the notice a person decides what next, else the
+        notice stands and is chased as before."""
+        if reason != WITHDRAWN:
+            await conn.execute(
+                """UPDATE escalator.escalations
+                   SET claimed_at = NULL, next_action_at = now(), updated_at = now()
+                   WHERE escalation_id = $1""",
+                row["escalation_id"],
+            )
+            return []
+        await conn.execute(
+            """UPDATE escalator.escalations
+               SET state = 'needs_manual', reason = $2, claimed_at = NULL,
+                   next_action_at = $3, updated_at = now()
+               WHERE escalation_id = $1""",
+            row["escalation_id"],
+            REPORTED_AGAIN,
+            NEVER,
+        )
+        again = Reached(
+            row["escalation_id"],
+            "needs_manual",
+            row["attempts"],
+            utcnow(),
+            reference=row["platform_reference"],
+            reason=REPORTED_AGAIN,
+            occurrence=f"rejoined-{attempt_id}",
+        )
+        return await announce(conn, [again])
 
     async def _withdrawn(self, conn: Conn, row: Any, reason: str) -> list[OutgoingMessage]:
         await conn.execute(
