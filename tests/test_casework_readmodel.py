@@ -605,3 +605,27 @@ async def test_an_appeal_needs_a_no_violation_decision(db: Database) -> None:
         practitioner_key(), esc, ActionRequest(action="appeal", note="it is plainly abuse")
     )
     assert (await read(db, case_id)).escalations[0].actions[0].command_id == command_id
+
+
+async def test_followups_count_from_their_activity_after_the_breach(db: Database) -> None:
+    """The breach's outcome says 0 follow-ups; each follow-up sent after it is an activity
+    event, and the case counts those (a refused one is not a follow-up the platform has)."""
+    case_id = uuid.uuid4()
+    tiktok = url_of(case_id, "https://www.tiktok.com/@fake_head", "tiktok")
+    esc = derive_id("esc", case_id, tiktok.url)
+    await apply(
+        db,
+        [
+            opened(case_id, [tiktok.url]),
+            triaged(case_id, [tiktok], due_at=at(1)),
+            outcome(case_id, tiktok, "submitted", 0.5, platform_reference="TT-9"),
+            outcome(case_id, tiktok, "breached", 2, platform_reference="TT-9", followups=0),
+            activity(esc, "followup", 2.1, 1, http_status=201, result="ok"),
+            activity(esc, "followup", 3.1, 2, http_status=201, result="ok"),
+            activity(esc, "followup", 4.1, 3, http_status=503, result="retryable"),
+        ],
+    )
+    (escalation,) = (await read(db, case_id)).escalations
+    assert escalation.state == "breached" and escalation.overdue
+    assert escalation.followups == 2
+    assert [a.kind for a in escalation.attempts] == ["followup"] * 3

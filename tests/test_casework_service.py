@@ -219,8 +219,13 @@ async def test_contacts_only_with_the_practitioner_scope(casework: Casework) -> 
     assert refused.status_code == 403
     assert "a.teacher@school.example" not in refused.text
     assert refused.json()["needed_scope"] == "practitioner"
+    read_only = await fetch_case(casework, case_id, scope="read")
+    assert read_only.json()["reporter"] is None
+    assert "a.teacher@school.example" not in read_only.text
     plain = await fetch_case(casework, case_id, scope="practitioner")
-    assert plain.json()["reporter"] is None  # asked for, never by default
+    assert plain.json()["reporter"]["email"] == "a.teacher@school.example"  # by default
+    left_out = await fetch_case(casework, case_id, scope="practitioner", contacts="false")
+    assert left_out.json()["reporter"] is None
     shown = await fetch_case(casework, case_id, scope="practitioner", contacts="true")
     assert shown.json()["reporter"]["email"] == "a.teacher@school.example"
     # Erased: the details are gone from the case and from casework's table.

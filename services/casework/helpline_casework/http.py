@@ -1,9 +1,9 @@
 """Casework's HTTP API (FastAPI, `/openapi.json`); every path needs an API key.
 
-- `GET /v1/cases/{case_id}` (`read`): the case. `?contacts=true` adds the reporter's
-  contact details and needs the `practitioner` scope (403 otherwise): contacts are asked
-  for, never sent by default, so a practitioner's key does not spread personal data to
-  every screen that shows a case.
+- `GET /v1/cases/{case_id}` (`read`): the case. The reporter's contact details come with
+  it for a key with the `practitioner` scope, never for a `read`-only key;
+  `?contacts=false` leaves them out for a practitioner too (a screen that does not need
+  them), and `?contacts=true` with a key lacking `practitioner` is a 403.
 - `GET /v1/cases?source=S&report_id=R` or `?reference=HL-XXXX-XXXX` (`read`): that case
   (404 if none); otherwise the list filtered by `state`, `urgency`, `platform`, `overdue`,
   `limit` (at most 200) and `offset`, newest first.
@@ -109,12 +109,16 @@ def build_api(db: Database, access: Access, actions: Actions) -> FastAPI:
         case_id: CaseId,
         key: Annotated[KeyInfo, read],
         contacts: Annotated[
-            bool, Query(description="Include the reporter's details (practitioner scope).")
-        ] = False,
+            bool | None,
+            Query(
+                description="The reporter's details: by default included for a "
+                "practitioner key and never for another; true requires practitioner."
+            ),
+        ] = None,
     ) -> CaseView:
-        _check_contacts(key, contacts)
+        with_contacts = _check_contacts(key, contacts)
         async with db.pool.acquire() as conn:
-            case = await queries.get_case(conn, case_id, contacts=contacts)
+            case = await queries.get_case(conn, case_id, contacts=with_contacts)
         if case is None:
             raise _not_found(f"no case {case_id} is known")
         return case
@@ -133,7 +137,7 @@ def build_api(db: Database, access: Access, actions: Actions) -> FastAPI:
         reference: Annotated[
             str | None, Query(max_length=40, pattern=_TEXT, examples=["HL-0A1B-2C3D"])
         ] = None,
-        contacts: bool = False,
+        contacts: bool | None = None,
         state: EscalationState | None = None,
         urgency: Urgency | None = None,
         platform: Annotated[str | None, Query(max_length=100, pattern=_TEXT)] = None,
@@ -141,7 +145,7 @@ def build_api(db: Database, access: Access, actions: Actions) -> FastAPI:
         limit: Annotated[int, Query(ge=1, le=queries.MAX_LIMIT)] = 50,
         offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     ) -> Any:
-        _check_contacts(key, contacts)
+        with_contacts = _check_contacts(key, contacts)
         if (source is None) != (report_id is None):
             raise ProblemError(
                 problem(
@@ -154,7 +158,7 @@ def build_api(db: Database, access: Access, actions: Actions) -> FastAPI:
         async with db.pool.acquire() as conn:
             if source is not None and report_id is not None:
                 case = await queries.find_case(
-                    conn, source=source, report_id=report_id, contacts=contacts
+                    conn, source=source, report_id=report_id, contacts=with_contacts
                 )
                 if case is None:
                     raise _not_found(f"no case is known for report {report_id!r} of {source!r}")
@@ -163,7 +167,7 @@ def build_api(db: Database, access: Access, actions: Actions) -> FastAPI:
                 found = await queries.by_reference(conn, reference)
                 case = None
                 if found is not None:
-                    case = await queries.get_case(conn, found, contacts=contacts)
+                    case = await queries.get_case(conn, found, contacts=with_contacts)
                 if case is None:
                     raise _not_found(f"no case is known with reference {reference!r}")
                 return case
@@ -235,7 +239,10 @@ def build_api(db: Database, access: Access, actions: Actions) -> FastAPI:
     return api
 
 
-def _check_contacts(key: KeyInfo, contacts: bool) -> None:
+def _check_contacts(key: KeyInfo, contacts: bool | None) -> bool:
+    """Whether to include the reporter's details: asked for (or, unasked, the key may)."""
+    if contacts is None:
+        return key.allows("practitioner")
     if contacts and not key.allows("practitioner"):
         raise ProblemError(
             problem(
@@ -248,3 +255,4 @@ def _check_contacts(key: KeyInfo, contacts: bool) -> None:
                 key_id=key.key_id,
             )
         )
+    return contacts

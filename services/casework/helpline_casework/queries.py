@@ -260,7 +260,16 @@ async def _assemble(conn: Conn, row: Any, *, contacts: bool) -> CaseView:
             reason=e["reason"],
             due_at=e["due"],
             overdue=bool(e["overdue"]),
-            followups=e["followups"],
+            # Follow-ups sent so far: each is an activity event; an outcome carries the count
+            # only when a state is reached, so the larger of the two is the latest.
+            followups=max(
+                e["followups"] or 0,
+                sum(
+                    1
+                    for a in attempts[e["escalation_id"]]
+                    if a.kind == "followup" and a.result == "ok"
+                ),
+            ),
             attempts=attempts[e["escalation_id"]],
             actions=sorted(actions[e["escalation_id"]], key=lambda a: a.at),
             states=states[e["escalation_id"]],
