@@ -626,6 +626,7 @@ async def test_followups_count_from_their_activity_after_the_breach(db: Database
         ],
     )
     (escalation,) = (await read(db, case_id)).escalations
-    assert escalation.state == "breached" and escalation.overdue
+    assert escalation.state == "breached"
+    assert escalation.overdue
     assert escalation.followups == 2
     assert [a.kind for a in escalation.attempts] == ["followup"] * 3
