@@ -4,6 +4,7 @@ the packaged evaluation set measured against the aims."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from importlib import resources
@@ -16,9 +17,12 @@ from helpline_triage.evaluate import default_set_path, evaluate, load_set
 from helpline_triage.rules import RuleSet
 
 
-def helpline(*args: str | Path) -> subprocess.CompletedProcess[str]:
+def helpline(
+    *args: str | Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "helpline_cli.main", *map(str, args)],
+        env=env,
         capture_output=True,
         text=True,
         timeout=120,
@@ -36,9 +40,20 @@ def test_check_the_packaged_file() -> None:
     rules = RuleSet.load()
 
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == (
-        f"ok: version {rules.version}, {rules.rule_count} rules, 11 harm types"
-    )
+    assert done.stdout.strip().splitlines() == [
+        f"ok: version {rules.version}, {rules.rule_count} rules, 11 harm types",
+        f"deadline critical: 24 h (rules {rules.version} urgency_levels)",
+        f"deadline high: 72 h (rules {rules.version} urgency_levels)",
+        f"deadline normal: 168 h (rules {rules.version} urgency_levels)",
+    ]
+
+
+def test_check_says_which_deadline_a_setting_overrides() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HELPLINE_")}
+    done = helpline("rules", "check", env={**env, "HELPLINE_DEADLINE_HIGH_S": "30"})
+    assert done.returncode == 0, done.stderr
+    assert "deadline high: 30 s (settings HELPLINE_DEADLINE_HIGH_S)" in done.stdout
+    assert "deadline normal: 168 h (rules" in done.stdout
 
 
 def test_check_a_bad_file_names_the_rule_and_field(tmp_path: Path) -> None:

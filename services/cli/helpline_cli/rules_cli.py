@@ -1,6 +1,7 @@
 """`helpline rules check|eval`: validate a rules file; measure rules on the labelled set.
 
-`check [FILE]` prints "ok: version V, N rules, M harm types" and exits 0, or prints every
+`check [FILE]` prints "ok: version V, N rules, M harm types" and each urgency's decision
+deadline (from the rules, or HELPLINE_DEADLINE_<URGENCY>_S) and exits 0, or prints every
 problem (each naming its rule and field) and exits 1. `eval` prints per-harm-type precision,
 recall, F1 and support, micro-F1 and the urgency confusion table, and with `--baseline` the
 baseline's figures and the deltas; `--check-aims` exits 1 when an aim is not met.
@@ -49,8 +50,14 @@ def _check(path: Path | None) -> int:
     except RulesError as exc:
         print(exc, file=sys.stderr)
         return 1
+    from helpline_shared.settings import load_settings
+    from helpline_triage.deadlines import Deadlines
+
     n_types = len(rules.file.harm_types)
     print(f"ok: version {rules.version}, {rules.rule_count} rules, {n_types} harm types")
+    # The decision deadline each urgency gets now, and whether a setting overrides the rules.
+    for line in Deadlines.from_settings(rules, load_settings()).describe():
+        print(f"deadline {line}")
     return 0
 
 
