@@ -170,17 +170,17 @@ def test_dev_stacks_use_development_credentials_against_the_simulator(
 def test_the_example_platforms_secret_configures_the_hotline(
     no_platform_env: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Against production's gateway the hotline needs real credentials (without them its
-    escalations wait for a person); the escalator's example Secret gives them, and the dev
+    """Against production's gateway the hotline needs real credentials (without them the
+    escalator refuses to start); the escalator's example Secret gives them, and the dev
     stacks use the development ones against the simulator."""
     settings = _production_settings()
     with pytest.raises(ValueError, match=HOTLINE_CREDENTIALS):
-        hotline_settings(settings.platform_base_url, settings.platform_timeout_s)
+        hotline_settings(settings)
     monkeypatch.setenv(HOTLINE_CREDENTIALS, _example("helpline-platforms")[HOTLINE_CREDENTIALS])
-    hotline = hotline_settings(settings.platform_base_url, settings.platform_timeout_s)
+    hotline = hotline_settings(_production_settings())
     assert not hotline.dev_credentials
     assert hotline.base_url == settings.platform_base_url
     monkeypatch.delenv(HOTLINE_CREDENTIALS)
     patch = yaml.safe_load((ROOT / "deploy/overlays/dev/configmap-patch.yaml").read_text())
-    dev = hotline_settings(patch["data"]["HELPLINE_PLATFORM_BASE_URL"], 10.0)
+    dev = hotline_settings(Settings(platform_base_url=patch["data"]["HELPLINE_PLATFORM_BASE_URL"]))
     assert dev.dev_credentials

@@ -183,6 +183,16 @@ class Settings(BaseSettings):
     deadline_scan_interval_s: float = Field(
         30.0, gt=0, description="How often the escalator looks for passed deadlines."
     )
+    hotline_base_url: str | None = Field(
+        None,
+        description="The national hotline's reporting endpoint; unset: HELPLINE_PLATFORM_BASE_URL "
+        "(the simulator plays it in dev).",
+    )
+    hotline_credentials: SecretStr | None = Field(
+        None,
+        description="The hotline's bearer credentials; required unless its endpoint is the "
+        "simulator (the escalator refuses to start without them).",
+    )
     simulator_appeal_overturn_rate: float = Field(
         0.3, ge=0, le=1, description="Share of appeals the simulated platforms overturn."
     )

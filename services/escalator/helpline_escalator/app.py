@@ -57,6 +57,8 @@ def create_app(settings: Settings) -> AsgiFastStream:
     platforms = load_platform_settings(settings)
     if dev := sorted(slug for slug, p in platforms.items() if p.dev_credentials):
         log.warning("platforms use development credentials (simulator endpoint)", platforms=dev)
+    # The national hotline likewise: refused here when it has no credentials for a real one.
+    hotline = hotline_settings(settings)
     wiring = ServiceWiring(
         settings, "escalator", publishes=[ESCALATION_OUTCOMES, ESCALATION_ACTIVITY]
     )
@@ -128,19 +130,12 @@ def create_app(settings: Settings) -> AsgiFastStream:
                 for slug, a in adapters.items()
             }
         )
-        try:
-            hotline = hotline_settings(settings.platform_base_url, settings.platform_timeout_s)
-        except ValueError as exc:
-            log.error(
-                "hotline not configured: hotline escalations wait for a person", error=str(exc)
-            )
-        else:
-            dispatcher.hotline = HotlineWorker(
-                HotlineAdapter(client_for("hotline", hotline.timeout_s, 4), hotline),
-                db,
-                outbox,
-                settings,
-            )
+        dispatcher.hotline = HotlineWorker(
+            HotlineAdapter(client_for("hotline", hotline.timeout_s, 4), hotline),
+            db,
+            outbox,
+            settings,
+        )
         withdrawals.append(
             Withdrawals(
                 db,

@@ -5,16 +5,16 @@ to the platform's notice channel.
 urgency}` answers 201 `{reference, status}` (200 with the same reference when it already
 has a report of that client reference: reporting is idempotent, so an unclear answer is
 simply reported again); `GET {base}/hotline/v1/reports/{reference}` answers its status
-(`received`, then `actioned`). The base URL is `HELPLINE_PLATFORM_BASE_URL` like the
-platforms'; the bearer credentials are `HELPLINE_HOTLINE_CREDENTIALS` (the development
-credentials only against the simulator). The hotline offers no withdrawal: a report
-stands. Credentials go only into request headers.
+(`received`, then `actioned`). The base URL is `HELPLINE_HOTLINE_BASE_URL`, else
+`HELPLINE_PLATFORM_BASE_URL` like the platforms'; the bearer credentials are
+`HELPLINE_HOTLINE_CREDENTIALS` (the development credentials only against the simulator;
+without credentials elsewhere the escalator refuses to start, as for a platform). The
+hotline offers no withdrawal: a report stands. Credentials go only into request headers.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from dataclasses import dataclass
 from typing import ClassVar
@@ -33,6 +33,7 @@ from helpline_escalator.adapters.base import (
 )
 from helpline_escalator.adapters.notice_api import Reply
 from helpline_escalator.platform_settings import is_simulator, url_problem
+from helpline_shared.settings import Settings
 
 CREDENTIALS_ENV = "HELPLINE_HOTLINE_CREDENTIALS"
 SLUG = "hotline"
@@ -50,12 +51,17 @@ class HotlineSettings:
         return self.base_url.rstrip("/") + HotlineAdapter.path
 
 
-def hotline_settings(base_url: str, timeout_s: float) -> HotlineSettings:
+def hotline_settings(settings: Settings) -> HotlineSettings:
     """The hotline's endpoint and credentials; `ValueError` (naming what to set) when no
     credentials are configured for an endpoint other than the simulator."""
+    base_url = settings.hotline_base_url or settings.platform_base_url
+    timeout_s = settings.platform_timeout_s
     if problem := url_problem(base_url):
-        raise ValueError(f"hotline: base URL (HELPLINE_PLATFORM_BASE_URL): {problem}")
-    secret = os.environ.get(CREDENTIALS_ENV)
+        raise ValueError(f"hotline: base URL (HELPLINE_HOTLINE_BASE_URL): {problem}")
+    given = settings.hotline_credentials
+    secret = given.get_secret_value().strip() if given is not None else ""
+    if given is not None and (not secret or "\n" in secret or "\r" in secret):
+        raise ValueError(f"hotline: {CREDENTIALS_ENV} is empty or holds a line break")
     if secret:
         return HotlineSettings(base_url, SecretStr(secret), timeout_s)
     if not is_simulator(base_url):
