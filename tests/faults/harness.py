@@ -392,7 +392,10 @@ async def open_run(
             await migrate(database_url)
         else:
             database_url = await fresh_database(infra, "helpline_faults")
-        ports = {f"HELPLINE_{s.upper()}_PORT": str(free_port()) for s in (*CONSUMERS, "simulator")}
+        ports = {
+            f"HELPLINE_{s.upper()}_PORT": str(free_port())
+            for s in (*CONSUMERS, "casework", "simulator")
+        }
         full_env = {
             **FAULT_ENV,
             **(env or {}),

@@ -26,13 +26,15 @@ from aiokafka import AIOKafkaConsumer
 from helpline_shared.topics import DEAD_LETTERS, REPORTS_REJECTED
 from tests.faults.harness import Position, Run, background_done
 from tests.faults.progress import Check, Summary
+from tests.helpers import every_scope_key, keyed_client
 
 TERMINAL = ("decided", "failed", "needs_manual")
 TAKEDOWNS = ("removed", "disabled", "already_gone")
 
 
 async def _totals(run: Run) -> dict[str, Any] | None:
-    async with httpx.AsyncClient(timeout=10.0) as client:
+    key = await every_scope_key(run.stack.settings.database_url or "")
+    async with keyed_client(key=key, timeout=10.0) as client:
         try:
             r = await client.get(f"{run.stack.url('metrics')}/v1/totals")
             return r.json() if r.status_code == 200 else None
