@@ -18,9 +18,9 @@ escalator's own check is the one that decides.
 from __future__ import annotations
 
 import uuid
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from helpline_shared import cloudevents
 from helpline_shared.apikeys import KeyInfo
@@ -72,8 +72,10 @@ class ActionRequest(BaseModel):
         "decision), advice_only (closes it), or appeal (of a no_violation decision)."
     )
     note: NonEmpty = Field(max_length=4000, description="What happened, in words.")
-    platform_reference: str | None = Field(
-        None, max_length=200, description="The platform's reference (escalated_by_hand only)."
+    platform_reference: Annotated[str, StringConstraints(strip_whitespace=True)] | None = Field(
+        None,
+        max_length=200,
+        description="The platform's reference (escalated_by_hand only); blank is none.",
     )
     decision: Decision | None = Field(
         None, description="The platform's decision (platform_decision only)."

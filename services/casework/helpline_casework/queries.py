@@ -66,7 +66,12 @@ class QueueFilters(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     reason: str | None = Field(
-        None, max_length=200, description="Part of the reason it waits (any letter case)."
+        None,
+        max_length=200,
+        description="Why it waits: `hotline` (the hotline route), `overdue` (its decision "
+        "deadline passed), `manual` (no automated channel, or the machine could not go on), "
+        "`failed`, `needs_manual` or `breached` (its state), or any part of the reason in "
+        "words (any letter case).",
     )
     platform: str | None = Field(None, max_length=100)
     urgency: Urgency | None = None
@@ -394,7 +399,12 @@ SELECT escalation_id, case_id, url, platform, route, state, why, state_since, du
        any_overdue AS overdue, best_rank,
        GREATEST(0, EXTRACT(EPOCH FROM now() - state_since))::bigint AS age_s
 FROM one
-WHERE ($1::text IS NULL OR strpos(lower(why), lower($1)) > 0)
+WHERE ($1::text IS NULL OR strpos(lower(why), lower($1)) > 0
+       OR lower($1) = ANY (ARRAY[
+           state,
+           CASE WHEN route = 'hotline' THEN 'hotline' END,
+           CASE WHEN any_overdue THEN 'overdue' END,
+           CASE WHEN route = 'manual' OR state = 'needs_manual' THEN 'manual' END]))
   AND ($2::text IS NULL OR platform = $2)
   AND ($3::int IS NULL OR best_rank = $3)
   AND ($4::bigint IS NULL OR state_since <= now() - make_interval(secs => $4))

@@ -152,7 +152,7 @@ class AppealDesk:
             conn,
             attempt_id,
             called.attempt_result,
-            http_status=error.http_status if error else None,
+            http_status=called.http_status,
             error=error.reason if error else None,
         )
         # The row is still ours only while it holds the lease this step gave it.

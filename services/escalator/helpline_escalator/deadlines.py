@@ -152,6 +152,13 @@ class Called:
         return "retryable"  # the platform may take it later (or our credentials are fixed)
 
     @property
+    def http_status(self) -> int | None:
+        """The HTTP status the platform answered with, when it answered."""
+        if self.error is not None:
+            return self.error.http_status
+        return self.result.http_status if self.result is not None else None
+
+    @property
     def final(self) -> bool:
         """The platform will not take this call, whenever it is repeated."""
         return isinstance(self.error, PermanentError | NeedsManualError)
@@ -308,7 +315,7 @@ class DeadlineWatch:
             conn,
             attempt_id,
             called.attempt_result,
-            http_status=error.http_status if error else None,
+            http_status=called.http_status,
             error=error.reason if error else None,
         )
 

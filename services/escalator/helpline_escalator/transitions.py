@@ -78,13 +78,19 @@ def after_success(
         return Transition("queued", "ok")
     if result.decision is not None:
         return Transition(
-            "decided", "ok", decision=result.decision, reference=result.reference, announce=True
+            "decided",
+            "ok",
+            decision=result.decision,
+            reference=result.reference,
+            http_status=result.http_status,
+            announce=True,
         )
     return Transition(
         "submitted",
         "ok",
         delay_s=policy.status_delay(status_checks),
         reference=result.reference,
+        http_status=result.http_status,
         announce=kind != "status",  # announced once, when first known
     )
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import abc
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from helpline_shared.events import Decision
@@ -69,10 +69,12 @@ class Notice:
 
 @dataclass(frozen=True)
 class PlatformResult:
-    """What the platform says about a notice: its reference and a decision, once made."""
+    """What the platform says about a notice: its reference and a decision, once made,
+    and the HTTP status of the answer that said so (recorded on the call's attempt)."""
 
     reference: str
     decision: Decision | None = None
+    http_status: int | None = field(default=None, compare=False)  # not what it says
 
 
 class AdapterError(Exception):

@@ -188,7 +188,11 @@ class NoticeApiAdapter(PlatformAdapter):
                 http_status=response.status_code,
                 reference=reference,
             )
-        return PlatformResult(reference=reference, decision=self.decisions[status])
+        return PlatformResult(
+            reference=reference,
+            decision=self.decisions[status],
+            http_status=response.status_code,
+        )
 
     def _is_not_found(self, response: Reply) -> bool:
         try:
