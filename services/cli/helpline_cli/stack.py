@@ -2,8 +2,9 @@
 
 `Stack` brings up (unless configured) the broker and the database, creates the topics,
 migrates, then starts the simulator and the five services with `helpline run`, each in its
-own process, and waits until every one is ready. `stop()` sends SIGTERM and waits for a
-graceful exit before killing.
+own process, and waits until every one is ready. Unless HELPLINE_PLATFORM_BASE_URL is set,
+the services reach the platforms and the hotline at the simulator, on whichever port it
+got. `stop()` sends SIGTERM and waits for a graceful exit before killing.
 """
 
 from __future__ import annotations
@@ -112,6 +113,13 @@ class Stack:
                 # Its port was not chosen: any free one does (see `url`).
                 self.ports[service] = free_port(self.settings.http_host)
                 env = {**self.env, variable: str(self.ports[service])}
+            if service == "simulator" and "HELPLINE_PLATFORM_BASE_URL" not in self.env:
+                # The platforms (and the hotline) are this simulator wherever it listens,
+                # its port chosen or found free, unless the platforms were configured.
+                self.env["HELPLINE_PLATFORM_BASE_URL"] = self.url("simulator")
+                self.settings = self.settings.model_copy(
+                    update={"platform_base_url": self.url("simulator")}
+                )
             self._spawn(service, service, env)
             names.append(service)
             for n in range(2, (replicas or {}).get(service, 1) + 1):

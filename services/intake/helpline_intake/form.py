@@ -12,8 +12,10 @@ No API key is needed; instead, in this order, a POST is:
 - counted against its client address (`settings.form_rate_limit`): past it, a 429 page with
   `Retry-After`, nothing read further, stored or published;
 - refused with a 403 page unless it carries the signed double-submit CSRF token of the
-  `helpline_csrf` cookie (see `websession`): nothing stored or published, and the page
-  offers the form again, filled in, with a fresh token;
+  `helpline_report_csrf` cookie (see `websession`): nothing stored or published, and the
+  page offers the form again, filled in, with a fresh token. The cookie is the form's own,
+  not the practitioners' pages' `helpline_csrf`: cookies ignore ports, so where both are
+  served on one host (as in `helpline dev`) opening one never spoils the other's forms;
 - refused with the form and its errors unless the reporter consented to the privacy notice:
   nothing stored or published (the details of someone who did not consent are not kept);
 - then handed over as `POST /v1/reports` does (a refusal is stored and published on
@@ -47,7 +49,7 @@ from helpline_shared.events import RejectionReason, ReportSubmittedV1, case_refe
 from helpline_shared.service import endpoint
 from helpline_shared.settings import Settings
 from helpline_shared.webapi import RateLimiter, client_address
-from helpline_shared.websession import CSRF_COOKIE, Sessions
+from helpline_shared.websession import Sessions
 
 HARM_CHOICES = [
     ("online_reputation", "Damaging someone's reputation (lies, defamation)"),
@@ -121,6 +123,8 @@ MISSING = {
     "description": "Say what is happening and why it is harmful",
     "urls": "Give at least one link to the content",
 }
+# The form's own CSRF cookie (see the module doc for why not websession.CSRF_COOKIE).
+REPORT_CSRF_COOKIE = "helpline_report_csrf"
 EMPTY_TYPES = {"missing", "string_type", "string_too_short", "too_short"}
 
 
@@ -331,7 +335,7 @@ def build_form_routes(
     def page(body: str, status: int, *, csrf_cookie: str | None = None, **headers: str) -> Response:
         response = HTMLResponse(body, status, headers={**PAGE_HEADERS, **headers})
         if csrf_cookie is not None:
-            response.set_cookie(CSRF_COOKIE, csrf_cookie, **sessions.cookie_kwargs())
+            response.set_cookie(REPORT_CSRF_COOKIE, csrf_cookie, **sessions.cookie_kwargs())
         return response
 
     def fresh_form(status: int, form: Submitted | None = None, **kw: Any) -> Response:
@@ -368,7 +372,7 @@ def build_form_routes(
             )
             return page(html, 429, **{"Retry-After": str(max(1, math.ceil(wait)))})
         body = await read_capped(request)
-        cookie = request.cookies.get(CSRF_COOKIE)
+        cookie = request.cookies.get(REPORT_CSRF_COOKIE)
         if body is None:
             if not cookie:  # not even our cookie: not from our form
                 return refused_csrf(None)
