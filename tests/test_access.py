@@ -6,9 +6,7 @@ public form stay open; sign-in sessions; and `helpline dev`'s kept key."""
 
 from __future__ import annotations
 
-import asyncio
 import stat
-import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -30,7 +28,7 @@ from helpline_shared.db import Database
 from helpline_shared.events import ReportSubmittedV1
 from helpline_shared.kafka import create_topics
 from helpline_shared.settings import Settings
-from helpline_shared.webapi import KEY_CACHE_S, PROBLEM_MEDIA_TYPE, Access
+from helpline_shared.webapi import PROBLEM_MEDIA_TYPE, Access
 from helpline_shared.websession import SESSION_COOKIE, Sessions
 from tests.conftest import fresh_database
 from tests.helpers import bearer, create_key
@@ -162,7 +160,7 @@ async def test_a_revoked_key_is_401(system: Served, endpoint: Endpoint) -> None:
     assert body["reason"] == "invalid or revoked"
 
 
-async def test_revoking_a_key_in_use_takes_effect_within_the_cache_time(system: Served) -> None:
+async def test_revoking_a_key_in_use_takes_effect_at_once(system: Served) -> None:
     endpoint = KEYED[1]
     key = await system.key("read")
     assert (await call(system, endpoint, bearer(key))).status_code == 200
@@ -171,11 +169,7 @@ async def test_revoking_a_key_in_use_takes_effect_within_the_cache_time(system: 
         await apikeys.revoke(conn, key.split("_")[1])
     finally:
         await conn.close()
-    revoked_at = time.monotonic()
 
-    while (await call(system, endpoint, bearer(key))).status_code == 200:
-        assert time.monotonic() - revoked_at < KEY_CACHE_S + 2, "the revoked key still works"
-        await asyncio.sleep(0.5)
     assert_problem(await call(system, endpoint, bearer(key)), 401)
 
 
@@ -344,11 +338,7 @@ async def test_the_dashboard_takes_a_sign_in_session_of_a_live_reader(system: Se
         await apikeys.revoke(conn, key_id)
     finally:
         await conn.close()
-    deadline = time.monotonic() + KEY_CACHE_S + 2
-    while (await dashboard(cookie)).status_code == 200:
-        assert time.monotonic() < deadline, "a revoked key's session still works"
-        await asyncio.sleep(0.5)
-    assert_problem(await dashboard(cookie), 401)
+    assert_problem(await dashboard(cookie), 401)  # at once
 
 
 def test_sessions_and_csrf_tokens_are_signed() -> None:

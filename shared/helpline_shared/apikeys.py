@@ -140,17 +140,26 @@ async def revoke(conn: Conn, key_id: str) -> bool:
 _DUMMY_SALT = bytes(16)
 
 
+LAST_USED_EVERY_S = 60.0  # a key's last use is written at most this often
+
+
 async def verify(conn: Conn, presented: str) -> KeyInfo | None:
-    """The live key `presented` is, with its last use recorded; None for a malformed,
-    unknown, wrong or revoked key. The secret's hash is compared in constant time, and an
-    unknown key id still costs one hash."""
+    """The live key `presented` is, or None for a malformed, unknown, wrong or revoked key;
+    read from the table on each call, so a revocation is seen at once. The secret's hash is
+    compared in constant time, and an unknown key id still costs one hash. Its last use is
+    recorded when the one stored is older than `LAST_USED_EVERY_S` (one write a minute per
+    busy key, not one per request)."""
     match = _KEY.fullmatch(presented.strip())
     if match is None:
         return None
     key_id, secret = match.groups()
     row = await conn.fetchrow(
-        "SELECT secret_salt, secret_hash, revoked_at FROM access.api_keys WHERE key_id = $1",
+        f"""SELECT secret_salt, secret_hash, {_COLUMNS},
+                   last_used_at IS NULL
+                   OR last_used_at < now() - make_interval(secs => $2) AS stale
+            FROM access.api_keys WHERE key_id = $1""",
         key_id,
+        LAST_USED_EVERY_S,
     )
     if row is None:
         hmac.compare_digest(_digest(_DUMMY_SALT, secret), bytes(32))
@@ -159,6 +168,8 @@ async def verify(conn: Conn, presented: str) -> KeyInfo | None:
         return None
     if row["revoked_at"] is not None:
         return None
+    if not row["stale"]:
+        return _info(row)
     used = await conn.fetchrow(
         f"""UPDATE access.api_keys SET last_used_at = now()
             WHERE key_id = $1 AND revoked_at IS NULL RETURNING {_COLUMNS}""",

@@ -5,21 +5,21 @@ this order: the per-client-address rate limit (so guessing keys is limited too),
 check (401 `missing` or `invalid or revoked`, with `WWW-Authenticate: Bearer`), the per-key
 rate limit, and the scope check (403 naming the scope and the key id, never the secret).
 Every refusal is RFC 9457 problem details (`application/problem+json`), declared in the
-OpenAPI document through `AUTH_RESPONSES`.
+OpenAPI document through `AUTH_RESPONSES`. HEAD is answered as GET without the content, so
+it needs the same key and never carries data.
 
-A verified key is cached in memory for `KEY_CACHE_S` seconds (keyed by a hash of the
-presented token, never the token): a revocation takes effect within that time on each
-process, and a key's `last_used_at` is written at most once per that time per process.
+Every request's key is checked against `access.api_keys` (one indexed read), so a
+revocation takes effect on the next request in every process: no process trusts a key it
+has not just read as live. A key's `last_used_at` is written at most once a minute (see
+`apikeys.verify`).
 Rate limits are counted per process, in memory, over a moving window: with several
 replicas each enforces its own limit, so a client may make up to replicas x limit.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
@@ -32,6 +32,7 @@ from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from helpline_shared import apikeys
 from helpline_shared.apikeys import KeyInfo
@@ -41,8 +42,9 @@ from helpline_shared.websession import SESSION_COOKIE, Sessions
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_BASE = "https://helpline.example/problems/"
-KEY_CACHE_S = 5.0  # how long a verified key is trusted without asking the database
-_KEY_CACHE_MAX = 4096
+# How long a verified key is trusted without asking the database: never, so that revoking
+# a key takes effect at once (kept as a name for callers that wait on it).
+KEY_CACHE_S = 0.0
 
 
 class Problem(BaseModel):
@@ -177,6 +179,7 @@ def new_api(title: str, description: str, *, version: str = "1") -> FastAPI:
             500, "Internal error", "the server failed to answer; try again later", slug="internal"
         )
 
+    api.add_middleware(HeadAsGet)
     api.add_exception_handler(Exception, internal_error)
     api.add_exception_handler(StarletteHTTPException, http_error)
     api.add_exception_handler(ProblemError, problem_error)
@@ -204,6 +207,27 @@ def new_api(title: str, description: str, *, version: str = "1") -> FastAPI:
 
     api.openapi = openapi  # type: ignore[method-assign]
     return api
+
+
+class HeadAsGet:
+    """ASGI middleware answering HEAD as GET without the content (RFC 9110 9.3.2), so a
+    keyed GET endpoint asks for its key on HEAD too (401/403 as for GET) and a HEAD never
+    carries a body, whatever the endpoint would have sent."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def without_content(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                message = {**message, "body": b""}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, without_content)
 
 
 def _extra_schemas(api: FastAPI) -> dict[str, Any]:
@@ -278,54 +302,25 @@ class Access:
         self._db = db
         self._settings = settings
         self.limiter = RateLimiter()
-        self._by_token: OrderedDict[bytes, tuple[float, KeyInfo]] = OrderedDict()
-        self._by_id: OrderedDict[str, tuple[float, KeyInfo]] = OrderedDict()
-
-    @staticmethod
-    def _cached(cache: OrderedDict[Any, tuple[float, KeyInfo]], k: Any) -> KeyInfo | None:
-        hit = cache.get(k)
-        if hit is None:
-            return None
-        if hit[0] < time.monotonic():
-            del cache[k]
-            return None
-        return hit[1]
-
-    @staticmethod
-    def _remember(cache: OrderedDict[Any, tuple[float, KeyInfo]], k: Any, info: KeyInfo) -> None:
-        cache[k] = (time.monotonic() + KEY_CACHE_S, info)
-        cache.move_to_end(k)
-        while len(cache) > _KEY_CACHE_MAX:
-            cache.popitem(last=False)
 
     async def verify(self, token: str) -> KeyInfo | None:
-        """The live key `token` is, or None (malformed, unknown, wrong or revoked). A live
-        key is remembered for `KEY_CACHE_S` seconds; refusals are not remembered."""
+        """The live key `token` is, or None (malformed, unknown, wrong or revoked), read
+        from the database on every call so a revoked key is refused at once."""
         if not token.startswith(apikeys.PREFIX):
             return None
-        digest = hashlib.sha256(token.encode("utf-8", "replace")).digest()
-        info = self._cached(self._by_token, digest)
-        if info is not None:
-            return info
         async with self._db.pool.acquire() as conn:
-            info = await apikeys.verify(conn, token)
-        if info is not None:
-            self._remember(self._by_token, digest, info)
-        return info
+            return await apikeys.verify(conn, token)
 
     async def key(self, key_id: str) -> KeyInfo | None:
         """The live (not revoked) key with this id, or None: for sign-in sessions, which
-        hold a key id. Cached like `verify`."""
-        info = self._cached(self._by_id, key_id)
-        if info is not None:
-            return info
+        hold a key id. Read on every call, like `verify`."""
         row = await self._db.pool.fetchrow(
             f"SELECT {_KEY_COLUMNS} FROM access.api_keys WHERE key_id = $1 AND revoked_at IS NULL",
             key_id,
         )
         if row is None:
             return None
-        info = KeyInfo(
+        return KeyInfo(
             key_id=row["key_id"],
             name=row["name"],
             scopes=frozenset(row["scopes"]),
@@ -335,8 +330,6 @@ class Access:
             revoked_at=row["revoked_at"],
             last_used_at=row["last_used_at"],
         )
-        self._remember(self._by_id, key_id, info)
-        return info
 
     def limit_client(self, request: Request) -> None:
         """Count a request against its client address; raises a 429 ProblemError past it."""

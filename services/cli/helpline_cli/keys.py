@@ -2,7 +2,9 @@
 
 `create` prints what it made and then the new key alone on its last line; the key is shown
 this once and cannot be recovered (only its hash is kept). `list` shows every key's id,
-name, scopes, source and times, never a secret or hash. `revoke KEY_ID` stops a key at once.
+name, scopes, source and times, never a secret or hash. `revoke KEY_ID` (or the whole key,
+whose id it reads and prints, never its secret) stops a key at once: every service reads
+the key's row on each request.
 Exit codes: 0 done, 1 no key has this id, 2 bad arguments or no database URL.
 """
 
@@ -28,22 +30,36 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         action="append",
         default=[],
         metavar="SCOPE",
-        help=f"one of {', '.join(apikeys.SCOPES)}; repeat for several",
+        help=f"one of {', '.join(apikeys.SCOPES)}; repeat (or separate with commas) for several",
     )
     create.add_argument("--source", default=None, help="the source a submit key may submit for")
     create.add_argument("--name", default="", help="what the key is for, shown in lists")
     create.add_argument("--by", default=None, help="who creates it (default: the login name)")
     actions.add_parser("list", help="every key, without secrets")
     revoke = actions.add_parser("revoke", help="revoke a key from now on")
-    revoke.add_argument("key_id", metavar="KEY_ID")
+    revoke.add_argument("key_id", metavar="KEY_ID", help="the key's id (or the whole key)")
 
 
 def _when(moment: datetime | None) -> str:
     return "-" if moment is None else moment.isoformat(timespec="seconds")
 
 
+def _scopes(given: list[str]) -> list[str]:
+    """`--scope read --scope practitioner` or `--scope read,practitioner`, spaces ignored."""
+    return [s.strip() for arg in given for s in arg.split(",") if s.strip()]
+
+
+def _key_id(given: str) -> str:
+    """The key id named: the id itself, or taken from a whole key `hk_<id>_<secret>`."""
+    given = given.strip()
+    if given.startswith(apikeys.PREFIX):
+        return given.removeprefix(apikeys.PREFIX).split("_", 1)[0]
+    return given
+
+
 async def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.action == "create":
+        args.scope = _scopes(args.scope)
         try:
             apikeys.check_request(args.scope, args.source)
         except apikeys.KeyRequestError as exc:
@@ -73,10 +89,11 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
                     f"\t{_when(k.last_used_at)}"
                 )
             return 0
-        if await apikeys.revoke(conn, args.key_id):
-            print(f"key {args.key_id} revoked")
+        key_id = _key_id(args.key_id)
+        if await apikeys.revoke(conn, key_id):
+            print(f"key {key_id} revoked")
             return 0
-        print(f"no key {args.key_id}", file=sys.stderr)
+        print(f"no key {key_id}", file=sys.stderr)
         return 1
     finally:
         await conn.close()
