@@ -1,10 +1,11 @@
-"""Every HTTP API against its own OpenAPI document, with schemathesis over a real broker and
-PostgreSQL: for each operation a bounded number of generated requests (with a key of every
-scope), none answered 5xx, and every answer's status code, content type, headers and body
-are ones the document declares.
+"""Every HTTP API (intake, metrics and casework) against its own OpenAPI document, with
+schemathesis over a real broker and PostgreSQL: for each operation a bounded number of
+generated requests (with a key of every scope), both valid ones and ones the document says
+are invalid, none answered 5xx, and every answer's status code, content type, headers and
+body are ones the document declares.
 
 `check_api(url, key)` is the whole check for one served API; call it for any service with
-an `/openapi.json` (casework's is to be added here)."""
+an `/openapi.json`."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -28,14 +30,18 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from helpline_casework import projection
+from helpline_casework.app import create_app as casework_app
 from helpline_intake.app import create_app as intake_app
 from helpline_metrics.app import create_app as metrics_app
+from helpline_shared.db import Database
 from helpline_shared.kafka import create_topics
 from helpline_shared.settings import Settings
 from tests.conftest import fresh_database
 from tests.helpers import bearer, every_scope_key
 from tests.infra import Infra, dedicated_broker
 from tests.served import served
+from tests.test_casework_readmodel import one_case
 
 # The services run in this process's event loop while hypothesis draws in a worker thread;
 # their use of the global `random` (client backoff jitter) changes its state mid-draw, which
@@ -60,7 +66,8 @@ def check_api(
 ) -> dict[str, Counter[int]]:
     """Run schemathesis against the API served at `url` (its `/openapi.json`), sending
     `key`; raises on the first answer that is 5xx or not as documented. Each operation gets
-    `max_examples` requests, drawn from generated data and from the document's examples.
+    `max_examples` requests, drawn from generated data (valid, and invalid as the document
+    says, for the refusals) and from the document's examples.
     With `source`, a JSON body's `source` is set to it, so reports get past the key's source
     binding to validation and publishing. Blocking: call it in a thread when the API is
     served by this process's event loop (and see `pytestmark` above). Returns, per operation
@@ -70,7 +77,9 @@ def check_api(
     for result in schema.get_all_operations():
         operation = result.ok()
         strategy = st.one_of(
-            operation.as_strategy(), *schema.get_strategies_from_examples(operation)
+            operation.as_strategy(),
+            operation.as_strategy(GenerationMode.NEGATIVE),
+            *schema.get_strategies_from_examples(operation),
         )
         if source is not None:
             strategy = strategy.map(lambda case: _with_source(case, source))
@@ -118,8 +127,21 @@ async def apis(infra: Infra, tmp_dir: Path) -> AsyncIterator[tuple[dict[str, str
         )
         await create_topics(config)
         key = await every_scope_key(config.database_url or "", source=SOURCE)
-        async with served(intake_app(config)) as intake, served(metrics_app(config)) as metrics:
-            yield {"intake": intake, "metrics": metrics}, key
+        db = Database(config.database_url or "")
+        await db.open()
+        try:
+            async with db.pool.acquire() as conn:
+                for _ in range(3):  # whole cases for casework to read
+                    async with conn.transaction():
+                        await projection.apply(conn, one_case()[1])
+        finally:
+            await db.close()
+        async with (
+            served(intake_app(config)) as intake,
+            served(metrics_app(config)) as metrics,
+            served(casework_app(config)) as casework,
+        ):
+            yield {"intake": intake, "metrics": metrics, "casework": casework}, key
 
 
 async def test_intake_answers_as_its_document_says(
@@ -148,6 +170,31 @@ async def test_metrics_answers_as_its_document_says(
     assert sorted(checked) == ["GET /dashboard", "GET /v1/report", "GET /v1/totals"]
     assert all(statuses[200] for statuses in checked.values()), checked
     assert time.monotonic() - started < 90
+
+
+async def test_casework_answers_as_its_document_says(
+    apis: tuple[dict[str, str], str],
+) -> None:
+    urls, key = apis
+    started = time.monotonic()
+
+    checked = await asyncio.to_thread(check_api, urls["casework"], key, max_examples=20)
+
+    assert sorted(checked) == [
+        "GET /v1/cases",
+        "GET /v1/cases/{case_id}",
+        "GET /v1/queue",
+        "POST /v1/cases/{case_id}/retriage",
+        "POST /v1/escalations/{escalation_id}/actions",
+    ]
+    assert checked["GET /v1/cases"][200], checked  # the cases stored are listed
+    assert checked["GET /v1/queue"][200], checked
+    for action in (
+        "POST /v1/cases/{case_id}/retriage",
+        "POST /v1/escalations/{escalation_id}/actions",
+    ):
+        assert checked[action][422], checked  # malformed bodies refused as documented
+    assert time.monotonic() - started < 120
 
 
 async def test_the_documents_declare_the_key_and_its_refusals(

@@ -63,12 +63,18 @@ _BAD_QUERY: dict[int | str, dict[str, Any]] = {
     400: problem_response("The query's parameters do not go together.")
 }
 _REFUSED: dict[int | str, dict[str, Any]] = {
+    400: problem_response("The body is not JSON."),
     404: problem_response("No such escalation or case is known."),
     409: problem_response("Its current state does not allow this action."),
-    422: problem_response(
-        "The request is malformed (FastAPI's validation errors), or a field the action "
-        "needs is missing or one it does not take is given (problem details)."
-    ),
+    422: {
+        "description": "The request is malformed (FastAPI's validation errors, "
+        "`application/json`), or a field the action needs is missing or one it does not "
+        "take is given (problem details).",
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/HTTPValidationError"}},
+            **problem_response("")["content"],
+        },
+    },
 }
 
 

@@ -29,6 +29,15 @@ from helpline_shared.webapi import (
 )
 from helpline_shared.websession import Sessions
 
+# What the document states a period and a year look like: a year 0001-9998 (one whose start
+# and end a timestamp can hold), a month 01-12; an empty period is all time. A value that
+# does not match is answered by the handler, a 400 problem with the reason.
+MIN_YEAR, MAX_YEAR = 1, 9998
+_YEAR = r"(000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])"
+PERIOD_PATTERN = rf"^({_YEAR}(-(0[1-9]|1[0-2]))?)?$"
+YEAR_PATTERN = rf"^{_YEAR}$"
+# Query text PostgreSQL can hold (no NUL); longer than any platform or harm type.
+_TEXT = r"^[^\x00]*$"
 BAD_FILTER: dict[int | str, dict[str, Any]] = {
     400: problem_response("A malformed filter or year; the reason is given.")
 }
@@ -58,16 +67,29 @@ def build_api(db: Database, access: Access, sessions: Sessions | None = None) ->
     async def get_totals(
         _: reader,
         period: Annotated[
-            str | None, Query(description="YYYY or YYYY-MM (UTC).", examples=["2024-03"])
+            str | None,
+            Query(
+                description="YYYY or YYYY-MM (UTC).",
+                examples=["2024-03"],
+                json_schema_extra={"pattern": PERIOD_PATTERN},
+            ),
         ] = None,
-        platform: Annotated[str | None, Query(examples=["tiktok"])] = None,
-        harm_type: Annotated[str | None, Query(examples=["impersonation"])] = None,
+        platform: Annotated[
+            str | None, Query(max_length=100, pattern=_TEXT, examples=["tiktok"])
+        ] = None,
+        harm_type: Annotated[
+            str | None, Query(max_length=100, pattern=_TEXT, examples=["impersonation"])
+        ] = None,
     ) -> Any:
         f = Filters(period or None, platform or None, harm_type or None)
+        if period and not period.isascii():
+            return bad_request("period must be YYYY or YYYY-MM in ASCII digits")
         try:
             f.bounds()
         except FilterError as exc:
             return bad_request(str(exc))
+        except (ValueError, OverflowError):  # a year datetime cannot hold, e.g. 0000
+            return bad_request(f"period must fall in the years {MIN_YEAR} to {MAX_YEAR}")
         async with db.pool.acquire() as conn:
             return await totals(conn, f)
 
@@ -90,13 +112,27 @@ def build_api(db: Database, access: Access, sessions: Sessions | None = None) ->
     )
     async def get_report(
         _: reader,
-        year: Annotated[str | None, Query(description="YYYY.", examples=["2024"])] = None,
+        year: Annotated[
+            str,
+            Query(
+                description="YYYY (required).",
+                examples=["2024"],
+                json_schema_extra={"pattern": YEAR_PATTERN},
+            ),
+        ],
         format: Annotated[
-            str, Query(description=f"One of {', '.join(FORMATS)}.", examples=["json"])
+            str,
+            Query(
+                description=f"One of {', '.join(FORMATS)}.",
+                examples=["json"],
+                json_schema_extra={"enum": list(FORMATS)},
+            ),
         ] = "json",
     ) -> Response:
-        if not (year and year.isdigit() and len(year) == 4) or format not in FORMATS:
+        if not (year.isascii() and year.isdigit() and len(year) == 4) or format not in FORMATS:
             return bad_request(f"year=YYYY and format one of {', '.join(FORMATS)} are needed")
+        if not MIN_YEAR <= int(year) <= MAX_YEAR:
+            return bad_request(f"year must fall in {MIN_YEAR} to {MAX_YEAR}")
         async with db.pool.acquire() as conn:
             report = await annual_report(conn, int(year))
         AnnualReport.model_validate(report)  # what the document promises, or a 500
