@@ -171,6 +171,9 @@ async def test_a_pending_platform_notice_moved_to_the_hotline_is_withdrawn_and_r
     # The notice, any status checks made before the override, then the withdrawal.
     assert (acts[0].kind, acts[-1].kind, acts[-1].result) == ("submit", "withdrawal", "ok")
     assert {a.kind for a in acts[1:-1]} <= {"status"}
+    # Each call the platform answered says with which HTTP status.
+    answered = [a.http_status for a in acts]
+    assert [s for s in answered if s is not None and 200 <= s < 300] == answered, answered
 
     # Both decisions redelivered: nothing moves, nothing is sent or told again.
     await stack.publish(CASES_TRIAGED.name, first.case_id, first)

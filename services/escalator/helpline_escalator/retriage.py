@@ -328,8 +328,8 @@ class Withdrawals:
             )
         with bind_event(case_id=row["case_id"], event_id=row["escalation_id"]):
             try:
-                done = await asyncio.wait_for(
-                    adapter.withdraw(row["platform_reference"]), self._call_timeout_s
+                done, status = await asyncio.wait_for(
+                    adapter.withdraw_answered(row["platform_reference"]), self._call_timeout_s
                 )
             except TimeoutError:
                 return "retryable", None, "no answer within the call budget", None
@@ -354,8 +354,8 @@ class Withdrawals:
                 log.warning("withdrawal failed; trying again later", error=exc.reason)
                 return "retryable", exc.http_status, exc.reason, None
         if done:
-            return "ok", None, None, WITHDRAWN
-        return "ok", None, None, NO_WITHDRAWAL
+            return "ok", status, None, WITHDRAWN
+        return "ok", status, None, NO_WITHDRAWAL
 
     async def _rejoined(
         self, conn: Conn, row: Any, attempt_id: uuid.UUID, reason: str

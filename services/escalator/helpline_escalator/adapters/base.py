@@ -199,3 +199,8 @@ class PlatformAdapter(abc.ABC):
         Raises `PermanentError` when the platform refuses (it already decided). This
         default: no withdrawal."""
         return False
+
+    async def withdraw_answered(self, reference: str) -> tuple[bool, int | None]:
+        """`withdraw`, with the HTTP status the platform answered with (None when no call
+        was made), for the call's attempt. This default: `withdraw`'s answer, no status."""
+        return await self.withdraw(reference), None

@@ -343,11 +343,14 @@ class NoticeApiAdapter(PlatformAdapter):
         return self._result(response)
 
     async def withdraw(self, reference: str) -> bool:
+        return (await self.withdraw_answered(reference))[0]
+
+    async def withdraw_answered(self, reference: str) -> tuple[bool, int | None]:
         if not self.settings.withdrawal:
-            return False
+            return False, None
         response = await self._call("POST", self._of(reference, "withdrawal"))
         if response.status_code == 405:  # the platform says it offers none
-            return False
+            return False, 405
         if response.status_code not in (200, 202, 204):
             raise self._refused_after("withdrawal", response)
-        return True
+        return True, response.status_code
