@@ -10,6 +10,7 @@ an `/openapi.json`."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -226,5 +227,13 @@ async def test_the_documents_declare_the_key_and_its_refusals(
         "ReportSubmittedV1",
         "ReportSubmittedV2",
     }
-    v1 = documents["intake"]["components"]["schemas"]["ReportSubmittedV1"]
-    assert "WHATWG" in v1["properties"]["urls"]["items"]["description"]
+    schemas = documents["intake"]["components"]["schemas"]
+    for version in ("ReportSubmittedV1", "ReportSubmittedV2"):
+        url = schemas[version]["properties"]["urls"]["items"]
+        assert "WHATWG" in url["description"], version
+        assert url["maxLength"] == 2048, version  # as the model has it
+        assert url["minLength"] == 1, version
+        for taken in ("https://www.tiktok.com/@a", " HTTP://a.example", "https:a.example"):
+            assert re.search(url["pattern"], taken), (version, taken)
+        for refused in ("ftp://a.example", "a.example", "javascript:alert(1)"):
+            assert not re.search(url["pattern"], refused), (version, refused)

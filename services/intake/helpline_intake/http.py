@@ -137,11 +137,18 @@ def _report_schema() -> dict[str, Any]:
     )
 
 
+# What every URL the model takes starts with (WHATWG also reads `https:host` and
+# `https:\\host`, so no slashes are required); the rest of the rules are in words.
+URL_PATTERN = r"^\s*[Hh][Tt][Tt][Pp][Ss]?:"
+
+
 def _with_url_rules(schema: dict[str, Any]) -> dict[str, Any]:
+    """The report schemas with each URL's rules stated: the model's maxLength, the scheme
+    as a pattern, at least one character, and the whole rule in words."""
     for model in schema.get("$defs", {}).values():
         urls = model.get("properties", {}).get("urls")
         if urls is not None:
-            urls["items"]["description"] = URL_RULES
+            urls["items"].update(description=URL_RULES, pattern=URL_PATTERN, minLength=1)
     return schema
 
 
