@@ -276,3 +276,20 @@ async def test_casework_refuses_malformed_bodies_as_its_document_declares(
                 media_type = answer.headers["content-type"].split(";")[0]
                 assert media_type in declared[status]["content"], (path, status, media_type)
                 assert answer.status_code in (400, 422), answer.text
+
+
+@pytest.mark.parametrize(
+    ("setting", "app"),
+    [
+        ("rate_limit_per_key", intake_app),
+        ("rate_limit_per_client", metrics_app),
+        ("rate_limit_per_key", casework_app),
+    ],
+)
+def test_a_mistyped_rate_limit_stops_the_service_at_start(setting: str, app: Any) -> None:
+    """Not a 500 on every request later: the service is not built, the setting named."""
+    settings = Settings(
+        database_url="postgresql://unused.invalid/helpline", **{setting: "600 a minute"}
+    )
+    with pytest.raises(ValueError, match=f"HELPLINE_{setting.upper()}='600 a minute'"):
+        app(settings)

@@ -266,6 +266,10 @@ class RateLimiter:
             item = self._parsed[limit] = parse(limit)
         return item
 
+    def check(self, limit: str) -> None:
+        """Raises ValueError if `limit` is not in the `limits` notation ("20/hour")."""
+        self._item(limit)
+
     def hit(self, bucket: str, limit: str) -> float | None:
         """Count one request against `bucket` under `limit` ("20/hour"); None if allowed,
         else the seconds until the window lets another request in (it is not counted)."""
@@ -299,9 +303,20 @@ class Access:
     """Checks API keys and rate limits for the endpoints of one service (see module doc)."""
 
     def __init__(self, db: Database, settings: Settings) -> None:
+        """Raises ValueError naming the setting when a rate limit cannot be read, so a
+        service with a mistyped limit stops at start instead of failing every request."""
         self._db = db
         self._settings = settings
         self.limiter = RateLimiter()
+        for name in ("rate_limit_per_key", "rate_limit_per_client"):
+            value = getattr(settings, name)
+            try:
+                self.limiter.check(value)
+            except ValueError:
+                raise ValueError(
+                    f"HELPLINE_{name.upper()}={value!r} is not a rate limit; write it as "
+                    "'600/minute' or '10 per second'"
+                ) from None
 
     async def verify(self, token: str) -> KeyInfo | None:
         """The live key `token` is, or None (malformed, unknown, wrong or revoked), read
