@@ -1,7 +1,9 @@
 """`helpline dev` as a new practitioner meets it, driven in headless Chromium without
 JavaScript: the command run as `make dev` runs it (every service a process, on ports of its
-own, the simulator's included; a real broker and database; short deadlines), its `dev key:`
-line read from its output, and Ctrl-C (SIGINT to the whole process group) stopping it.
+own, the simulator's included; the embedded database it starts; short deadlines), its
+`dev key:` line read from its output, a practitioner's key made in another shell with
+`helpline keys create` and the database line dev printed, and Ctrl-C (SIGINT to the whole
+process group) stopping it.
 
 The issue's "Done when": a report whose URL no adapter takes passes its deadline, the
 practitioner signs in with the dev key, finds it overdue in the queue, records the
@@ -31,7 +33,6 @@ import pytest
 
 from helpline_cli.infra import free_port, port_is_free
 from helpline_cli.stack import SERVICES
-from tests.conftest import fresh_database
 from tests.helpers import keyed_client
 from tests.infra import Infra, dedicated_broker
 from tests.test_e2e import wait_until
@@ -43,12 +44,14 @@ __all__ = ["browser", "shots"]  # module fixtures shared with the pages' own tes
 
 DEADLINE_S = 3  # every urgency's decision deadline, so an escalation is soon overdue
 KEY_LINE = re.compile(r"^dev key: (hk_\S+)$")
+EXPORT_LINE = re.compile(r"^  export HELPLINE_DATABASE_URL='([^']+)'$")
 
 
 @dataclass
 class Dev:
     proc: asyncio.subprocess.Process
     ports: dict[str, int]
+    env: dict[str, str]
     output: list[str] = field(default_factory=list)
     key: str = ""
 
@@ -60,12 +63,16 @@ class Dev:
 async def dev(infra: Infra, tmp_dir: Path) -> AsyncIterator[Dev]:
     with dedicated_broker(infra, tmp_dir) as servers:
         ports = {s: free_port() for s in SERVICES}
-        configured = ("HELPLINE_PLATFORM_BASE_URL", "HELPLINE_HOTLINE_BASE_URL")
+        configured = (  # dev starts the database and finds the platforms itself
+            "HELPLINE_DATABASE_URL",
+            "HELPLINE_PLATFORM_BASE_URL",
+            "HELPLINE_HOTLINE_BASE_URL",
+            "HELPLINE_SESSION_SECRET",  # dev makes and keeps its own
+        )
         env = {k: v for k, v in os.environ.items() if k not in configured}
         env.update(
             {
                 "HELPLINE_KAFKA_BOOTSTRAP_SERVERS": servers,
-                "HELPLINE_DATABASE_URL": await fresh_database(infra, "helpline_review_dev"),
                 "HELPLINE_DATA_DIR": str(tmp_dir / "review-dev-data"),
                 "HELPLINE_SIMULATOR_LATENCY_MS": "5",
                 "HELPLINE_ESCALATION_STATUS_INTERVAL_S": "0.5",
@@ -77,7 +84,6 @@ async def dev(infra: Infra, tmp_dir: Path) -> AsyncIterator[Dev]:
                 **{f"HELPLINE_{s.upper()}_PORT": str(p) for s, p in ports.items()},
             }
         )
-        env.pop("HELPLINE_SESSION_SECRET", None)  # dev makes and keeps its own
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -88,7 +94,7 @@ async def dev(infra: Infra, tmp_dir: Path) -> AsyncIterator[Dev]:
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,  # its own process group, as a terminal's Ctrl-C reaches
         )
-        running = Dev(proc, ports)
+        running = Dev(proc, ports, env)
         key_seen = asyncio.get_running_loop().create_future()
 
         async def drain() -> None:
@@ -117,6 +123,33 @@ async def dev(infra: Infra, tmp_dir: Path) -> AsyncIterator[Dev]:
             await asyncio.wait_for(reader, 10)
 
 
+async def _practitioner_key(dev: Dev, name: str) -> str:
+    """A practitioner's key made as README says, in another shell: `helpline keys create`
+    with only the database line `helpline dev` printed added to the environment."""
+    exports = [m.group(1) for line in dev.output if (m := EXPORT_LINE.match(line))]
+    assert len(exports) == 1, dev.output
+    shell = {k: v for k, v in os.environ.items() if k != "HELPLINE_DATABASE_URL"}
+    made = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "helpline_cli.main",
+        "keys",
+        "create",
+        "--scope",
+        "practitioner",
+        "--name",
+        name,
+        env={**shell, "HELPLINE_DATABASE_URL": exports[0]},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(made.communicate(), 60)
+    assert made.returncode == 0, out.decode()
+    key = out.decode().strip().splitlines()[-1]
+    assert key.startswith("hk_"), out.decode()
+    return key
+
+
 async def _report(dev: Dev, url: str, description: str) -> uuid.UUID:
     tag = secrets.token_hex(4)
     async with keyed_client(dev.url("intake"), dev.key) as client:
@@ -143,11 +176,11 @@ async def _context(browser: Any) -> Any:
     )
 
 
-async def _sign_in(page: Any, dev: Dev) -> None:
+async def _sign_in(page: Any, dev: Dev, key: str) -> None:
     response = await page.goto(f"{dev.url('casework')}/")
     assert response.status == 200
     assert page.url.startswith(f"{dev.url('casework')}/signin")
-    await page.fill("#key", dev.key)
+    await page.fill("#key", key)
     async with page.expect_navigation():
         await page.press("#key", "Enter")  # the keyboard alone signs in
     assert page.url == f"{dev.url('casework')}/queue"
@@ -203,11 +236,13 @@ async def test_done_when_a_practitioner_records_an_overdue_outcome_and_totals_co
         return dict(answer.json())
 
     before = await totals()
+    key = await _practitioner_key(dev, "Sam Practitioner")
     context = await _context(browser)
     page = await context.new_page()
     requested: list[str] = []
     page.on("request", lambda r: requested.append(r.url))
-    await _sign_in(page, dev)
+    await _sign_in(page, dev, key)
+    assert "Sam Practitioner" in await page.inner_text("header")
     row = page.locator(f"table.queue tbody tr[data-case='{case_id}']")
     assert "Overdue" in await row.inner_text()
     await screenshot(page, shots, "review-dev-queue")
@@ -249,7 +284,7 @@ async def test_the_form_and_the_pages_open_side_by_side_refuse_neither(
     await wait_until(queued, 60, "the escalation waiting for a person")
     context = await _context(browser)
     cases = await context.new_page()
-    await _sign_in(cases, dev)
+    await _sign_in(cases, dev, dev.key)
     await cases.goto(f"{dev.url('casework')}/cases/{case_id}")
     report = await context.new_page()  # the public form opened in another tab ...
     await report.goto(f"{dev.url('intake')}/report")

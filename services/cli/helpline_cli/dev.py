@@ -1,7 +1,9 @@
 """`helpline dev`: the whole system on this machine, embedded defaults, one Ctrl-C to stop.
 
 Once up it prints a development API key with every scope (its submit scope bound to the
-source `dev`) on a line of its own, `dev key: hk_...`. The key is kept in
+source `dev`) on a line of its own, `dev key: hk_...`, and, when it started the embedded
+database, the `export HELPLINE_DATABASE_URL=...` line that lets commands in another shell
+(`helpline keys create`, `helpline reporter erase`) reach it. The key is kept in
 `data_dir/dev-key` (mode 0600) and reused while it is live in the database; otherwise a
 new one is made. Unless HELPLINE_SESSION_SECRET is set, the services share a session
 secret kept in `data_dir/session-secret` (0600), so a practitioner's sign-in holds across
@@ -90,6 +92,18 @@ async def dev_key(database_url: str, data_dir: Path) -> str:
     return key
 
 
+def _commands_hint(settings: Settings, database_url: str) -> str:
+    """How another shell's commands (`helpline keys`, `helpline reporter erase`, ...) reach
+    the database this dev stack started, which they otherwise cannot find: the URL to
+    export, printed only when dev started the embedded database (it has no password)."""
+    if settings.database_url is not None or urlsplit(database_url).password:
+        return ""
+    return (
+        "In another shell, commands such as helpline keys need this database:\n"
+        f"  export HELPLINE_DATABASE_URL='{database_url}'\n"
+    )
+
+
 async def run_dev(settings: Settings) -> int:
     log_dir = settings.data_dir / "logs"
     print("helpline dev: starting broker, database, topics, migrations ...", flush=True)
@@ -121,6 +135,7 @@ async def run_dev(settings: Settings) -> int:
             "Publish a report: helpline publish examples/report.json\n"
             "Every API needs a key: send 'Authorization: Bearer <key>' with the dev key below\n"
             "(every scope; it submits reports for source dev). More: helpline keys create\n"
+            f"{_commands_hint(settings, s.database_url or '')}"
             "Ctrl-C stops everything.",
             flush=True,
         )
