@@ -293,3 +293,30 @@ def test_a_mistyped_rate_limit_stops_the_service_at_start(setting: str, app: Any
     )
     with pytest.raises(ValueError, match=f"HELPLINE_{setting.upper()}='600 a minute'"):
         app(settings)
+
+
+async def test_casework_asks_for_the_key_before_reading_a_body(system: System) -> None:
+    """Without a key any body, however malformed or large, is the 401; with one, a body
+    over the limit is a 413 problem and one of another media type a 415 problem."""
+    practitioner = await create_key(system.database_url, "practitioner")
+    paths = [f"/v1/escalations/{CASE}/actions", f"/v1/cases/{CASE}/retriage"]
+    junk = b"{" * (8 * 1024 * 1024)
+    async with httpx.AsyncClient(base_url=system.urls["casework"], timeout=30) as client:
+        for path in paths:
+            for body in (b"{not json", junk):
+                answer = await client.post(
+                    path, content=body, headers={"content-type": "application/json"}
+                )
+                assert assert_problem(answer, 401)["reason"] == "missing", path
+            large = await client.post(
+                path,
+                json={"action": "advice_only", "note": "x" * 70_000},
+                headers=bearer(practitioner),
+            )
+            assert assert_problem(large, 413)["type"].endswith("/too-large"), path
+            typed = await client.post(
+                path,
+                content=b"action=advice_only",
+                headers={**bearer(practitioner), "content-type": "text/plain"},
+            )
+            assert assert_problem(typed, 415)["type"].endswith("/unsupported-media-type")

@@ -14,17 +14,20 @@
   :mod:`helpline_casework.actions`); 404, 409 or 422 problem details when refused.
 - `POST /v1/cases/{case_id}/retriage` (`practitioner`): override the triage decision; 202.
 
-Refusals are RFC 9457 problem details; a malformed path id or query is FastAPI's 422.
+Refusals are RFC 9457 problem details; a malformed path id, query or body is FastAPI's
+422. A POST's body is read only after its key is accepted (a caller without one gets the
+401, whatever it sends) and never past `MAX_BODY_BYTES` (413).
 """
 
 # No `from __future__ import annotations`: FastAPI reads the endpoints' annotations at
 # definition time, and their dependencies name local objects.
 
 import uuid
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import Depends, FastAPI, Path, Query
-from pydantic import BaseModel, Field
+from fastapi import Depends, FastAPI, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from helpline_casework import queries
 from helpline_casework.actions import ActionRefused, ActionRequest, Actions, RetriageRequest
@@ -36,11 +39,14 @@ from helpline_shared.webapi import (
     AUTH_RESPONSES,
     Access,
     ProblemError,
+    add_schemas,
     new_api,
     problem,
     problem_response,
 )
 
+MAX_BODY_BYTES = 64 * 1024  # an action's or a re-triage's JSON, whatever its note holds
+_Body = TypeVar("_Body", bound=BaseModel)
 # Query text that PostgreSQL can hold (no NUL) and a person could have typed.
 _TEXT = r"^[^\x00]*$"
 CaseId = Annotated[uuid.UUID, Path(description="The case's id (a UUID).")]
@@ -63,7 +69,6 @@ _BAD_QUERY: dict[int | str, dict[str, Any]] = {
     400: problem_response("The query's parameters do not go together.")
 }
 _REFUSED: dict[int | str, dict[str, Any]] = {
-    400: problem_response("The body is not JSON."),
     404: problem_response("No such escalation or case is known."),
     409: problem_response("Its current state does not allow this action."),
     422: {
@@ -75,7 +80,53 @@ _REFUSED: dict[int | str, dict[str, Any]] = {
             **problem_response("")["content"],
         },
     },
+    413: problem_response(f"The body is over {MAX_BODY_BYTES} bytes (not read further)."),
+    415: problem_response("The body is declared as something other than JSON."),
 }
+
+
+def _json_body(model: type[BaseModel]) -> dict[str, Any]:
+    """`openapi_extra` declaring `model` as the required JSON body, read by `_body`."""
+    ref = {"$ref": f"#/components/schemas/{model.__name__}"}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": ref}}}}
+
+
+async def _body(request: Request, model: type[_Body]) -> _Body:
+    """The request's JSON body as `model`. Read in the handler, so only once the key was
+    accepted: a caller without one gets its 401 whatever it sends, and no body is read
+    past MAX_BODY_BYTES (413). A body that is not the model is FastAPI's 422, `body` first
+    in each error's `loc`; one declared as another media type is a 415 problem."""
+    media_type = request.headers.get("content-type", "application/json").split(";")[0]
+    if "json" not in media_type.lower():
+        raise ProblemError(
+            problem(
+                415,
+                "Unsupported media type",
+                "send the body as JSON with Content-Type: application/json",
+                slug="unsupported-media-type",
+            )
+        )
+    too_large = ProblemError(
+        problem(
+            413,
+            "Body too large",
+            f"the body may hold at most {MAX_BODY_BYTES} bytes",
+            slug="too-large",
+        )
+    )
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise too_large
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise too_large
+    try:
+        return model.model_validate_json(bytes(body))
+    except ValidationError as exc:
+        errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+        raise RequestValidationError(errors) from None
 
 
 def _not_found(detail: str) -> ProblemError:
@@ -101,6 +152,9 @@ def build_api(db: Database, access: Access, actions: Actions) -> FastAPI:
         "Every case with its triage decisions, escalations, attempts and practitioners' "
         "actions; the queue of escalations waiting for a person; recording actions.",
     )
+    for model in (ActionRequest, RetriageRequest):
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        add_schemas(api, {**schema.pop("$defs", {}), model.__name__: schema})
     read = Depends(access.require("read"))
     practitioner = Depends(access.require("practitioner"))
 
@@ -214,12 +268,14 @@ def build_api(db: Database, access: Access, actions: Actions) -> FastAPI:
         response_model=CommandAccepted,
         responses={**AUTH_RESPONSES, **_REFUSED},
         summary="Record a practitioner's action on an escalation",
+        openapi_extra=_json_body(ActionRequest),
     )
     async def act(
         escalation_id: Annotated[uuid.UUID, Path(description="The escalation's id.")],
-        req: ActionRequest,
+        request: Request,
         key: Annotated[KeyInfo, practitioner],
     ) -> CommandAccepted:
+        req = await _body(request, ActionRequest)
         try:
             command_id = await actions.act(key, escalation_id, req)
         except ActionRefused as exc:
@@ -232,10 +288,12 @@ def build_api(db: Database, access: Access, actions: Actions) -> FastAPI:
         response_model=CommandAccepted,
         responses={**AUTH_RESPONSES, **_REFUSED},
         summary="Override a case's triage decision",
+        openapi_extra=_json_body(RetriageRequest),
     )
     async def retriage(
-        case_id: CaseId, req: RetriageRequest, key: Annotated[KeyInfo, practitioner]
+        case_id: CaseId, request: Request, key: Annotated[KeyInfo, practitioner]
     ) -> CommandAccepted:
+        req = await _body(request, RetriageRequest)
         try:
             command_id = await actions.retriage(key, case_id, req)
         except ActionRefused as exc:
