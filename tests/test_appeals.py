@@ -21,12 +21,14 @@ from faststream.kafka import KafkaBroker
 from helpline_escalator.adapters.base import Notice, PlatformAdapter
 from helpline_escalator.adapters.reddit import RedditAdapter
 from helpline_escalator.adapters.registry import MANUAL_CHANNELS
-from helpline_escalator.appeals import AppealDesk
+from helpline_escalator.appeals import APPEAL_BY_HAND, AppealDesk
+from helpline_escalator.commands import Commands
 from helpline_shared.db import Database
 from helpline_shared.events import (
     TAKEDOWN_DECISIONS,
     EscalationActivityV1,
     EscalationOutcomeV1,
+    PractitionerCommandV1,
     utcnow,
 )
 from helpline_shared.outbox import Outbox
@@ -343,15 +345,48 @@ async def test_an_appeal_that_fails_for_now_is_sent_again(
 
 
 async def test_a_manual_channel_is_appealed_by_hand(db: Database) -> None:
+    """No automated appeal route: the appeal waits for a person (announced `appealed` with
+    who asked, their note and the reason), and the platform's answer a practitioner then
+    records is the appeal's outcome."""
     eid = await decided(db, None, platform="roblox", platform_reference="RBX-1")
+    d = desk(db, {"roblox": MANUAL_CHANNELS["roblox"]()})
 
-    await desk(db, {"roblox": MANUAL_CHANNELS["roblox"]()}).step()
+    await d.step()
 
-    assert await outcomes(db) == []
-    assert (await escalation(db, eid))["appeal_requested_at"] is None
+    (appealed,) = await outcomes(db)
+    assert (appealed.state, appealed.decision) == ("appealed", "no_violation")
+    assert (appealed.actor, appealed.note) == ("key-practitioner-1", NOTE)
+    assert (appealed.reason or "").startswith(APPEAL_BY_HAND)
+    assert (await escalation(db, eid))["state"] == "appealed"
     (by_hand,) = await activity(db)
     assert by_hand.result == "permanent"
     assert "appeal by hand" in (by_hand.error or "")
+    assert await d.step() == 0  # nothing more to ask any platform
+
+    answer = PractitionerCommandV1(
+        command_id=uuid.uuid4(),
+        case_id=appealed.case_id,
+        escalation_id=eid,
+        action="platform_decision",
+        actor="key-practitioner-2",
+        issued_at=utcnow(),
+        note="Roblox's safety team removed it on appeal (email of today).",
+        decision="removed",
+    )
+    commands = Commands(polled=lambda _: False, status_interval_s=1.0)
+    async with db.pool.acquire() as conn, conn.transaction():
+        told, _ = await commands.apply(conn, answer)
+        await Outbox(db, KafkaBroker(), "escalator").add(conn, told)
+    decided_now = (await outcomes(db))[-1]
+    assert (decided_now.state, decided_now.decision, decided_now.overturned) == (
+        "appeal_decided",
+        "removed",
+        True,
+    )
+    assert (decided_now.actor, decided_now.note) == ("key-practitioner-2", answer.note)
+    row = await escalation(db, eid)
+    assert (row["state"], row["appeal_overturned"]) == ("appeal_decided", True)
+    assert await d.step() == 0
 
 
 async def test_an_appeal_waits_while_the_platforms_circuit_is_open(

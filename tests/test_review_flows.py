@@ -22,6 +22,7 @@ from tests.conftest import fresh_database
 from tests.helpers import create_key, keyed_client
 from tests.infra import Infra, dedicated_broker
 from tests.test_casework_e2e import case_when, publish
+from tests.test_e2e import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -207,3 +208,64 @@ async def test_the_queue_filters_by_why_an_escalation_waits(stack: Stack) -> Non
         )
         esc = after["escalations"][0]
         assert (esc["state"], esc["platform_reference"]) == ("submitted", "F-9")
+
+
+async def test_an_appeal_without_an_automated_route_is_made_and_recorded_by_hand(
+    stack: Stack,
+) -> None:
+    tag = secrets.token_hex(4)
+    forum = f"https://forum.example.org/thread/appeal-{tag}"
+    await publish(
+        stack, report(f"ap-{tag}", "A fake account impersonates our head teacher.", [forum])
+    )
+    db_url = stack.settings.database_url or ""
+    practitioner = await create_key(db_url, "practitioner")
+    lookup = {"source": "review-flows", "report_id": f"rf-ap-{tag}"}
+
+    def state_is(*wanted: str) -> Any:
+        def ready(case: dict[str, Any]) -> bool:
+            esc = case["escalations"]
+            return (
+                len(esc) == 1
+                and esc[0]["state"] in wanted
+                and all(a["result"] != "pending" for a in esc[0]["actions"])
+            )
+
+        return ready
+
+    async with (
+        keyed_client(stack.url("casework"), practitioner, timeout=10) as person,
+        keyed_client(stack.url("metrics"), practitioner, timeout=10) as metrics,
+    ):
+        case = await case_when(person, lookup, state_is("needs_manual", "breached"))
+        eid = case["escalations"][0]["escalation_id"]
+        before = (await metrics.get("/v1/totals")).json()
+
+        async def act(body: dict[str, Any], *states: str) -> dict[str, Any]:
+            r = await person.post(f"/v1/escalations/{eid}/actions", json=body)
+            assert r.status_code == 202, r.text
+            return (await case_when(person, lookup, state_is(*states)))["escalations"][0]
+
+        # The forum's moderators said no, by email; the practitioner contests it.
+        no = {"action": "platform_decision", "decision": "no_violation", "note": "they said no"}
+        assert (await act(no, "decided"))["decision"] == "no_violation"
+        appeal = {"action": "appeal", "note": "the account uses the head teacher's photos"}
+        esc = await act(appeal, "appealed")
+        appealed = esc["states"][-1]
+        assert (appealed["state"], appealed["note"]) == ("appealed", appeal["note"])
+        assert "appeal by hand" in (esc["reason"] or "")
+        # It waits for a person to make the appeal and record the answer.
+        queue = (await person.get("/v1/queue", params={"reason": "manual"})).json()
+        assert eid in [q["escalation_id"] for q in queue]
+        answer = {"action": "platform_decision", "decision": "removed", "note": "removed"}
+        esc = await act(answer, "appeal_decided")
+        assert esc["decision"] == "removed"
+        assert [a["result"] for a in esc["actions"]] == ["ok", "ok", "ok"]
+        assert eid not in [q["escalation_id"] for q in (await person.get("/v1/queue")).json()]
+
+        async def counted() -> tuple[bool, Any]:
+            after = (await metrics.get("/v1/totals")).json()
+            moved = tuple(after[k] - before[k] for k in ("appeals", "overturned"))
+            return moved == (1, 1), moved
+
+        await wait_until(counted, 60, "the appeal and its overturn in the totals")

@@ -373,7 +373,8 @@ async def list_cases(conn: Conn, f: CaseFilters) -> list[CaseSummary]:
 
 
 # An escalation waits for a person when the machine cannot go on: it needs manual handling,
-# failed, is overdue with no decision, or goes to the hotline and is not yet closed.
+# failed, is overdue with no decision, goes to the hotline and is not yet closed, or has an
+# appeal to make by hand (no automated appeal route: the escalator's reason says so).
 _QUEUE = """
 WITH waiting AS (
     SELECT s.*,
@@ -388,6 +389,7 @@ WITH waiting AS (
     WHERE s.state IN ('needs_manual', 'failed')
        OR s.overdue
        OR (s.route = 'hotline' AND s.state NOT IN ('decided', 'closed', 'withdrawn'))
+       OR (s.state = 'appealed' AND s.reason LIKE 'no automated appeal route%')
 ), one AS (
     SELECT DISTINCT ON (escalation_id) *,
            min(urgency_rank) OVER (PARTITION BY escalation_id) AS best_rank,
@@ -404,7 +406,8 @@ WHERE ($1::text IS NULL OR strpos(lower(why), lower($1)) > 0
            state,
            CASE WHEN route = 'hotline' THEN 'hotline' END,
            CASE WHEN any_overdue THEN 'overdue' END,
-           CASE WHEN route = 'manual' OR state = 'needs_manual' THEN 'manual' END]))
+           CASE WHEN route = 'manual' OR state = 'needs_manual'
+                     OR why LIKE 'no automated appeal route%' THEN 'manual' END]))
   AND ($2::text IS NULL OR platform = $2)
   AND ($3::int IS NULL OR best_rank = $3)
   AND ($4::bigint IS NULL OR state_since <= now() - make_interval(secs => $4))

@@ -15,8 +15,12 @@ actor and the note; see :mod:`helpline_escalator.commands`). This loop then:
 
 Promises: `appealed` and `appeal_decided` are each announced once per escalation, to every
 linked case, in the transaction that stores the state (the outbox). A platform that refuses
-the appeal, or has no appeal route (a manual channel), ends the request without a state:
-the activity event says why, and a practitioner may ask again or act by hand. Calls that
+the appeal ends the request without a state: the activity event says why, and a
+practitioner may ask again. One with no automated appeal route (a manual channel, or no
+appeal route configured) is announced `appealed` with a reason beginning
+`APPEAL_BY_HAND`: it waits in the practitioners' queue for a person to appeal by hand and
+record the platform's answer (a `platform_decision`, taken as the appeal's outcome: see
+:mod:`helpline_escalator.commands`). Calls that
 fail for a while are retried (Retry-After honoured). Rows are claimed with `FOR UPDATE SKIP
 LOCKED` and held for the claim lease while their call is out, so several escalator
 processes never send one appeal twice at once; a process that dies mid-call leaves the
@@ -32,6 +36,7 @@ from typing import Any
 
 from helpline_escalator.activity import finish_attempt, start_attempt
 from helpline_escalator.adapters.base import NeedsManualError, PlatformAdapter
+from helpline_escalator.commands import NEVER
 from helpline_escalator.deadlines import (
     AdapterFor,
     Called,
@@ -51,6 +56,9 @@ from helpline_shared.outbox import Outbox
 from helpline_shared.settings import Settings
 
 log = get_logger("helpline.escalator.appeals")
+
+# How an appeal that waits for a person is announced (`appealed`): its reason begins so.
+APPEAL_BY_HAND = "no automated appeal route, appeal by hand"
 
 _CLAIM = """
 WITH due AS (
@@ -162,7 +170,13 @@ class AppealDesk:
         )
         if await conn.fetchval(still_ours, eid, row["appeal_next_at"]) is None:
             return messages
-        if called.final:  # refused, or no appeal route: the request ends here
+        if (
+            isinstance(called.error, NeedsManualError)
+            and row["appeal_reference"] is None
+            and row["state"] == "decided"
+        ):  # no automated appeal route: a person appeals, then records the answer
+            return messages + await self._by_hand(conn, row, called.error.reason)
+        if called.final:  # refused by the platform: the request ends here
             await conn.execute(
                 """UPDATE escalator.escalations
                    SET appeal_requested_at = NULL, appeal_next_at = NULL, updated_at = now()
@@ -239,6 +253,35 @@ class AppealDesk:
             with bind_event(case_id=row["case_id"], event_id=eid):
                 log.info("appeal decided", platform=row["platform"], overturned=overturned)
         return messages + await announce(conn, reached)
+
+    @staticmethod
+    async def _by_hand(conn: Conn, row: Any, why: str) -> list[OutgoingMessage]:
+        """`appealed`, waiting for a person to appeal by hand and record the platform's
+        answer (a `platform_decision`, which the commands take as the appeal's outcome);
+        the loop never claims it again."""
+        contested = row["appealed_decision"] or row["decision"]
+        await conn.execute(
+            """UPDATE escalator.escalations
+               SET state = 'appealed', appealed_decision = $2, appeal_next_at = $3,
+                   updated_at = now()
+               WHERE escalation_id = $1""",
+            row["escalation_id"],
+            contested,
+            NEVER,
+        )
+        reached = Reached(
+            row["escalation_id"],
+            "appealed",
+            row["attempts"],
+            utcnow(),
+            decision=contested,
+            reference=row["platform_reference"],
+            reason=f"{APPEAL_BY_HAND}: {why}; record the platform's answer as its decision",
+            actor=row["appeal_actor"],
+            note=row["appeal_note"],
+            followups=row["followups"],
+        )
+        return await announce(conn, [reached])
 
     @staticmethod
     async def _again_in(conn: Conn, eid: uuid.UUID, delay_s: float, *, checked: bool) -> None:

@@ -10,6 +10,10 @@ Promises:
   `platform_decision` and `advice_only` on any open one; `appeal` on one decided
   `no_violation` and not appealed yet; never on an unknown escalation or one the
   command's case is not linked to.
+- `platform_decision` on an `appealed` escalation is the appeal's answer, as the platform
+  gave it to a person (an appeal made by hand, or one the platform answered by email):
+  `appeal_decided` with the decision and whether it overturned the one contested, and the
+  appeal loop asks the platform nothing more.
 - Every action applied is an activity event (actor, action, note, command id, result ok)
   and, except `appeal` (the appeal loop announces `appealed`), an outcome event for every
   case linked to the escalation, with the practitioner's key id and note.
@@ -176,6 +180,8 @@ class Commands:
                     f"failed; this one is {state}"
                 )
             return await self._by_hand(conn, command, row)
+        if command.action == "platform_decision" and state == "appealed":
+            return await self._appeal_answered(conn, command, row), False
         if state in CLOSED_ROW_STATES:
             raise RefusedError(f"the escalation is already {state}")
         if command.action == "platform_decision":
@@ -205,6 +211,38 @@ class Commands:
             occurrence=await _occurrence(conn, row["escalation_id"], new_state, command),
         )
         return reached, False
+
+    async def _appeal_answered(
+        self, conn: Conn, command: PractitionerCommandV1, row: Any
+    ) -> Reached:
+        contested = row["appealed_decision"] or row["decision"]
+        overturned = command.decision != contested
+        await conn.execute(
+            """UPDATE escalator.escalations
+               SET state = 'appeal_decided', decision = $2, appeal_decision = $2,
+                   appeal_overturned = $3, appeal_decided_at = now(), appeal_next_at = NULL,
+                   updated_at = now()
+               WHERE escalation_id = $1""",
+            row["escalation_id"],
+            command.decision,
+            overturned,
+        )
+        return Reached(
+            row["escalation_id"],
+            "appeal_decided",
+            row["attempts"],
+            utcnow(),
+            decision=command.decision,
+            reference=row["platform_reference"],
+            reason="the appeal "
+            + ("overturned the decision" if overturned else "upheld the decision")
+            + ", recorded by a practitioner",
+            actor=command.actor,
+            note=command.note,
+            overturned=overturned,
+            followups=row["followups"],
+            occurrence=await _occurrence(conn, row["escalation_id"], "appeal_decided", command),
+        )
 
     async def _by_hand(
         self, conn: Conn, command: PractitionerCommandV1, row: Any
