@@ -1,18 +1,24 @@
-"""The public report form's pages read in order by a screen reader, in headless Chromium
-without JavaScript against intake on the real broker and database: every page the form can
-answer (the form, its errors, a refused security check, the thank-you page) has one h1,
-headings that never skip a level from the top, a label on every control, error links that
-lead to their field, and described-by ids that exist; the 999 notice stays first."""
+"""The public report form's errors in a person's words, and its pages read in order by a
+screen reader, in headless Chromium without JavaScript against intake on the real broker and
+database: every page the form can answer (the form, its errors, a refused security check,
+the thank-you page) has one h1, headings that never skip a level from the top, a label on
+every control, error links that lead to their field, and described-by ids that exist; the
+999 notice stays first. Over HTTP, what a person can get wrong (a link copied without
+https://, a description or a list of links too long) is answered in words saying what to
+do, never the validator's."""
 
 from __future__ import annotations
 
+import html
+import re
 import secrets
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
-from tests.test_report_form import LAPTOP, PHONE, browser, intake, screenshots
+from tests.test_report_form import LAPTOP, PHONE, browser, form_tokens, intake, screenshots
 
 pytestmark = pytest.mark.e2e
 
@@ -99,3 +105,48 @@ async def test_every_page_of_the_form_reads_in_order(intake: Any, browser: Any) 
         await _read_in_order(page, "form-thanks", folder)
     finally:
         await context.close()
+
+
+VALIDATOR_WORDS = re.compile(r"(String|List|Input|Value) should|after validation|urls\.\d")
+
+
+async def _errors(intake: Any, **fields: str) -> list[str]:
+    """The error summary's lines after posting the form with `fields`, checked: 422, and
+    nothing in the validator's words."""
+    typed = {
+        "name": "Imogen Ashdown",
+        "email": "dsl@oakfield-school.example",
+        "description": "A fake account of our head teacher mocks pupils.",
+        "urls": "https://www.tiktok.com/@fake_head/video/1",
+        **fields,
+    }
+    async with httpx.AsyncClient(base_url=intake.url) as http:
+        answer = await http.post("/report", data={**await form_tokens(http), **typed})
+    assert answer.status_code == 422, answer.text
+    summary = answer.text.split('class="error-summary"', 1)[1].split("</ul>", 1)[0]
+    lines = [html.unescape(li) for li in re.findall(r'<a href="#[^"]+">([^<]+)</a>', summary)]
+    assert lines, summary
+    for line in lines:
+        assert not VALIDATOR_WORDS.search(line), line
+    return lines
+
+
+async def test_what_a_person_gets_wrong_is_named_in_words_saying_what_to_do(
+    intake: Any,
+) -> None:
+    links = "https://www.tiktok.com/@fake_head/video/1\n\nwww.tiktok.com/@fake_head/video/2"
+    assert await _errors(intake, urls=links) == [
+        "Links to the content, line 3: This link must start with https:// (copy it from "
+        "the browser's address bar or the app's share button)"
+    ]
+    assert await _errors(intake, description="x" * 10_001) == [
+        "What is happening: Shorten this to 10,000 characters or fewer (it has 10,001)"
+    ]
+    many = "\n".join(f"https://www.tiktok.com/@fake_head/video/{n}" for n in range(51))
+    assert await _errors(intake, urls=many) == [
+        "Links to the content: Send at most 50 links in one report, and the others in "
+        "another report"
+    ]
+    assert await _errors(intake, child_affected="perhaps") == [  # not one of the answers
+        "Is a child affected: Choose one of the answers shown"
+    ]

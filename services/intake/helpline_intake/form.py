@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -126,6 +127,8 @@ MISSING = {
 # The form's own CSRF cookie (see the module doc for why not websession.CSRF_COOKIE).
 REPORT_CSRF_COOKIE = "helpline_report_csrf"
 EMPTY_TYPES = {"missing", "string_type", "string_too_short", "too_short"}
+# A choice the form offers, sent as something else (only a crafted POST does that).
+CHOICE_TYPES = {"literal_error", "enum", "bool_parsing", "bool_type"}
 
 
 @dataclass(frozen=True)
@@ -191,8 +194,11 @@ def to_report(fields: dict[str, list[str]]) -> bytes:
     return json.dumps(report).encode()
 
 
-def _person_message(reason: RejectionReason, form_field: str) -> str:
+def _person_message(reason: RejectionReason, form_field: str, typed: str | None) -> str:
+    """The reason as a person reads it, `typed` being what they typed in the field (for a
+    link, its line). Never the validator's own wording when a person can cause it."""
     message = reason.message.removeprefix("Value error, ")
+    limit = re.search(r"at most (\d+)", message)
     if reason.type in EMPTY_TYPES and form_field in MISSING:
         return MISSING[form_field]
     if form_field == "email":
@@ -201,8 +207,22 @@ def _person_message(reason: RejectionReason, form_field: str) -> str:
         return "Enter the date as shown, for example 18/11/2026"
     if reason.loc == "prior_report":
         return "You answered No: answer Yes, or leave the date, answer and reference empty"
+    if form_field == "urls" and typed is not None and "://" not in typed:
+        return (
+            "This link must start with https:// (copy it from the browser's address bar "
+            "or the app's share button)"
+        )
+    if reason.type == "too_long" and form_field == "urls" and limit:
+        return (
+            f"Send at most {limit.group(1)} links in one report, and the others in another report"
+        )
+    if reason.type == "string_too_long" and limit:
+        has = f" (it has {len(typed):,})" if typed is not None else ""
+        return f"Shorten this to {int(limit.group(1)):,} characters or fewer{has}"
     if form_field == "urls" and message.split(" ", 1)[0] in ("is", "must", "has"):
         return f"This link {message}"  # the reason never repeats the link itself
+    if reason.type in CHOICE_TYPES:
+        return "Choose one of the answers shown"
     if reason.type == "conflict":
         return (
             "This form was already sent with other details. Open the form again to send "
@@ -213,8 +233,9 @@ def _person_message(reason: RejectionReason, form_field: str) -> str:
 
 def field_errors(reasons: list[RejectionReason], form: Submitted) -> list[FieldError]:
     """Each reason in words: which field (by its label, a link by its line), and what to do.
-    Never a path such as `urls.0`."""
+    Never a path such as `urls.0`, nor the validator's wording for what a person typed."""
     out: list[FieldError] = []
+    lines = (form.fields.get("urls") or [""])[0].splitlines()
     for reason in reasons:
         parts = reason.loc.split(".")
         line = None
@@ -222,10 +243,14 @@ def field_errors(reasons: list[RejectionReason], form: Submitted) -> list[FieldE
             line, parts = int(parts[1]), parts[:1]
         loc = ".".join(parts)
         name = LOC_FIELDS.get(loc) or LOC_FIELDS.get(parts[0], "")
-        message = _person_message(reason, name)
         label = LABELS[name]
-        if name == "urls" and line is not None and line < len(form.url_lines):
-            label = f"{label}, line {form.url_lines[line]}"
+        typed = form.one(name) if name else None
+        if name == "urls":
+            typed = None
+            if line is not None and line < len(form.url_lines):
+                label = f"{label}, line {form.url_lines[line]}"
+                typed = lines[form.url_lines[line] - 1].strip()
+        message = _person_message(reason, name, typed)
         out.append(FieldError(name, f"{label}: {message}", message))
     return out
 
