@@ -320,3 +320,46 @@ async def test_casework_asks_for_the_key_before_reading_a_body(system: System) -
                 headers={**bearer(practitioner), "content-type": "text/plain"},
             )
             assert assert_problem(typed, 415)["type"].endswith("/unsupported-media-type")
+
+
+async def test_no_key_secret_or_reporter_data_reaches_the_logs(
+    system: System, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Every service's log while keys are used, refused and revoked and a report with a
+    reporter is filed, taken by intake and read back with its contacts."""
+    submitter = await create_key(system.database_url, "submit", "read", source=SOURCE)
+    practitioner = await create_key(system.database_url, "practitioner")
+    marker = uuid.uuid4().hex[:10]
+    reporter = {"name": f"Ada Lovelace-{marker}", "email": f"ada.{marker}@school.example"}
+    body = report(SOURCE, f"logs-{marker}", reporter=reporter)
+    capfd.readouterr()  # only what follows
+    async with httpx.AsyncClient(timeout=10) as client:
+        intake, metrics = system.urls["intake"], system.urls["metrics"]
+        assert (
+            await client.post(f"{intake}/v1/reports", json=body, headers=bearer(submitter))
+        ).status_code == 202
+        for headers in (
+            bearer(practitioner),  # no submit scope
+            bearer(submitter[:-3] + "abc"),  # the right id, a wrong secret
+            {"Authorization": f"Basic {submitter}"},
+        ):
+            await client.post(f"{intake}/v1/reports", json=body, headers=headers)
+            await client.get(f"{metrics}/v1/totals", headers=headers)
+        code, _, err = await helpline_keys(system.database_url, "revoke", submitter)
+        assert code == 0, err
+        await client.post(f"{intake}/v1/reports", json=body, headers=bearer(submitter))
+        case_url = f"{system.urls['casework']}/v1/cases?source={SOURCE}&report_id=logs-{marker}"
+        for _ in range(100):  # until casework has the case with its reporter
+            found = await client.get(case_url, headers=bearer(practitioner))
+            if found.status_code == 200 and found.json()["reporter"]:
+                break
+            await asyncio.sleep(0.2)
+        assert found.json()["reporter"]["email"] == reporter["email"]
+    logs = capfd.readouterr()
+    logged = logs.out + logs.err
+
+    assert logged  # the services did log meanwhile
+    for secret in (submitter, practitioner):
+        assert secret.split("_", 2)[2] not in logged
+    for personal in (reporter["name"], reporter["email"]):
+        assert personal not in logged, personal
