@@ -34,7 +34,6 @@ import pytest
 from helpline_cli.infra import free_port, port_is_free
 from helpline_cli.stack import SERVICES
 from tests.helpers import keyed_client
-from tests.infra import Infra, dedicated_broker
 from tests.test_e2e import wait_until
 from tests.test_ui_casework import browser, check_accessible, screenshot, shots
 
@@ -60,67 +59,69 @@ class Dev:
 
 
 @pytest.fixture(scope="module")
-async def dev(infra: Infra, tmp_dir: Path) -> AsyncIterator[Dev]:
-    with dedicated_broker(infra, tmp_dir) as servers:
-        ports = {s: free_port() for s in SERVICES}
-        configured = (  # dev starts the database and finds the platforms itself
-            "HELPLINE_DATABASE_URL",
-            "HELPLINE_PLATFORM_BASE_URL",
-            "HELPLINE_HOTLINE_BASE_URL",
-            "HELPLINE_SESSION_SECRET",  # dev makes and keeps its own
-        )
-        env = {k: v for k, v in os.environ.items() if k not in configured}
-        env.update(
-            {
-                "HELPLINE_KAFKA_BOOTSTRAP_SERVERS": servers,
-                "HELPLINE_DATA_DIR": str(tmp_dir / "review-dev-data"),
-                "HELPLINE_SIMULATOR_LATENCY_MS": "5",
-                "HELPLINE_ESCALATION_STATUS_INTERVAL_S": "0.5",
-                "HELPLINE_ESCALATION_POLL_INTERVAL_S": "0.2",
-                "HELPLINE_DEADLINE_CRITICAL_S": str(DEADLINE_S),
-                "HELPLINE_DEADLINE_HIGH_S": str(DEADLINE_S),
-                "HELPLINE_DEADLINE_NORMAL_S": str(DEADLINE_S),
-                "HELPLINE_DEADLINE_SCAN_INTERVAL_S": "0.5",
-                **{f"HELPLINE_{s.upper()}_PORT": str(p) for s, p in ports.items()},
-            }
-        )
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "helpline_cli.main",
-            "dev",
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,  # its own process group, as a terminal's Ctrl-C reaches
-        )
-        running = Dev(proc, ports, env)
-        key_seen = asyncio.get_running_loop().create_future()
+async def dev(tmp_dir: Path) -> AsyncIterator[Dev]:
+    # A broker asked for at a free local port, as one runs dev beside another broker that
+    # holds 9092: dev starts its embedded one there (and its embedded database).
+    servers = f"127.0.0.1:{free_port()}"
+    ports = {s: free_port() for s in SERVICES}
+    configured = (  # dev starts the database and finds the platforms itself
+        "HELPLINE_DATABASE_URL",
+        "HELPLINE_PLATFORM_BASE_URL",
+        "HELPLINE_HOTLINE_BASE_URL",
+        "HELPLINE_SESSION_SECRET",  # dev makes and keeps its own
+    )
+    env = {k: v for k, v in os.environ.items() if k not in configured}
+    env.update(
+        {
+            "HELPLINE_KAFKA_BOOTSTRAP_SERVERS": servers,
+            "HELPLINE_DATA_DIR": str(tmp_dir / "review-dev-data"),
+            "HELPLINE_SIMULATOR_LATENCY_MS": "5",
+            "HELPLINE_ESCALATION_STATUS_INTERVAL_S": "0.5",
+            "HELPLINE_ESCALATION_POLL_INTERVAL_S": "0.2",
+            "HELPLINE_DEADLINE_CRITICAL_S": str(DEADLINE_S),
+            "HELPLINE_DEADLINE_HIGH_S": str(DEADLINE_S),
+            "HELPLINE_DEADLINE_NORMAL_S": str(DEADLINE_S),
+            "HELPLINE_DEADLINE_SCAN_INTERVAL_S": "0.5",
+            **{f"HELPLINE_{s.upper()}_PORT": str(p) for s, p in ports.items()},
+        }
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "helpline_cli.main",
+        "dev",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        start_new_session=True,  # its own process group, as a terminal's Ctrl-C reaches
+    )
+    running = Dev(proc, ports, env)
+    key_seen = asyncio.get_running_loop().create_future()
 
-        async def drain() -> None:
-            assert proc.stdout is not None
-            async for raw in proc.stdout:
-                line = raw.decode("utf-8", "replace").rstrip("\n")
-                running.output.append(line)
-                if (found := KEY_LINE.match(line)) and not key_seen.done():
-                    key_seen.set_result(found.group(1))
-            if not key_seen.done():
-                key_seen.set_exception(AssertionError("helpline dev ended before its key"))
+    async def drain() -> None:
+        assert proc.stdout is not None
+        async for raw in proc.stdout:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            running.output.append(line)
+            if (found := KEY_LINE.match(line)) and not key_seen.done():
+                key_seen.set_result(found.group(1))
+        if not key_seen.done():
+            key_seen.set_exception(AssertionError("helpline dev ended before its key"))
 
-        reader = asyncio.create_task(drain())
-        try:
-            running.key = await asyncio.wait_for(key_seen, 180)
-            yield running
-        finally:
-            if proc.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGINT)
-                try:
-                    await asyncio.wait_for(proc.wait(), 90)
-                except TimeoutError:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    await proc.wait()
-            await asyncio.wait_for(reader, 10)
+    reader = asyncio.create_task(drain())
+    try:
+        running.key = await asyncio.wait_for(key_seen, 180)
+        yield running
+    finally:
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGINT)
+            try:
+                await asyncio.wait_for(proc.wait(), 90)
+            except TimeoutError:
+                os.killpg(proc.pid, signal.SIGKILL)
+                await proc.wait()
+        await asyncio.wait_for(reader, 10)
 
 
 async def _practitioner_key(dev: Dev, name: str) -> str:

@@ -2,7 +2,8 @@
 
 `Stack` brings up (unless configured) the broker and the database, creates the topics,
 migrates, then starts the simulator and the five services with `helpline run`, each in its
-own process, and waits until every one is ready. Unless HELPLINE_PLATFORM_BASE_URL is set,
+own process, and waits until every one is ready. A broker configured at a free port of
+this machine is the embedded one, started there. Unless HELPLINE_PLATFORM_BASE_URL is set,
 the services reach the platforms and the hotline at the simulator, on whichever port it
 got. `stop()` sends SIGTERM and waits for a graceful exit before killing.
 """
@@ -32,6 +33,21 @@ from helpline_shared.kafka import create_topics
 from helpline_shared.settings import Settings
 
 SERVICES = ("simulator", "intake", "triage", "escalator", "metrics", "casework")
+
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
+
+
+def _embedded_broker_at(servers: str) -> tuple[str, str] | None:
+    """(host, port) of `servers` when it names one address on this machine where nothing
+    listens: there the embedded broker is started (asking for a broker on a free local port
+    is how to run it beside another that holds 9092); else None."""
+    if "," in servers or ":" not in servers:
+        return None
+    host, port = servers.strip().rsplit(":", 1)
+    if host not in LOOPBACK_HOSTS or not port.isdigit() or not 0 < int(port) < 65536:
+        return None
+    return (host, port) if port_is_free(host, int(port)) else None
 
 
 @dataclass
@@ -65,12 +81,15 @@ class Stack:
         log_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 (startup, once)
         env = {**os.environ, **(extra_env or {})}
         broker_proc = None
-        if "HELPLINE_KAFKA_BOOTSTRAP_SERVERS" not in env:
-            host, port = settings.kafka_bootstrap_servers.split(",")[0].rsplit(":", 1)
+        configured = env.get("HELPLINE_KAFKA_BOOTSTRAP_SERVERS")
+        embedded = _embedded_broker_at(configured or settings.kafka_bootstrap_servers)
+        if configured is None or embedded is not None:
+            host, port = embedded or settings.kafka_bootstrap_servers.split(",")[0].rsplit(":", 1)
             if not port_is_free(host, int(port)):
                 raise RuntimeError(
-                    f"{host}:{port} is taken; stop what runs there or set "
-                    "HELPLINE_KAFKA_BOOTSTRAP_SERVERS to use that broker"
+                    f"{host}:{port} is taken; stop what runs there, or set "
+                    "HELPLINE_KAFKA_BOOTSTRAP_SERVERS to use that broker (or to a free local "
+                    "port, such as 127.0.0.1:19092, for the embedded one)"
                 )
             broker_proc = start_tansu(int(port), host, log_dir / "broker.log")
             env["HELPLINE_KAFKA_BOOTSTRAP_SERVERS"] = f"{host}:{port}"
