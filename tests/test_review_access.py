@@ -19,13 +19,16 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from faststream.kafka import KafkaBroker
 
 from helpline_casework.app import create_app as casework_app
 from helpline_intake.app import create_app as intake_app
+from helpline_intake.http import build_api as intake_api
 from helpline_metrics.app import create_app as metrics_app
+from helpline_shared.db import Database
 from helpline_shared.kafka import create_topics
 from helpline_shared.settings import Settings
-from helpline_shared.webapi import PROBLEM_MEDIA_TYPE
+from helpline_shared.webapi import PROBLEM_MEDIA_TYPE, Access
 from tests.conftest import fresh_database
 from tests.helpers import bearer, create_key
 from tests.infra import Infra, dedicated_broker
@@ -363,3 +366,43 @@ async def test_no_key_secret_or_reporter_data_reaches_the_logs(
         assert secret.split("_", 2)[2] not in logged
     for personal in (reporter["name"], reporter["email"]):
         assert personal not in logged, personal
+
+
+async def test_submissions_are_limited_per_key_and_per_client_address(system: System) -> None:
+    """Intake's own API, in process so each client has its own address: a key past its
+    limit is a 429 whatever address it comes from, an address past its limit is a 429
+    whatever key it sends (or none); each with Retry-After. The requests name another
+    source than the key's, so each is answered (403) before anything is published."""
+    settings = Settings(rate_limit_per_key="3/minute", rate_limit_per_client="5/minute")
+    db = Database(system.database_url)
+    await db.open()
+    api = intake_api(KafkaBroker("127.0.0.1:9"), db, Access(db, settings))
+    one, two, three = [await create_key(system.database_url, "submit", source="s") for _ in "123"]
+    body = report("another-source", "r-limits")
+
+    def client(address: str) -> httpx.AsyncClient:
+        transport = httpx.ASGITransport(app=api, client=(address, 40000))
+        return httpx.AsyncClient(transport=transport, base_url="http://intake")
+
+    async def post(c: httpx.AsyncClient, key: str | None) -> httpx.Response:
+        return await c.post("/v1/reports", json=body, headers=bearer(key) if key else {})
+
+    try:
+        async with client("192.0.2.10") as a, client("192.0.2.11") as b:
+            for _ in range(3):
+                assert (await post(a, one)).status_code == 403
+            by_key = await post(b, one)  # the same key from another address
+            assert (await post(a, two)).status_code == 403  # address a: 4 of 5
+            assert (await post(a, three)).status_code == 403  # 5 of 5
+            by_address = await post(a, three)  # a fresh key from a spent address
+            keyless = await post(a, None)
+            other = await post(b, three)
+    finally:
+        await db.close()
+
+    assert "key" in assert_problem(by_key, 429)["detail"]
+    assert "client address" in assert_problem(by_address, 429)["detail"]
+    assert_problem(keyless, 429)
+    for limited in (by_key, by_address, keyless):
+        assert 1 <= int(limited.headers["retry-after"]) <= 60
+    assert other.status_code == 403  # b and key three are still within their limits
