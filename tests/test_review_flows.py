@@ -269,3 +269,29 @@ async def test_an_appeal_without_an_automated_route_is_made_and_recorded_by_hand
             return moved == (1, 1), moved
 
         await wait_until(counted, 60, "the appeal and its overturn in the totals")
+
+
+async def test_child_sexual_imagery_cannot_be_re_triaged_to_a_platform(stack: Stack) -> None:
+    tag = secrets.token_hex(4)
+    url = f"https://www.tiktok.com/@csam{tag}/video/7301234567890120009"
+    await publish(stack, report(f"cs-{tag}", "Someone is bullying a pupil in comments.", [url]))
+    practitioner = await create_key(stack.settings.database_url or "", "practitioner")
+    lookup = {"source": "review-flows", "report_id": f"rf-cs-{tag}"}
+    async with keyed_client(stack.url("casework"), practitioner, timeout=10) as person:
+        case = await case_when(person, lookup, lambda c: c["decision"] is not None)
+        wrong = {
+            "harm_types": ["child_sexual_imagery"],
+            "urgency": "critical",
+            "route": "platform",
+            "note": "images of a pupil",
+        }
+        r = await person.post(f"/v1/cases/{case['case_id']}/retriage", json=wrong)
+        assert r.status_code == 422, r.text
+        assert r.headers["content-type"].startswith("application/problem+json")
+        assert "national hotline" in r.json()["detail"]
+        # Nothing was sent for triage: the case has no re-triage.
+        assert (await person.get(f"/v1/cases/{case['case_id']}")).json()["retriages"] == []
+        r = await person.post(
+            f"/v1/cases/{case['case_id']}/retriage", json=wrong | {"route": "hotline"}
+        )
+        assert r.status_code == 202, r.text

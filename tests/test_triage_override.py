@@ -336,3 +336,30 @@ async def test_the_service_applies_a_command_from_the_topic(infra: Infra, tmp_pa
         assert got[1].decision_due_at == RECEIVED + timedelta(seconds=2)
         assert got[1].supersedes == first.event_id
         assert [u.route for u in got[1].urls] == ["hotline"]
+
+
+async def test_child_sexual_imagery_is_never_re_triaged_to_the_platform_route(
+    db: Database, broker: KafkaBroker, infra: Infra
+) -> None:
+    """A re-triage naming child sexual imagery on the platform route would send it on the
+    platform's notice channel: dead-lettered with the reason, no decision made."""
+    triage, dead = triage_with(db, broker)
+    case = opened([TIKTOK])
+    await triage.process([case_record(case)])
+    decided = await db.pool.fetchval("SELECT count(*) FROM triage.decisions")
+    wrong = retriage(case.case_id, "platform", harm_types=["child_sexual_imagery"])
+    await triage.process([command_record(wrong, 7)])
+    assert await dead.flush(broker) == 1
+    (letter,) = await read_topic(
+        infra.bootstrap_servers,
+        DEAD_LETTERS["triage"].name,
+        keep=lambda r: r.key == str(case.case_id).encode(),
+        expected=1,
+    )
+    error = dict(letter.headers)["dlq_error"].decode()
+    assert "never to a platform's notice channel" in error
+    assert await db.pool.fetchval("SELECT count(*) FROM triage.decisions") == decided
+    # The hotline route (or a person) is applied as ever.
+    right = retriage(case.case_id, "hotline", harm_types=["child_sexual_imagery"])
+    await triage.process([command_record(right, 8)])
+    assert await db.pool.fetchval("SELECT count(*) FROM triage.decisions") == decided + 1

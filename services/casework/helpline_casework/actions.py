@@ -53,6 +53,12 @@ ALLOWED_STATES: dict[str, frozenset[str]] = {
 }
 
 
+CSAM_NOT_TO_PLATFORMS = (
+    "child sexual imagery is reported to the national hotline, never by a platform's notice "
+    "channel: choose route hotline (or manual, for a person to handle)"
+)
+
+
 class ActionRefused(Exception):  # noqa: N818 (it is an answer, not a failure)
     """An action that cannot be taken, with the HTTP status that says why."""
 
@@ -148,7 +154,11 @@ class Actions:
         return command.command_id
 
     async def retriage(self, key: KeyInfo, case_id: uuid.UUID, req: RetriageRequest) -> uuid.UUID:
-        """Ask triage to replace the case's decision; returns the command id."""
+        """Ask triage to replace the case's decision; returns the command id. Child sexual
+        imagery on the platform route is refused (422): it goes to the national hotline,
+        never to a platform's notice channel."""
+        if "child_sexual_imagery" in req.harm_types and req.route == "platform":
+            raise ActionRefused(422, CSAM_NOT_TO_PLATFORMS)
         async with self._db.pool.acquire() as conn, conn.transaction():
             if not await conn.fetchval(
                 "SELECT EXISTS (SELECT 1 FROM casework.cases WHERE case_id = $1)", case_id

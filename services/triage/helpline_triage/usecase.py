@@ -243,4 +243,14 @@ def _retriage_command(record: Record) -> tuple[PractitionerCommandV1 | None, str
         return None, f"invalid practitioner.command: {describe(exc)}"
     if command.action != "retriage":
         return None, None
+    change = command.retriage
+    if (
+        change is not None
+        and "child_sexual_imagery" in change.harm_types
+        and change.route == "platform"
+    ):
+        return None, (
+            "invalid practitioner.command: child sexual imagery goes to the national "
+            "hotline, never to a platform's notice channel (route platform refused)"
+        )
     return command, None
