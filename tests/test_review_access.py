@@ -22,6 +22,7 @@ import pytest
 from faststream.kafka import KafkaBroker
 
 from helpline_casework.app import create_app as casework_app
+from helpline_cli import keys
 from helpline_intake.app import create_app as intake_app
 from helpline_intake.http import build_api as intake_api
 from helpline_metrics.app import create_app as metrics_app
@@ -406,3 +407,15 @@ async def test_submissions_are_limited_per_key_and_per_client_address(system: Sy
     for limited in (by_key, by_address, keyless):
         assert 1 <= int(limited.headers["retry-after"]) <= 60
     assert other.status_code == 403  # b and key three are still within their limits
+
+
+def test_a_key_is_made_where_the_user_has_no_login_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In a container running as a uid with no passwd entry and no USER, getpass fails;
+    the key's creator is then recorded as the uid rather than the command failing."""
+
+    def no_login_name() -> str:
+        raise KeyError("getpwuid(): uid not found: 4242")
+
+    monkeypatch.setattr(keys.getpass, "getuser", no_login_name)
+
+    assert keys._login_name() == f"uid {os.getuid()}"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import os
 import sys
 from datetime import datetime
 
@@ -44,6 +45,15 @@ def _when(moment: datetime | None) -> str:
     return "-" if moment is None else moment.isoformat(timespec="seconds")
 
 
+def _login_name() -> str:
+    """Who runs the command, for `created_by`; a container's user often has no login name
+    (no passwd entry, no USER), which must not stop a key being made."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid {os.getuid()}"
+
+
 def _scopes(given: list[str]) -> list[str]:
     """`--scope read --scope practitioner` or `--scope read,practitioner`, spaces ignored."""
     return [s.strip() for arg in given for s in arg.split(",") if s.strip()]
@@ -71,7 +81,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     conn = await asyncpg.connect(settings.database_url)
     try:
         if args.action == "create":
-            by = args.by or getpass.getuser()
+            by = args.by or _login_name()
             key_id, key = await apikeys.create(conn, args.scope, args.source, args.name, by)
             scopes, source = apikeys.check_request(args.scope, args.source)
             bound = f" for source {source}" if source else ""
