@@ -267,7 +267,7 @@ async def test_unknown_paths_and_methods_are_problems(system: Served) -> None:
 
     assert assert_problem(missing, 404)["type"].endswith("/not-found")
     assert assert_problem(wrong, 405)["type"].endswith("/method-not-allowed")
-    assert wrong.headers["allow"] == "GET"
+    assert wrong.headers["allow"] == "GET, HEAD"  # HEAD is GET without the content
 
 
 async def test_past_the_per_key_limit_is_429_with_retry_after(system: Served) -> None:

@@ -158,14 +158,18 @@ def new_api(title: str, description: str, *, version: str = "1") -> FastAPI:
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         if status == 404:
             detail = f"nothing here at {request.url.path}"
-        elif status == 405:
+        headers = dict(exc.headers) if exc.headers else None
+        if status == 405:
             detail = f"{request.method} is not served here"
+            allowed = [m.strip() for m in (headers or {}).get("Allow", "").split(",") if m.strip()]
+            if "GET" in allowed and "HEAD" not in allowed:  # HeadAsGet serves HEAD
+                headers = {**(headers or {}), "Allow": ", ".join([*allowed, "HEAD"])}
         return problem(
             status,
             _TITLES.get(status, detail),
             detail,
             slug=_SLUGS.get(status, f"http-{status}"),
-            headers=dict(exc.headers) if exc.headers else None,
+            headers=headers,
         )
 
     async def problem_error(_: Request, exc: Exception) -> JSONResponse:
