@@ -295,3 +295,42 @@ async def test_child_sexual_imagery_cannot_be_re_triaged_to_a_platform(stack: St
             f"/v1/cases/{case['case_id']}/retriage", json=wrong | {"route": "hotline"}
         )
         assert r.status_code == 202, r.text
+
+
+async def test_a_hotline_report_left_by_a_re_triage_is_said_to_stand(stack: Stack) -> None:
+    tag = secrets.token_hex(4)
+    url = f"https://www.tiktok.com/@hl{tag}/video/7301234567890120011"
+    await publish(
+        stack,
+        report(
+            f"hl-{tag}",
+            "Sexual images of a pupil aged 13 are being shared: child sexual abuse material.",
+            [url],
+        ),
+    )
+    practitioner = await create_key(stack.settings.database_url or "", "practitioner")
+    lookup = {"source": "review-flows", "report_id": f"rf-hl-{tag}"}
+    async with keyed_client(stack.url("casework"), practitioner, timeout=10) as person:
+
+        def reported(case: dict[str, Any]) -> bool:
+            found = [(e["route"], e["platform_reference"]) for e in case["escalations"]]
+            return len(found) == 1 and found[0][0] == "hotline" and found[0][1] is not None
+
+        case = await case_when(person, lookup, reported)
+        change = {
+            "harm_types": ["bullying_harassment"],
+            "urgency": "high",
+            "route": "platform",
+            "note": "the images are of an adult; the comments bully the pupil",
+        }
+        r = await person.post(f"/v1/cases/{case['case_id']}/retriage", json=change)
+        assert r.status_code == 202, r.text
+
+        def moved(case: dict[str, Any]) -> bool:
+            return {e["route"]: e["state"] for e in case["escalations"]}.get("hotline") == (
+                "withdrawn"
+            ) and any(e["route"] == "platform" for e in case["escalations"])
+
+        after = await case_when(person, lookup, moved)
+    hotline = next(e for e in after["escalations"] if e["route"] == "hotline")
+    assert hotline["reason"] == "a report to the national hotline is not withdrawn; it stands"

@@ -49,6 +49,7 @@ from helpline_shared.outbox import Outbox
 log = get_logger("helpline.escalator.retriage")
 
 NO_WITHDRAWAL = "the platform offers no withdrawal; the notice stands"
+HOTLINE_STANDS = "a report to the national hotline is not withdrawn; it stands"
 WITHDRAWN = "withdrawn at the platform after a re-triage changed the route"
 
 
@@ -355,6 +356,8 @@ class Withdrawals:
                 return "retryable", exc.http_status, exc.reason, None
         if done:
             return "ok", status, None, WITHDRAWN
+        if row["route"] == "hotline":
+            return "ok", status, None, HOTLINE_STANDS
         return "ok", status, None, NO_WITHDRAWAL
 
     async def _rejoined(
