@@ -76,6 +76,7 @@ async def dev(tmp_dir: Path) -> AsyncIterator[Dev]:
             "HELPLINE_KAFKA_BOOTSTRAP_SERVERS": servers,
             "HELPLINE_DATA_DIR": str(tmp_dir / "review-dev-data"),
             "HELPLINE_SIMULATOR_LATENCY_MS": "5",
+            "HELPLINE_SIMULATOR_DECISION_DELAY_MS": "600000",  # platforms decide late
             "HELPLINE_ESCALATION_STATUS_INTERVAL_S": "0.5",
             "HELPLINE_ESCALATION_POLL_INTERVAL_S": "0.2",
             "HELPLINE_DEADLINE_CRITICAL_S": str(DEADLINE_S),
@@ -269,6 +270,32 @@ async def test_done_when_a_practitioner_records_an_overdue_outcome_and_totals_co
     await wait_until(counted, 60, "the totals counting the practitioner's decision")
     after = await totals()
     assert after["decisions"].get("removed", 0) == before["decisions"].get("removed", 0) + 1
+
+
+async def test_a_late_platforms_escalation_reads_its_deadline_as_a_person_does(
+    dev: Dev, browser: Any
+) -> None:
+    url = f"https://www.tiktok.com/@late_{secrets.token_hex(3)}/video/7301234567890123456"
+    case_id = await _report(dev, url, "A fake account mocks our pupils by name.")
+
+    async def breached() -> tuple[bool, Any]:
+        async with keyed_client(dev.url("casework"), dev.key) as client:
+            answer = await client.get(f"/v1/cases/{case_id}")
+        if answer.status_code != 200 or not answer.json()["escalations"]:
+            return False, answer.text
+        escalation = answer.json()["escalations"][0]
+        return "deadline" in (escalation["reason"] or ""), escalation
+
+    await wait_until(breached, 60, "the notice past its deadline, the platform silent")
+    context = await _context(browser)
+    page = await context.new_page()
+    await _sign_in(page, dev, dev.key)
+    await page.goto(f"{dev.url('casework')}/cases/{case_id}")
+    text = await page.locator("article.escalation").inner_text()
+    assert "no decision by its deadline" in text, text
+    assert re.search(r"deadline \(\d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2} UTC\)", text), text
+    assert not re.search(r"\d{4}-\d{2}-\d{2}T\d{2}", text), text
+    await context.close()
 
 
 async def test_the_form_and_the_pages_open_side_by_side_refuse_neither(

@@ -18,6 +18,7 @@ until the escalator (or triage) reports it applied or refused.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -187,6 +188,25 @@ def span(delta: timedelta) -> str:
     return "under a minute"
 
 
+_ISO_MOMENT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2})")
+
+
+def readable(reason: str | None) -> str | None:
+    """A reason as a person reads it: any moment in it (the escalator writes them as ISO
+    8601, as in `no decision by its deadline (2026-11-26T07:11:52.47+00:00)`) as `when`
+    writes it."""
+    if reason is None:
+        return None
+
+    def moment(found: re.Match[str]) -> str:
+        try:
+            return when(datetime.fromisoformat(found.group(0).replace("Z", "+00:00")))
+        except ValueError:
+            return found.group(0)
+
+    return _ISO_MOMENT.sub(moment, reason)
+
+
 def due_text(due_at: datetime | None, now: datetime) -> str:
     if due_at is None:
         return "no deadline"
@@ -229,7 +249,7 @@ def queue_rows(items: Sequence[QueueItem], now: datetime) -> list[dict[str, Any]
             "hotline": item.route == "hotline",
             "urgency": item.urgency or "unknown",
             "urgency_label": URGENCY_LABELS.get(item.urgency or "", "Not triaged"),
-            "reason": item.reason,
+            "reason": readable(item.reason),
             "state_label": STATE_LABELS.get(item.state, item.state),
             "age": span(timedelta(seconds=item.age_s)),
             "due": due_text(item.due_at, now),
@@ -408,7 +428,7 @@ def case_page(
                 "platform": e.platform,
                 "state": e.state,
                 "state_label": STATE_LABELS.get(e.state, e.state),
-                "reason": e.reason,
+                "reason": readable(e.reason),
                 "decision": DECISION_LABELS.get(e.decision, e.decision) if e.decision else None,
                 "platform_reference": e.platform_reference,
                 # Once decided or closed, when it was due; while open, how long is left.
