@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
@@ -23,6 +24,7 @@ from tests.helpers import create_key, keyed_client
 from tests.infra import Infra, dedicated_broker
 from tests.test_casework_e2e import case_when, publish
 from tests.test_e2e import wait_until
+from tests.test_reporter_erasure import erase, holding
 
 pytestmark = pytest.mark.e2e
 
@@ -334,3 +336,31 @@ async def test_a_hotline_report_left_by_a_re_triage_is_said_to_stand(stack: Stac
         after = await case_when(person, lookup, moved)
     hotline = next(e for e in after["escalations"] if e["route"] == "hotline")
     assert hotline["reason"] == "a report to the national hotline is not withdrawn; it stands"
+
+
+async def test_a_reporter_is_erased_by_the_reference_they_quote(stack: Stack) -> None:
+    tag = secrets.token_hex(4)
+    url = f"https://www.tiktok.com/@er{tag}/video/7301234567890120013"
+    filed = report(f"er-{tag}", "A fake account impersonates our head teacher.", [url])
+    filed["reporter"] = {"name": f"Peregrine Oddfellow{tag}", "email": f"p.odd.{tag}@home.example"}
+    await publish(stack, filed)
+    db_url = stack.settings.database_url or ""
+    practitioner = await create_key(db_url, "practitioner")
+    lookup = {"source": "review-flows", "report_id": f"rf-er-{tag}"}
+    async with keyed_client(stack.url("casework"), practitioner, timeout=10) as person:
+        case = await case_when(person, lookup, lambda c: c["reporter"]["email"] is not None)
+        servers = stack.settings.kafka_bootstrap_servers
+        code, out = await erase(db_url, "--yes", "HL-0000-0000", servers=servers)
+        assert (code, "no case has the reference HL-0000-0000" in out) == (1, True)
+        # As read out on the phone: lower case, no dashes.
+        spoken = case["reference"].lower().replace("-", " ")
+        code, out = await erase(db_url, "--yes", spoken, servers=servers)
+        assert code == 0, out
+        assert f"case {case['case_id']}" in out
+        await case_when(person, lookup, lambda c: c["reporter"]["erased"] is True)
+    conn = await asyncpg.connect(db_url)
+    try:
+        for secret in (filed["reporter"]["name"], filed["reporter"]["email"]):
+            assert await holding(conn, secret) == [], secret
+    finally:
+        await conn.close()

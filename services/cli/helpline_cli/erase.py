@@ -1,14 +1,17 @@
 """`helpline reporter erase <case id or email>`: remove a reporter's personal data.
 
+The case may also be named by its short reference (`HL-7K3M-Q2XD`, as a reporter quotes it
+on the phone): it is erased as by its case id.
+
 Prints what it erased as counts and case ids, never the personal data. The erasure queues
 a null reporter per erased case on intake's outbox in its own transaction (see `erasure`);
 the command then relays intake's outbox to Kafka itself, so casework drops its copy now,
 and when Kafka cannot be reached within `RELAY_TIMEOUT_S` says so and leaves the events
 queued for intake's relay (the erasure itself stands either way). Exit codes: 0 when
 the data is gone (erased now, or nothing left to erase: "nothing to erase", so running it
-again is safe), 1 for a case id no case has, 2 for bad arguments, a missing database URL or
-a refused confirmation. Without `--yes` it asks first, and refuses when stdin is not a
-terminal.
+again is safe), 1 for a case id (or reference) no case has, 2 for bad arguments, a
+missing database URL or a refused confirmation. Without `--yes` it asks first, and
+refuses when stdin is not a terminal.
 """
 
 from __future__ import annotations
@@ -39,7 +42,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     erase = actions.add_parser(
         "erase", help="erase a reporter's personal data; the anonymised cases still count"
     )
-    erase.add_argument("target", metavar="CASE_ID_OR_EMAIL")
+    erase.add_argument(
+        "target",
+        metavar="CASE_ID_OR_EMAIL",
+        help="a case id, the case's reference (HL-XXXX-XXXX) or the reporter's email",
+    )
     erase.add_argument("--by", default=None, help="who asks (default: the login name)")
     erase.add_argument("--reason", default=None, help="why, for the audit row")
     erase.add_argument("--yes", action="store_true", help="do not ask for confirmation")
@@ -60,14 +67,25 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     if not settings.database_url:
         print("set HELPLINE_DATABASE_URL", file=sys.stderr)
         return 2
+    reference = None
     try:
         target = erasure.Target.parse(args.target)
     except ValueError as exc:
-        print(f"helpline reporter erase: {exc}", file=sys.stderr)
-        return 2
+        if erasure.reference_prefix(args.target) is None:
+            print(f"helpline reporter erase: {exc} or a case reference (HL-...)", file=sys.stderr)
+            return 2
+        reference = args.target.strip()
     by = args.by or getpass.getuser()
     db = Database(settings.database_url, max_size=2)
     await db.open()
+    if reference is not None:
+        async with db.pool.acquire() as conn:
+            case_id = await erasure.case_by_reference(conn, reference)
+        if case_id is None:
+            await db.close()
+            print(f"no case has the reference {reference}", file=sys.stderr)
+            return 1
+        target = erasure.Target("case_id", case_id=case_id)
     broker = build_broker(settings, "intake")
     outbox = intake_outbox(db, broker)
     try:

@@ -31,7 +31,7 @@ from urllib.parse import quote_plus
 
 from helpline_intake.usecase import reporter_message
 from helpline_shared.db import Conn
-from helpline_shared.events import utcnow
+from helpline_shared.events import case_reference, utcnow
 from helpline_shared.outbox import Outbox
 from helpline_shared.topics import CASE_REPORTERS
 
@@ -62,6 +62,39 @@ class Target:
         if "@" in text and len(text) >= 3:
             return cls("email", email=text)
         raise ValueError("give a case id (a UUID) or an email address")
+
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def reference_prefix(text: str) -> str | None:
+    """For a case's short reference (`HL-7K3M-Q2XD`, any letter case, with or without the
+    `HL-` and dashes), the first ten hex digits of its case id as `uuid` text
+    (`xxxxxxxx-xx`); None if `text` is no reference."""
+    chars = "".join(c for c in text.upper() if c.isalnum()).removeprefix("HL")
+    chars = "".join({"O": "0", "I": "1", "L": "1"}.get(c, c) for c in chars)
+    if len(chars) != 8 or any(c not in _CROCKFORD for c in chars):
+        return None
+    n = 0
+    for c in chars:
+        n = n * 32 + _CROCKFORD.index(c)
+    hex10 = f"{n:010x}"
+    return f"{hex10[:8]}-{hex10[8:]}"
+
+
+async def case_by_reference(conn: Conn, text: str) -> uuid.UUID | None:
+    """The id of the case intake holds whose short reference is `text`; None if none."""
+    prefix = reference_prefix(text)
+    if prefix is None:
+        return None
+    rows = await conn.fetch(
+        "SELECT case_id FROM intake.reports WHERE case_id::text LIKE $1", prefix + "%"
+    )
+    wanted = case_reference(uuid.UUID(f"{prefix.replace('-', '')}{'0' * 22}"))
+    for r in rows:
+        if case_reference(r["case_id"]) == wanted:
+            return r["case_id"]  # type: ignore[no-any-return]
+    return None
 
 
 @dataclass
