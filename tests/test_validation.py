@@ -98,13 +98,18 @@ def test_a_schema_version_intake_does_not_read_is_refused_with_one_clear_reason(
         assert reason.message.startswith("schema_version 3 ")
 
 
-def test_version_1_fields_under_version_2_need_the_prior_report() -> None:
+def test_version_2_may_leave_the_prior_report_out() -> None:
+    """A version 2 report whose reporter was not asked (or did not answer) about a prior
+    report leaves it out; it may still say whether a child is affected."""
     data = example()
     data["schema_version"] = 2
+    data["child_affected"] = True
 
-    reason = only_reason(encode(data))
+    result = validate_report(encode(data))
 
-    assert (reason.loc, reason.type) == ("prior_report", "missing")
+    assert isinstance(result, ReportSubmittedV2)
+    assert result.prior_report is None
+    assert result.child_affected is True
 
 
 def test_a_version_2_report_parses_with_its_prior_report() -> None:
