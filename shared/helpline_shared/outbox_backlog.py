@@ -8,6 +8,7 @@ but the events describing it are not on Kafka.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Awaitable, Callable
 
@@ -25,7 +26,9 @@ async def oldest_pending_seconds(db: Database, service: str) -> float:
     0 when every row is published; NaN when the database cannot be asked (unknown, so no
     alert fires on it: the database's own failure is what alerts then)."""
     try:
-        age = await db.pool.fetchval(_OLDEST, service, timeout=2.0)
+        # Bounded as a whole: with the database down, taking a connection from the pool
+        # (a fresh connect) would otherwise hold the scrape far longer than the query.
+        age = await asyncio.wait_for(db.pool.fetchval(_OLDEST, service, timeout=2.0), 2.0)
     except Exception:
         return math.nan
     return max(0.0, float(age)) if age is not None else 0.0
