@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -174,6 +175,13 @@ async def test_the_queue_filters_by_why_an_escalation_waits(stack: Stack) -> Non
         everything = await waiting()
         assert everything.index(hot_id) == 0  # the hotline heads the queue
         assert man_id in everything
+        # It has waited for a person since it needed one, not since its deadline passed.
+        items = {q["escalation_id"]: q for q in (await reader.get("/v1/queue")).json()}
+        first = man["escalations"][0]["states"][0]
+        assert first["state"] == "needs_manual"
+        since = datetime.fromisoformat(items[man_id]["waiting_since"])
+        assert since == datetime.fromisoformat(first["occurred_at"])
+        assert man_id in await waiting(min_age_s="3")  # its deadline was 4 s
         for reason in ("hotline", "Hotline"):
             found = await waiting(reason=reason)
             assert hot_id in found, reason

@@ -396,11 +396,28 @@ WITH waiting AS (
            bool_or(overdue) OVER (PARTITION BY escalation_id) AS any_overdue
     FROM waiting
     ORDER BY escalation_id, received_at, case_id
+), aged AS (
+    -- Waiting since the first of its latest run of states that wait for a person (waiting
+    -- for a person, then breached, is one wait; a breach after a notice starts one).
+    SELECT one.*,
+           COALESCE((
+               SELECT min(st.occurred_at) FROM casework.states st
+               WHERE st.case_id = one.case_id AND st.escalation_id = one.escalation_id
+                 AND st.occurred_at <= one.state_since
+                 AND st.occurred_at > COALESCE((
+                     SELECT max(x.occurred_at) FROM casework.states x
+                     WHERE x.case_id = one.case_id AND x.escalation_id = one.escalation_id
+                       AND x.occurred_at <= one.state_since
+                       AND NOT (x.state IN ('needs_manual', 'failed', 'breached')
+                                OR (one.route = 'hotline' AND x.state = 'submitted'))),
+                     '-infinity')
+           ), one.state_since) AS waiting_since
+    FROM one
 )
-SELECT escalation_id, case_id, url, platform, route, state, why, state_since, due,
-       any_overdue AS overdue, best_rank,
-       GREATEST(0, EXTRACT(EPOCH FROM now() - state_since))::bigint AS age_s
-FROM one
+SELECT escalation_id, case_id, url, platform, route, state, why,
+       waiting_since AS state_since, due, any_overdue AS overdue, best_rank,
+       GREATEST(0, EXTRACT(EPOCH FROM now() - waiting_since))::bigint AS age_s
+FROM aged
 WHERE ($1::text IS NULL OR strpos(lower(why), lower($1)) > 0
        OR lower($1) = ANY (ARRAY[
            state,
@@ -410,8 +427,8 @@ WHERE ($1::text IS NULL OR strpos(lower(why), lower($1)) > 0
                      OR why LIKE 'no automated appeal route%' THEN 'manual' END]))
   AND ($2::text IS NULL OR platform = $2)
   AND ($3::int IS NULL OR best_rank = $3)
-  AND ($4::bigint IS NULL OR state_since <= now() - make_interval(secs => $4))
-ORDER BY (route = 'hotline') DESC NULLS LAST, any_overdue DESC, best_rank, state_since,
+  AND ($4::bigint IS NULL OR waiting_since <= now() - make_interval(secs => $4))
+ORDER BY (route = 'hotline') DESC NULLS LAST, any_overdue DESC, best_rank, waiting_since,
          escalation_id
 LIMIT $5
 """
