@@ -159,6 +159,10 @@ CONFIRMATIONS: dict[str, str] = {
     "retriage": "Recorded: the new triage decision.",
 }
 PENDING_NOTE = " The timeline shows it as pending until it has been applied."
+STALE_FORM = (
+    "Not recorded: this page's security check no longer holds (the page was open from an "
+    "earlier sign-in). Nothing was changed; check what you typed below and send it again."
+)
 
 
 def _now() -> datetime:
@@ -598,6 +602,16 @@ class _Pages:
     async def form(self, request: Request) -> FormData | Response:
         """The posted form if it is small and carries a valid CSRF token; else the page
         that says why (411, 413, 403) and nothing changes."""
+        data = await self.read_form(request)
+        if isinstance(data, Response):
+            return data
+        if not self.csrf_valid(request, data):
+            return self.csrf_refused(request)
+        return data
+
+    async def read_form(self, request: Request) -> FormData | Response:
+        """The posted form if it is small, its CSRF token not yet checked; else the page
+        that says why (411, 413) and nothing changes."""
         length = request.headers.get("content-length")
         if length is None or not length.isdigit():
             return self.problem(
@@ -617,23 +631,28 @@ class _Pages:
                 "characters) and send it again.",
                 who=None,
             )
-        data = await request.form()
+        return await request.form()
+
+    def csrf_valid(self, request: Request, data: FormData) -> bool:
         token = data.get("csrf_token")
-        if not self.sessions.csrf_ok(
+        valid = self.sessions.csrf_ok(
             request.cookies.get(CSRF_COOKIE), token if isinstance(token, str) else None
-        ):
+        )
+        if not valid:
             self.log.info("form refused: CSRF token missing or wrong", path=request.url.path)
-            return self.problem(
-                request,
-                403,
-                "This form could not be accepted",
-                "It did not carry this site's security token, so nothing was changed. That "
-                "happens when a form was sent from another site, when the page was open for "
-                "longer than a sign-in lasts, or when cookies are blocked.",
-                "Go back, reload the page and send the form again.",
-                who=None,
-            )
-        return data
+        return valid
+
+    def csrf_refused(self, request: Request) -> HTMLResponse:
+        return self.problem(
+            request,
+            403,
+            "This form could not be accepted",
+            "It did not carry this site's security token, so nothing was changed. That "
+            "happens when a form was sent from another site, when the page was open for "
+            "longer than a sign-in lasts, or when cookies are blocked.",
+            "Go back, reload the page and send the form again.",
+            who=None,
+        )
 
     # -- sign-in -----------------------------------------------------------------------
 
@@ -838,16 +857,24 @@ class _Pages:
         )
 
     async def act(self, request: Request, case_id: str, escalation_id: str) -> Response:
-        """Record a practitioner's action on one escalation of the case."""
-        data = await self.form(request)
+        """Record a practitioner's action on one escalation of the case. A form without a
+        security token gets the 403 page; one whose token no longer holds (the page outlived
+        a sign-in, say) records nothing either, but for a signed-in practitioner comes back
+        open on the case page (403), with what was typed, to send again."""
+        data = await self.read_form(request)
         if isinstance(data, Response):
             return data
+        csrf_valid = self.csrf_valid(request, data)
+        if not csrf_valid and not _text(data, "csrf_token"):
+            return self.csrf_refused(request)  # no token at all: not from one of our pages
         who = await self.who(request, f"/cases/{case_id}")
         if isinstance(who, Response):
-            return who
+            return who if csrf_valid else self.csrf_refused(request)
         action = _text(data, "action")
         values = {k: _text(data, k) for k in ("note", "platform_reference", "decision")}
         found = _escalation(await self._view(case_id), escalation_id)
+        if not csrf_valid and (found is None or action not in ALLOWED_STATES):
+            return self.csrf_refused(request)
         if found is None or action not in ALLOWED_STATES:
             return await self.case_page(
                 request,
@@ -857,6 +884,15 @@ class _Pages:
                 errors=[(None, "That escalation is not one of this case's. Nothing was recorded.")],
             )
         anchor, escalation = found
+        if not csrf_valid:
+            return await self.case_page(
+                request,
+                who,
+                case_id,
+                status=403,
+                errors=[(f"{anchor}-{action}-note", STALE_FORM)],
+                refused=Refusal((escalation_id, action), FormState(values, {})),
+            )
         if not _offered(escalation, action):  # the page was older than the escalation's state
             state = STATE_LABELS.get(escalation.state, escalation.state)
             return await self.case_page(
@@ -924,13 +960,19 @@ class _Pages:
         )
 
     async def retriage(self, request: Request, case_id: str) -> Response:
-        """Replace the case's triage decision (harm types, urgency, route) with a note."""
-        data = await self.form(request)
+        """Replace the case's triage decision (harm types, urgency, route) with a note; a
+        form whose security token no longer holds comes back as `act` says."""
+        data = await self.read_form(request)
         if isinstance(data, Response):
             return data
+        csrf_valid = self.csrf_valid(request, data)
+        if not csrf_valid and not _text(data, "csrf_token"):
+            return self.csrf_refused(request)  # no token at all: not from one of our pages
         who = await self.who(request, f"/cases/{case_id}")
         if isinstance(who, Response):
-            return who
+            return who if csrf_valid else self.csrf_refused(request)
+        if not csrf_valid and await self._view(case_id) is None:
+            return self.csrf_refused(request)
         harm_types = [h for h in data.getlist("harm_types") if isinstance(h, str)]
         values: dict[str, Any] = {
             "harm_types": harm_types,
@@ -954,7 +996,9 @@ class _Pages:
             field_errors["retriage-note"] = "Shorten the note to 4,000 characters or fewer."
         errors: list[tuple[str | None, str]] = list(field_errors.items())
         status = 422
-        if not errors:
+        if not csrf_valid:
+            errors, status = [("retriage-note", STALE_FORM)], 403
+        elif not errors:
             try:
                 await self.actions.retriage(
                     who,
