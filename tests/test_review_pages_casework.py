@@ -3,7 +3,8 @@ against casework served on the real broker and database (the read model seeded a
 `tests/test_ui_casework.py` seeds it): signing in again in another tab gives the browser a
 new CSRF pair, so the old page's form no longer holds. Sending it records nothing, and the
 practitioner gets the case page back (403) with the form open and the note they typed,
-named in words; sent again from there, it is recorded."""
+named in words; sent again from there, it is recorded, and the timeline names who acted by
+their key's name beside its id."""
 
 from __future__ import annotations
 
@@ -72,6 +73,9 @@ async def test_a_form_from_before_signing_in_again_keeps_what_was_typed(
         await old.click(f"{form} button[type=submit]")  # the page came with a good token
     assert "Recorded: closed as advice only." in await old.inner_text("#confirmation")
     assert await _commands(site, case.escalation_id) == 1
+    # The timeline names who acted: the key's name beside its id, not the id alone.
+    timeline = await old.inner_text("ol.timeline")
+    assert f"by Pat Practitioner (key {site.practitioner_id})" in timeline, timeline
 
     await old.fill("#retriage-note", "Bullying, not reputation.")
     await sign_in(await context.new_page(), site, site.practitioner_key)

@@ -263,11 +263,19 @@ def queue_rows(items: Sequence[QueueItem], now: datetime) -> list[dict[str, Any]
     ]
 
 
-def _decision_rows(d: DecisionView) -> dict[str, Any]:
+def person(key_id: str | None, names: Mapping[str, str]) -> str | None:
+    """Who acted, as the page names them: the key's name with its id, else the id alone."""
+    if key_id is None:
+        return None
+    name = names.get(key_id)
+    return f"{name} (key {key_id})" if name else key_id
+
+
+def _decision_rows(d: DecisionView, names: Mapping[str, str]) -> dict[str, Any]:
     return {
         "revision": d.revision,
         "at": when(d.triaged_at),
-        "by": d.overridden_by,
+        "by": person(d.overridden_by, names),
         "note": d.override_note,
         "harm_types": [HARM_LABELS.get(h, h) for h in d.harm_types],
         "urgency": d.urgency,
@@ -341,14 +349,14 @@ def _forms(e: EscalationView, anchor: str, refused: Refusal | None) -> list[dict
     return forms
 
 
-def timeline(case: CaseView) -> list[dict[str, Any]]:
+def timeline(case: CaseView, names: Mapping[str, str]) -> list[dict[str, Any]]:
     """Everything that happened to the case in time order: triage decisions, each
     escalation's states, calls to platforms and practitioners' actions."""
     entries: list[tuple[datetime, int, str, str]] = [
         (case.received_at, 0, "Report received", f"from {case.source}")
     ]
     for d in case.decisions:
-        who = f"override by {d.overridden_by}" if d.overridden_by else "triage"
+        who = f"override by {person(d.overridden_by, names)}" if d.overridden_by else "triage"
         entries.append(
             (
                 d.triaged_at,
@@ -358,7 +366,7 @@ def timeline(case: CaseView) -> list[dict[str, Any]]:
             )
         )
     for a in case.retriages:
-        entries.append((a.at, 2, "Re-triage requested", _action_detail(a)))
+        entries.append((a.at, 2, "Re-triage requested", _action_detail(a, names)))
     for e in case.escalations:
         where = f"{e.platform} {e.url}"
         for s in e.states:
@@ -366,7 +374,7 @@ def timeline(case: CaseView) -> list[dict[str, Any]]:
             if s.decision:
                 detail += f": {DECISION_LABELS.get(s.decision, s.decision)}"
             if s.actor:
-                detail += f" (by {s.actor})"
+                detail += f" (by {person(s.actor, names)})"
             if s.note:
                 detail += f"; note: {s.note}"
             entries.append((s.occurred_at, 3, STATE_LABELS.get(s.state, s.state), detail))
@@ -385,7 +393,7 @@ def timeline(case: CaseView) -> list[dict[str, Any]]:
                     a.at,
                     5,
                     ACTION_LABELS.get(a.action, a.action),
-                    f"{where}, {_action_detail(a)}",
+                    f"{where}, {_action_detail(a, names)}",
                 )
             )
     entries.sort(key=lambda x: (x[0], x[1]))
@@ -395,8 +403,8 @@ def timeline(case: CaseView) -> list[dict[str, Any]]:
     ]
 
 
-def _action_detail(a: ActionView) -> str:
-    parts = [f"by {a.actor or 'unknown'}", ACTION_RESULTS.get(a.result, a.result)]
+def _action_detail(a: ActionView, names: Mapping[str, str]) -> str:
+    parts = [f"by {person(a.actor, names) or 'unknown'}", ACTION_RESULTS.get(a.result, a.result)]
     if a.platform_reference:
         parts.append(f"reference {a.platform_reference}")
     if a.decision:
@@ -417,9 +425,12 @@ def case_page(
     *,
     refused: Refusal | None = None,
     retriage: FormState | None = None,
+    names: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The template's context for a case; `refused` is an action form to show again, open,
-    with what was typed, `retriage` the re-triage form's."""
+    with what was typed, `retriage` the re-triage form's; `names` the names of the keys
+    that acted on it, by key id (who acted is shown by name and key id)."""
+    names = names or {}
     current = case.decision
     escalations = []
     for n, e in enumerate(case.escalations, start=1):
@@ -472,12 +483,12 @@ def case_page(
             if reporter is not None and reporter.erased
             else "Casework has no contact details for this reporter.",
         },
-        "triage": _decision_rows(current) if current else None,
+        "triage": _decision_rows(current, names) if current else None,
         "history": [
-            _decision_rows(d) for d in reversed(case.decisions) if current and d != current
+            _decision_rows(d, names) for d in reversed(case.decisions) if current and d != current
         ],
         "escalations": escalations,
-        "timeline": timeline(case),
+        "timeline": timeline(case, names),
         "retriage": retriage,
         "decisions": list(DECISION_LABELS.items()),
         "harm_choices": [(h, HARM_LABELS[h]) for h in get_args(HarmType)],
@@ -845,7 +856,8 @@ class _Pages:
                 "appear; check the id, or find the case by its reference from the queue.",
                 who=who,
             )
-        context = case_page(view, _now(), refused=refused, retriage=retriage)
+        names = await self._key_names(view)
+        context = case_page(view, _now(), refused=refused, retriage=retriage, names=names)
         return self.page(
             request,
             "case.html",
@@ -1036,6 +1048,21 @@ class _Pages:
             errors=errors,
             retriage=FormState(shown, short),
         )
+
+    async def _key_names(self, view: CaseView) -> dict[str, str]:
+        """The name of every key that acted on the case (revoked ones too: the history
+        keeps who it was), by key id."""
+        ids = {d.overridden_by for d in view.decisions} | {a.actor for a in view.retriages}
+        for e in view.escalations:
+            ids |= {a.actor for a in e.actions} | {s.actor for s in e.states}
+        wanted = sorted(i for i in ids if i)
+        if not wanted:
+            return {}
+        async with self.db.pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT key_id, name FROM access.api_keys WHERE key_id = ANY($1::text[])", wanted
+            )
+        return {r["key_id"]: r["name"] for r in rows if r["name"]}
 
     async def _view(self, case_id: str) -> CaseView | None:
         try:
