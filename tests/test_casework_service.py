@@ -298,6 +298,7 @@ async def test_an_action_is_published_as_a_command_and_shows_pending(casework: C
     assert r.status_code == 202, r.text
     command_id = r.json()["command_id"]
     assert r.json()["status"] == "pending"
+    assert r.json()["case_id"] == str(case_id)
 
     # At once in the case, as pending.
     shown = (await fetch_case(casework, case_id)).json()["escalations"][1]["actions"]

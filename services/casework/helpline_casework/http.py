@@ -280,7 +280,11 @@ def build_api(db: Database, access: Access, actions: Actions) -> FastAPI:
             command_id = await actions.act(key, escalation_id, req)
         except ActionRefused as exc:
             raise _refused(exc) from None
-        return CommandAccepted(command_id=command_id)
+        async with db.pool.acquire() as conn:  # the case it was recorded on, as stored
+            case_id = await conn.fetchval(
+                "SELECT case_id FROM casework.commands WHERE command_id = $1", command_id
+            )
+        return CommandAccepted(command_id=command_id, case_id=case_id)
 
     @api.post(
         "/v1/cases/{case_id}/retriage",
