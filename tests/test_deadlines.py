@@ -254,6 +254,11 @@ async def test_waiting_for_a_person_breaches_without_a_follow_up(
         await asyncio.sleep(0.02)
 
     assert sorted(e.escalation_id for e in await outcomes(db)) == sorted([manual, hotline])
+    # The breach keeps why it waits for a person: the queue shows both.
+    (manual_breach,) = [e for e in await outcomes(db) if e.escalation_id == manual]
+    assert manual_breach.reason is not None
+    assert manual_breach.reason.startswith("no decision by its deadline (")
+    assert manual_breach.reason.endswith("; waiting for a person: unknown status")
     assert (await escalation(db, manual))["followups"] == 0
     assert (await escalation(db, hotline))["next_followup_at"] is None
     assert (await sim_activity(http, simulator))["followups"] == 0

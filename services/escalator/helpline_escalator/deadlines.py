@@ -36,6 +36,7 @@ import asyncio
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from helpline_escalator.activity import finish_attempt, start_attempt
@@ -106,7 +107,7 @@ SET breached_at = now(), updated_at = now(),
     next_followup_at = CASE WHEN e.route = 'platform' AND $5::int > 0 THEN now() END
 FROM due WHERE e.escalation_id = due.escalation_id
 RETURNING e.escalation_id, e.case_id, e.platform, e.platform_reference, e.attempts,
-          e.followups, e.route, e.state, {_DUE} AS due
+          e.followups, e.route, e.state, e.reason, {_DUE} AS due
 """
 
 # Follow-ups due: claimed (next_followup_at moved to the lease's end) when the platform
@@ -172,6 +173,14 @@ async def call_once(call: Any) -> Called:
         return Called(None, exc)
 
 
+def breach_reason(due: datetime, state: str, waiting_because: str | None) -> str:
+    """Why the escalation is breached; one waiting for a person keeps why it waits."""
+    reason = f"no decision by its deadline ({due.isoformat()})"
+    if state != "submitted" and waiting_because:
+        reason += f"; waiting for a person: {waiting_because}"
+    return reason
+
+
 def retry_in_s(called: Called, interval_s: float) -> float:
     """When a call that failed may be tried again: the platform's Retry-After, else
     within the interval (and at most a minute)."""
@@ -220,7 +229,7 @@ class DeadlineWatch:
                     r["attempts"],
                     now,
                     reference=r["platform_reference"],
-                    reason=f"no decision by its deadline ({r['due'].isoformat()})",
+                    reason=breach_reason(r["due"], r["state"], r["reason"]),
                     due_at=r["due"],
                     followups=r["followups"],
                 )
