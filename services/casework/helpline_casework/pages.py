@@ -5,7 +5,7 @@ elsewhere: the one stylesheet is served here at `/static/helpline.css`.
 
 Sign-in turns a live key with the `practitioner` scope into a signed session cookie holding
 only its key id (`helpline_shared.websession`). Every page checks again that the key is
-live, so revoking a key signs its sessions out within `webapi.KEY_CACHE_S`. A page without a
+live, so revoking a key signs its sessions out at their next page. A page without a
 session redirects to `/signin`.
 
 Every form carries a CSRF token (signed double submit); a POST without a valid one changes
