@@ -77,5 +77,7 @@ def test_readme_topic_table_is_the_acl_table() -> None:
     section = readme.split("\n## Topics\n", 1)[1].split("\n## ", 1)[0]
     table = "\n".join(line for line in section.splitlines() if line.startswith("|")) + "\n"
     assert table == kafka_acls.acl_table(), "run `python deploy/kafka_acls.py --table`"
-    outcomes_readers = r"`helpline-casework`, `helpline-external`, `helpline-metrics`"
+    outcomes_readers = (
+        r"`helpline-casework`, `helpline-external`, `helpline-metrics`, `helpline-notify`"
+    )
     assert re.search(r"`helpline-escalator` \| " + outcomes_readers, table)

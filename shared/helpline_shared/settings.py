@@ -58,6 +58,7 @@ class Settings(BaseSettings):
     escalator_port: int = 8003
     metrics_port: int = 8004
     casework_port: int = 8005
+    notify_port: int = 8006
     simulator_port: int = 8010
 
     # Escalation
@@ -196,6 +197,44 @@ class Settings(BaseSettings):
     simulator_appeal_overturn_rate: float = Field(
         0.3, ge=0, le=1, description="Share of appeals the simulated platforms overturn."
     )
+    # Notifications (helpline_notify): mail to reporters and alerts to the people on duty.
+    smtp_host: str = Field("127.0.0.1", description="SMTP server (dev: the local catcher).")
+    smtp_port: int = Field(1025, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_security: Literal["none", "starttls", "tls"] = Field(
+        "none", description="none (dev catcher), starttls (port 587) or tls (port 465)."
+    )
+    smtp_timeout_s: float = Field(10.0, gt=0)
+    mail_from: str = Field(
+        "Online Safety Helpline <helpline@example.org>", description="From: of every email."
+    )
+    mail_per_recipient_limit: str = Field(
+        "20/hour", description="Emails one address may be sent (limits notation)."
+    )
+    receipt_opt_out_sources: list[str] = Field(
+        default_factory=list,
+        description="Sources whose reporters get no receipt or outcome email (the source "
+        'tells its own users); JSON list, e.g. ["partner-portal"].',
+    )
+    status_base_url: str = Field(
+        "http://127.0.0.1:8006",
+        description="Public base URL of the status pages linked from emails.",
+    )
+    status_link_ttl_days: int = Field(180, ge=1, description="A status link expires after this.")
+    alert_emails: list[str] = Field(
+        default_factory=list, description="Who on duty is emailed an alert (JSON list)."
+    )
+    alert_webhook_url: str | None = Field(None, description="Where alerts are POSTed.")
+    alert_webhook_secret: SecretStr | None = Field(
+        None, description="HMAC-SHA256 key that signs each webhook delivery."
+    )
+    delivery_max_attempts: int = Field(
+        12, ge=1, description="Tries of one email or webhook delivery before it is given up."
+    )
+    delivery_retry_base_s: float = Field(2.0, gt=0)
+    delivery_retry_max_s: float = Field(600.0, gt=0)
+    mail_catcher_smtp_port: int = Field(1025, ge=1, le=65535, description="dev SMTP catcher.")
     intake_original_retention_days: int = Field(
         30,
         ge=0,

@@ -69,7 +69,7 @@ CASES_OPENED = Topic(
     "helpline.cases.opened",
     key="case_id",
     producers=("intake",),
-    consumers=("triage", "casework"),
+    consumers=("triage", "casework", "notify"),
     model=events.CaseOpenedV1,
     retention_ms=FOREVER,  # triage can be replayed from it (no reporter data)
 )
@@ -77,7 +77,7 @@ CASES_TRIAGED = Topic(
     "helpline.cases.triaged",
     key="case_id",
     producers=("triage",),
-    consumers=("escalator", "metrics", "casework"),
+    consumers=("escalator", "metrics", "casework", "notify"),
     model=events.CaseTriagedV1,
     retention_ms=FOREVER,  # metrics rebuilds its counts from it
 )
@@ -85,7 +85,7 @@ ESCALATION_OUTCOMES = Topic(
     "helpline.escalations.outcomes",
     key="case_id",
     producers=("escalator",),
-    consumers=("metrics", "casework", "external systems"),
+    consumers=("metrics", "casework", "notify", "external systems"),
     model=events.EscalationOutcomeV1,
     external=True,
     description="Every state an escalation reaches; what metrics consumers subscribe to.",
@@ -95,7 +95,7 @@ CASE_REPORTERS = Topic(
     "helpline.cases.reporters",
     key="case_id",
     producers=("intake",),
-    consumers=("casework",),
+    consumers=("casework", "notify"),
     model=events.ReporterDetailsV1,
     description="Each case's reporter (personal data), and a null reporter once erased.",
     # Personal data: kept as briefly as the reports topic; intake's table is the record.
@@ -150,7 +150,7 @@ def dead_letter(service: str) -> Topic:
     )
 
 
-SERVICES = ("intake", "triage", "escalator", "metrics", "casework")
+SERVICES = ("intake", "triage", "escalator", "metrics", "casework", "notify")
 DEAD_LETTERS = {service: dead_letter(service) for service in SERVICES}
 
 ALL_TOPICS: tuple[Topic, ...] = (
