@@ -1,0 +1,75 @@
+"""Status links: a private, expiring link per case that opens the reporter's status page
+without a key (issue 11 item 2).
+
+A token is 256 random bits (43 URL-safe characters); only its SHA-256 is stored in
+`notify.status_links`, so the token exists only in the email that carries it. A link is
+live until its `expires_at` (now + `status_link_ttl_days` when issued) and until a
+practitioner revokes it. `issue` makes a new link on every call (a stored hash cannot give
+its token back): call it once per receipt, inside the transaction that queues the receipt,
+so a redelivered event that queues nothing issues nothing either.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import uuid
+from datetime import timedelta
+
+from helpline_shared.db import Conn
+from helpline_shared.settings import Settings
+
+TOKEN_BYTES = 32
+# secrets.token_urlsafe(32): 43 characters of the URL-safe base64 alphabet, no padding.
+TOKEN_PATTERN = re.compile(r"[A-Za-z0-9_-]{43}")
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode("ascii")).digest()
+
+
+async def issue(conn: Conn, case_id: uuid.UUID, settings: Settings) -> str:
+    """A new token for `case_id`, live for `settings.status_link_ttl_days` from now. Every
+    call makes another link (earlier ones stay live); only the token's SHA-256 is stored,
+    in `conn`'s transaction if one is open."""
+    token = secrets.token_urlsafe(TOKEN_BYTES)
+    await conn.execute(
+        "INSERT INTO notify.status_links (token_sha256, case_id, expires_at)"
+        " VALUES ($1, $2, now() + $3::interval)",
+        _digest(token),
+        case_id,
+        timedelta(days=settings.status_link_ttl_days),
+    )
+    return token
+
+
+def status_url(settings: Settings, token: str) -> str:
+    """The page's public address: `settings.status_base_url` + "/status/" + token."""
+    return settings.status_base_url.rstrip("/") + "/status/" + token
+
+
+async def find(conn: Conn, token: str) -> uuid.UUID | None:
+    """The case of a live link, or None alike for a malformed, unknown, expired or revoked
+    token (callers show one page for all of them: no oracle)."""
+    if not TOKEN_PATTERN.fullmatch(token):
+        return None
+    case_id: uuid.UUID | None = await conn.fetchval(
+        "SELECT case_id FROM notify.status_links"
+        " WHERE token_sha256 = $1 AND revoked_at IS NULL AND expires_at > now()",
+        _digest(token),
+    )
+    return case_id
+
+
+async def revoke(conn: Conn, case_id: uuid.UUID, by: str) -> int:
+    """Revoke every link of `case_id` not yet revoked (expired ones too, so the record says
+    who ended them), recording `by` (the practitioner's key id) and now; answers how many.
+    Revoking again answers 0 and keeps the first record."""
+    result: str = await conn.execute(
+        "UPDATE notify.status_links SET revoked_at = now(), revoked_by = $2"
+        " WHERE case_id = $1 AND revoked_at IS NULL",
+        case_id,
+        by,
+    )
+    return int(result.rsplit(" ", 1)[-1])
