@@ -7,7 +7,6 @@ Counted by the simulator and the outbox."""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -26,15 +25,21 @@ from helpline_escalator.commands import Commands
 from helpline_shared.db import Database
 from helpline_shared.events import (
     TAKEDOWN_DECISIONS,
-    EscalationActivityV1,
-    EscalationOutcomeV1,
     PractitionerCommandV1,
     utcnow,
 )
 from helpline_shared.outbox import Outbox
 from helpline_shared.settings import Settings
-from helpline_shared.topics import ESCALATION_ACTIVITY, ESCALATION_OUTCOMES
 from tests.conftest import opened_database
+from tests.escalator_support import (
+    activity,
+    clear_escalator,
+    escalation,
+    insert_escalation,
+    outcomes,
+    quiet_simulator,
+    sim_activity,
+)
 from tests.helpers import serve_simulator
 from tests.infra import Infra
 
@@ -55,26 +60,14 @@ async def db(infra: Infra) -> AsyncIterator[Database]:
 
 @pytest.fixture(autouse=True)
 async def clean(db: Database) -> None:
-    await db.pool.execute("TRUNCATE escalator.escalations, escalator.attempts, outbox CASCADE")
+    await clear_escalator(db)
 
 
 @pytest.fixture
 async def http(simulator: str) -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        await session.post(f"{simulator}/_sim/reset")
-        # Reddit leaves content up only as "no violation": at takedown rate 0, every
-        # notice is decided so at once.
-        await session.post(
-            f"{simulator}/_sim/config",
-            json={
-                "latency_ms": 0,
-                "error_rate": 0,
-                "rate_limit_rate": 0,
-                "decision_delay_ms": 0,
-                "takedown_rate": 0.0,
-                "appeal_overturn_rate": 1.0,
-            },
-        )
+    # Reddit leaves content up only as "no violation": at takedown rate 0, every
+    # notice is decided so at once.
+    async with quiet_simulator(simulator, takedown_rate=0.0, appeal_overturn_rate=1.0) as session:
         yield session
 
 
@@ -146,50 +139,7 @@ async def decided(
         "appeal_note": NOTE if requested else None,
         **overrides,
     }
-    cols = ", ".join(row)
-    params = ", ".join(f"${i}" for i in range(1, len(row) + 1))
-    await db.pool.execute(
-        f"INSERT INTO escalator.escalations ({cols}) VALUES ({params})", *row.values()
-    )
-    for n in range(cases):
-        await db.pool.execute(
-            """INSERT INTO escalator.escalation_cases
-                   (escalation_id, case_id, url_id, url, harm_types, urgency, received_at)
-               VALUES ($1, $2, $3, $4, $5, $6, $7)""",
-            eid,
-            row["case_id"] if n == 0 else uuid.uuid4(),
-            uuid.uuid4(),
-            url,
-            row["harm_types"],
-            row["urgency"],
-            row["received_at"],
-        )
-    return eid
-
-
-async def escalation(db: Database, eid: uuid.UUID) -> Any:
-    return await db.pool.fetchrow(
-        "SELECT * FROM escalator.escalations WHERE escalation_id = $1", eid
-    )
-
-
-async def outcomes(db: Database) -> list[EscalationOutcomeV1]:
-    rows = await db.pool.fetch(
-        "SELECT value FROM outbox WHERE topic = $1 ORDER BY seq", ESCALATION_OUTCOMES.name
-    )
-    return [EscalationOutcomeV1.model_validate(json.loads(r["value"])) for r in rows]
-
-
-async def activity(db: Database) -> list[EscalationActivityV1]:
-    rows = await db.pool.fetch(
-        "SELECT value FROM outbox WHERE topic = $1 ORDER BY seq", ESCALATION_ACTIVITY.name
-    )
-    return [EscalationActivityV1.model_validate(json.loads(r["value"])) for r in rows]
-
-
-async def sim_activity(http: aiohttp.ClientSession, simulator: str) -> dict[str, Any]:
-    async with http.get(f"{simulator}/_sim/stats") as r:
-        return dict((await r.json())["platform_activity"]["reddit"])
+    return await insert_escalation(db, row, cases)
 
 
 async def test_an_appeal_that_overturns_the_decision(
@@ -218,7 +168,7 @@ async def test_an_appeal_that_overturns_the_decision(
     )
     assert row["appeal_overturned"] is True
     assert row["appeal_reference"].startswith("reddit-appeal-")
-    sim = await sim_activity(http, simulator)
+    sim = await sim_activity(http, simulator, "reddit")
     assert (sim["notices"], sim["appeals"], sim["overturns"]) == (1, 1, 1)
     assert [(a.kind, a.result) for a in await activity(db)] == [("appeal", "ok")]
     assert await desk(db, {"reddit": reddit}).step() == 0  # decided: nothing more to do
@@ -242,7 +192,7 @@ async def test_an_appeal_that_is_upheld(
         "no_violation",
         False,
     )
-    sim = await sim_activity(http, simulator)
+    sim = await sim_activity(http, simulator, "reddit")
     assert (sim["appeals"], sim["overturns"]) == (1, 0)
 
 
@@ -268,7 +218,7 @@ async def test_a_pending_appeal_is_asked_for_its_result_until_decided(
     assert row["appeal_checks"] >= 1
     kinds = {(a.kind, a.result) for a in await activity(db)}
     assert kinds == {("appeal", "ok")}
-    assert (await sim_activity(http, simulator))["appeals"] == 1
+    assert (await sim_activity(http, simulator, "reddit"))["appeals"] == 1
 
 
 async def test_two_loops_at_once_send_one_appeal(
@@ -280,7 +230,7 @@ async def test_two_loops_at_once_send_one_appeal(
     await asyncio.gather(first.step(), second.step(), first.step())
 
     assert [e.state for e in await outcomes(db)] == ["appealed", "appeal_decided"]
-    assert (await sim_activity(http, simulator))["appeals"] == 1
+    assert (await sim_activity(http, simulator, "reddit"))["appeals"] == 1
     assert len(await activity(db)) == 1
 
 
@@ -290,7 +240,7 @@ async def test_an_escalation_without_a_request_is_left_alone(
     await decided(db, reddit, requested=False)
 
     assert await desk(db, {"reddit": reddit}).step() == 0
-    assert (await sim_activity(http, simulator))["appeals"] == 0
+    assert (await sim_activity(http, simulator, "reddit"))["appeals"] == 0
 
 
 async def test_an_appeal_the_platform_refuses_ends_with_the_reason(
@@ -341,7 +291,7 @@ async def test_an_appeal_that_fails_for_now_is_sent_again(
 
     assert [e.state for e in await outcomes(db)] == ["appealed", "appeal_decided"]
     assert [a.result for a in await activity(db)] == ["retryable", "ok"]
-    assert (await sim_activity(http, simulator))["appeals"] == 1
+    assert (await sim_activity(http, simulator, "reddit"))["appeals"] == 1
 
 
 async def test_a_manual_channel_is_appealed_by_hand(db: Database) -> None:
@@ -398,7 +348,7 @@ async def test_an_appeal_waits_while_the_platforms_circuit_is_open(
     adapters: dict[str, PlatformAdapter] = {"reddit": reddit}
 
     assert await AppealDesk(db, outbox, s, adapters.get, lambda: ["reddit"]).step() == 0
-    assert (await sim_activity(http, simulator))["appeals"] == 0
+    assert (await sim_activity(http, simulator, "reddit"))["appeals"] == 0
 
     assert await AppealDesk(db, outbox, s, adapters.get).step() == 1
-    assert (await sim_activity(http, simulator))["appeals"] == 1
+    assert (await sim_activity(http, simulator, "reddit"))["appeals"] == 1

@@ -7,7 +7,6 @@ two loops at once never announce or send twice. Counted by the simulator and the
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -24,12 +23,20 @@ from helpline_escalator.adapters.registry import MANUAL_CHANNELS
 from helpline_escalator.adapters.tiktok import TikTokAdapter
 from helpline_escalator.deadlines import RULES_DEADLINE_HOURS, DeadlineWatch, deadline_s
 from helpline_shared.db import Database
-from helpline_shared.events import EscalationActivityV1, EscalationOutcomeV1, utcnow
+from helpline_shared.events import utcnow
 from helpline_shared.outbox import Outbox
 from helpline_shared.settings import Settings
-from helpline_shared.topics import ESCALATION_ACTIVITY, ESCALATION_OUTCOMES
 from helpline_triage.rules import RuleSet
 from tests.conftest import opened_database
+from tests.escalator_support import (
+    activity,
+    clear_escalator,
+    escalation,
+    insert_escalation,
+    outcomes,
+    quiet_simulator,
+    sim_activity,
+)
 from tests.helpers import serve_simulator
 from tests.infra import Infra
 
@@ -48,23 +55,13 @@ async def db(infra: Infra) -> AsyncIterator[Database]:
 
 @pytest.fixture(autouse=True)
 async def clean(db: Database) -> None:
-    await db.pool.execute("TRUNCATE escalator.escalations, escalator.attempts, outbox CASCADE")
+    await clear_escalator(db)
 
 
 @pytest.fixture
 async def http(simulator: str) -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        await session.post(f"{simulator}/_sim/reset")
-        # Notices stay undecided: their deadline can pass.
-        await session.post(
-            f"{simulator}/_sim/config",
-            json={
-                "latency_ms": 0,
-                "error_rate": 0,
-                "rate_limit_rate": 0,
-                "decision_delay_ms": 3_600_000,
-            },
-        )
+    # Notices stay undecided: their deadline can pass.
+    async with quiet_simulator(simulator, decision_delay_ms=3_600_000) as session:
         yield session
 
 
@@ -116,25 +113,7 @@ async def add_escalation(db: Database, cases: int = 1, **overrides: Any) -> uuid
         "linked_cases": cases,
         **overrides,
     }
-    cols = ", ".join(row)
-    params = ", ".join(f"${i}" for i in range(1, len(row) + 1))
-    await db.pool.execute(
-        f"INSERT INTO escalator.escalations ({cols}) VALUES ({params})", *row.values()
-    )
-    for n in range(cases):
-        await db.pool.execute(
-            """INSERT INTO escalator.escalation_cases
-                   (escalation_id, case_id, url_id, url, harm_types, urgency, received_at)
-               VALUES ($1, $2, $3, $4, $5, $6, $7)""",
-            eid,
-            row["case_id"] if n == 0 else uuid.uuid4(),
-            uuid.uuid4(),
-            row["url"],
-            row["harm_types"],
-            row["urgency"],
-            row["received_at"],
-        )
-    return eid
+    return await insert_escalation(db, row, cases)
 
 
 async def submitted(db: Database, adapter: TikTokAdapter, cases: int = 1, **kw: Any) -> uuid.UUID:
@@ -147,31 +126,6 @@ async def submitted(db: Database, adapter: TikTokAdapter, cases: int = 1, **kw: 
         reference,
     )
     return eid
-
-
-async def escalation(db: Database, eid: uuid.UUID) -> Any:
-    return await db.pool.fetchrow(
-        "SELECT * FROM escalator.escalations WHERE escalation_id = $1", eid
-    )
-
-
-async def outcomes(db: Database) -> list[EscalationOutcomeV1]:
-    rows = await db.pool.fetch(
-        "SELECT value FROM outbox WHERE topic = $1 ORDER BY seq", ESCALATION_OUTCOMES.name
-    )
-    return [EscalationOutcomeV1.model_validate(json.loads(r["value"])) for r in rows]
-
-
-async def activity(db: Database) -> list[EscalationActivityV1]:
-    rows = await db.pool.fetch(
-        "SELECT value FROM outbox WHERE topic = $1 ORDER BY seq", ESCALATION_ACTIVITY.name
-    )
-    return [EscalationActivityV1.model_validate(json.loads(r["value"])) for r in rows]
-
-
-async def sim_activity(http: aiohttp.ClientSession, simulator: str) -> dict[str, Any]:
-    async with http.get(f"{simulator}/_sim/stats") as r:
-        return dict((await r.json())["platform_activity"]["tiktok"])
 
 
 @pytest.fixture
@@ -219,7 +173,7 @@ async def test_the_platform_is_renotified_up_to_the_max_and_never_sent_a_second_
 
     row = await escalation(db, eid)
     assert row["followups"] == 3
-    sim = await sim_activity(http, simulator)
+    sim = await sim_activity(http, simulator, "tiktok")
     assert sim["notices"] == 1
     assert sim["followups_per_reference"] == {row["platform_reference"]: 3}
     followups = [a for a in await activity(db) if a.kind == "followup"]
@@ -238,7 +192,7 @@ async def test_two_loops_at_once_send_one_follow_up(
     await asyncio.gather(first.follow_up(), second.follow_up(), first.follow_up())
 
     assert (await escalation(db, eid))["followups"] == 1
-    assert (await sim_activity(http, simulator))["followups"] == 1
+    assert (await sim_activity(http, simulator, "tiktok"))["followups"] == 1
 
 
 async def test_waiting_for_a_person_breaches_without_a_follow_up(
@@ -261,7 +215,7 @@ async def test_waiting_for_a_person_breaches_without_a_follow_up(
     assert manual_breach.reason.endswith("; waiting for a person: unknown status")
     assert (await escalation(db, manual))["followups"] == 0
     assert (await escalation(db, hotline))["next_followup_at"] is None
-    assert (await sim_activity(http, simulator))["followups"] == 0
+    assert (await sim_activity(http, simulator, "tiktok"))["followups"] == 0
 
 
 async def test_decided_or_not_yet_due_escalations_do_not_breach(
@@ -298,7 +252,7 @@ async def test_breached_before_its_notice_went_out_it_is_renotified_once_submitt
     w = watch(db, settings(renotify_interval_s=0.05), {"tiktok": tiktok})
     await w.breach()
     await w.follow_up()
-    assert (await sim_activity(http, simulator))["followups"] == 0
+    assert (await sim_activity(http, simulator, "tiktok"))["followups"] == 0
     assert (await escalation(db, eid))["next_followup_at"] is not None  # looked at again
 
     reference = await notice_on(tiktok, eid)
@@ -310,7 +264,8 @@ async def test_breached_before_its_notice_went_out_it_is_renotified_once_submitt
     )
     await w.follow_up()
 
-    assert (await sim_activity(http, simulator))["followups_per_reference"] == {reference: 1}
+    sim = await sim_activity(http, simulator, "tiktok")
+    assert sim["followups_per_reference"] == {reference: 1}
 
 
 async def test_a_decision_ends_the_follow_ups(
@@ -331,7 +286,7 @@ async def test_a_decision_ends_the_follow_ups(
 
     row = await escalation(db, eid)
     assert (row["followups"], row["next_followup_at"]) == (1, None)
-    assert (await sim_activity(http, simulator))["followups"] == 1
+    assert (await sim_activity(http, simulator, "tiktok"))["followups"] == 1
 
 
 async def test_a_follow_up_the_platform_refuses_ends_them_with_the_reason(
@@ -406,7 +361,7 @@ async def test_a_platform_whose_circuit_is_open_is_sent_no_follow_up_until_it_cl
     await open_circuit.breach()  # a breach is announced whatever the circuit
 
     assert await open_circuit.follow_up() == 0
-    assert (await sim_activity(http, simulator))["followups"] == 0
+    assert (await sim_activity(http, simulator, "tiktok"))["followups"] == 0
     assert (await escalation(db, eid))["next_followup_at"] is not None  # it waits
 
     await watch(db, s, {"tiktok": tiktok}).follow_up()

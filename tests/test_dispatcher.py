@@ -21,10 +21,17 @@ from helpline_shared.db import Database
 from helpline_shared.events import utcnow
 from helpline_shared.outbox import Outbox
 from helpline_shared.settings import Settings
-from helpline_shared.topics import ESCALATION_OUTCOMES
 from helpline_simulator.credentials import dev_credential, expected_headers
 from helpline_simulator.platforms import PLATFORMS
 from tests.conftest import opened_database
+from tests.escalator_support import (
+    add_escalation,
+    clear_escalator,
+    escalation,
+    outbox_states,
+    quiet_simulator,
+    sim_stats,
+)
 from tests.helpers import serve_simulator
 from tests.infra import Infra
 
@@ -43,85 +50,18 @@ async def db(infra: Infra) -> AsyncIterator[Database]:
 
 @pytest.fixture
 async def http(simulator: str) -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        await session.post(f"{simulator}/_sim/reset")
-        await session.post(
-            f"{simulator}/_sim/config",
-            json={
-                "latency_ms": 0,
-                "error_rate": 0,
-                "rate_limit_rate": 0,
-                "decision_delay_ms": 0,
-                "status_override": "",
-                "lost_reply_rate": 0,
-                "store_delay_ms": 0,
-            },
-        )
+    async with quiet_simulator(simulator) as session:
         yield session
 
 
 @pytest.fixture
 async def worker(db: Database, simulator: str, http: aiohttp.ClientSession) -> PlatformWorker:
-    await db.pool.execute("TRUNCATE escalator.escalations, escalator.attempts, outbox CASCADE")
+    await clear_escalator(db)
     settings = Settings(
         escalation_retry_base_s=0.05, escalation_max_attempts=3, escalation_claim_lease_s=30
     )
     outbox = Outbox(db, KafkaBroker(), "escalator")
     return PlatformWorker(TikTokAdapter(http, simulator), db, outbox, settings)
-
-
-async def add_escalation(db: Database, **overrides: Any) -> uuid.UUID:
-    eid = uuid.uuid4()
-    row = {
-        "escalation_id": eid,
-        "case_id": uuid.uuid4(),
-        "url": f"https://tiktok.com/@x/{eid}",
-        "normalized_url": f"https://tiktok.com/@x/{eid}",
-        "platform": "tiktok",
-        "route": "platform",
-        "harm_types": ["bullying_harassment"],
-        "urgency": "normal",
-        "received_at": utcnow(),
-        "state": "queued",
-        "attempts": 0,
-        "claimed_at": None,
-    }
-    row.update(overrides)
-    cols = ", ".join(row)
-    params = ", ".join(f"${i}" for i in range(1, len(row) + 1))
-    await db.pool.execute(
-        f"INSERT INTO escalator.escalations ({cols}) VALUES ({params})", *row.values()
-    )
-    await db.pool.execute(
-        """INSERT INTO escalator.escalation_cases
-               (escalation_id, case_id, url_id, url, harm_types, urgency, received_at)
-           VALUES ($1, $2, $1, $3, $4, $5, $6)""",
-        eid,
-        row["case_id"],
-        row["url"],
-        row["harm_types"],
-        row["urgency"],
-        row["received_at"],
-    )
-    return eid
-
-
-async def sim_stats(http: aiohttp.ClientSession, simulator: str) -> dict[str, Any]:
-    async with http.get(f"{simulator}/_sim/stats") as r:
-        return dict(await r.json())
-
-
-async def escalation(db: Database, eid: uuid.UUID) -> Any:
-    return await db.pool.fetchrow(
-        "SELECT * FROM escalator.escalations WHERE escalation_id = $1", eid
-    )
-
-
-async def outbox_states(db: Database) -> list[str]:
-    rows = await db.pool.fetch(
-        "SELECT headers FROM outbox WHERE topic = $1 ORDER BY seq", ESCALATION_OUTCOMES.name
-    )
-    return [r["headers"]["ce_type"].split(".")[2] for r in rows]
 
 
 async def test_submit_records_the_attempt_and_the_decision(
@@ -445,7 +385,7 @@ async def test_a_pending_decision_is_chased_less_and_less_often(
     db: Database, simulator: str, http: aiohttp.ClientSession
 ) -> None:
     """Hole 9: the gap between status checks doubles up to the configured cap."""
-    await db.pool.execute("TRUNCATE escalator.escalations, escalator.attempts, outbox CASCADE")
+    await clear_escalator(db)
     settings = Settings(
         escalation_status_interval_s=2,
         escalation_status_max_interval_s=10,
@@ -484,7 +424,7 @@ async def test_a_notice_stored_late_is_found_not_sent_again(
     """Hole 6: after an unclear submit the lookup ran about a second later and read
     "not found" as "never received", so a notice the platform stored late went twice.
     A lookup that finds nothing re-sends only after the platform's settle period."""
-    await db.pool.execute("TRUNCATE escalator.escalations, escalator.attempts, outbox CASCADE")
+    await clear_escalator(db)
     settings = Settings(
         escalation_retry_base_s=0.05,
         escalation_claim_lease_s=30,
@@ -519,7 +459,7 @@ async def test_a_notice_stored_late_is_found_not_sent_again(
 async def test_a_notice_that_never_arrived_is_sent_again_after_the_settle_period(
     db: Database, simulator: str, http: aiohttp.ClientSession
 ) -> None:
-    await db.pool.execute("TRUNCATE escalator.escalations, escalator.attempts, outbox CASCADE")
+    await clear_escalator(db)
     settings = Settings(
         escalation_retry_base_s=0.05, escalation_claim_lease_s=30, platform_settle_s=0.5
     )

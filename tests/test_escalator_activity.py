@@ -31,8 +31,9 @@ from helpline_shared.events import (
 )
 from helpline_shared.outbox import Outbox
 from helpline_shared.settings import Settings
-from helpline_shared.topics import ESCALATION_ACTIVITY, ESCALATION_OUTCOMES
+from helpline_shared.topics import ESCALATION_ACTIVITY
 from tests.conftest import opened_database
+from tests.escalator_support import clear_escalator, outcomes, quiet_simulator
 from tests.helpers import serve_simulator
 from tests.infra import Infra
 
@@ -51,26 +52,13 @@ async def db(infra: Infra) -> AsyncIterator[Database]:
 
 @pytest.fixture
 async def http(simulator: str) -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        await session.post(f"{simulator}/_sim/reset")
-        await session.post(
-            f"{simulator}/_sim/config",
-            json={
-                "latency_ms": 0,
-                "error_rate": 0,
-                "rate_limit_rate": 0,
-                "decision_delay_ms": 0,
-                "status_override": "",
-                "lost_reply_rate": 0,
-                "store_delay_ms": 0,
-            },
-        )
+    async with quiet_simulator(simulator) as session:
         yield session
 
 
 @pytest.fixture
 async def worker(db: Database, simulator: str, http: aiohttp.ClientSession) -> PlatformWorker:
-    await db.pool.execute("TRUNCATE escalator.escalations, escalator.attempts, outbox CASCADE")
+    await clear_escalator(db)
     settings = Settings(escalation_retry_base_s=0.05, escalation_claim_lease_s=30)
     return PlatformWorker(
         TikTokAdapter(http, simulator), db, Outbox(db, KafkaBroker(), "escalator"), settings
@@ -121,13 +109,6 @@ async def activity(db: Database) -> list[tuple[bytes, EscalationActivityV1]]:
         "SELECT key, value FROM outbox WHERE topic = $1 ORDER BY seq", ESCALATION_ACTIVITY.name
     )
     return [(r["key"], EscalationActivityV1.model_validate_json(r["value"])) for r in rows]
-
-
-async def outcomes(db: Database) -> list[EscalationOutcomeV1]:
-    rows = await db.pool.fetch(
-        "SELECT value FROM outbox WHERE topic = $1 ORDER BY seq", ESCALATION_OUTCOMES.name
-    )
-    return [EscalationOutcomeV1.model_validate_json(r["value"]) for r in rows]
 
 
 async def attempts(db: Database) -> list[Any]:

@@ -32,20 +32,15 @@ from helpline_shared.outbox import Outbox
 from helpline_shared.service import health_routes
 from helpline_shared.settings import Settings
 from tests.conftest import opened_database
+from tests.escalator_support import (
+    add_escalation,
+    clear_escalator,
+    outbox_states,
+    quiet_simulator,
+    sim_stats,
+)
 from tests.helpers import serve_simulator
 from tests.infra import Infra
-from tests.test_dispatcher import add_escalation, outbox_states, sim_stats
-
-QUIET = {
-    "latency_ms": 0,
-    "error_rate": 0,
-    "rate_limit_rate": 0,
-    "decision_delay_ms": 0,
-    "status_override": "",
-    "lost_reply_rate": 0,
-    "store_delay_ms": 0,
-    "platforms": {"tiktok": None, "instagram": None},
-}
 
 
 @pytest.fixture(scope="module")
@@ -62,12 +57,9 @@ async def db(infra: Infra) -> AsyncIterator[Database]:
 
 @pytest.fixture
 async def http(simulator: str, db: Database) -> AsyncIterator[aiohttp.ClientSession]:
-    await db.pool.execute("TRUNCATE escalator.escalations, escalator.attempts, outbox CASCADE")
-    async with aiohttp.ClientSession() as session:
-        await session.post(f"{simulator}/_sim/reset")
-        async with session.post(f"{simulator}/_sim/config", json=QUIET) as r:
-            assert r.status == 200
-        yield session
+    await clear_escalator(db)
+    async with quiet_simulator(simulator, platforms={"tiktok": None, "instagram": None}) as s:
+        yield s
 
 
 async def behave(http: aiohttp.ClientSession, simulator: str, slug: str, **own: Any) -> None:

@@ -20,11 +20,11 @@ from helpline_escalator.dispatcher import PlatformWorker, notice_for
 from helpline_escalator.links import escalation_id, link_cases
 from helpline_escalator.outcomes import Reached, announce
 from helpline_shared.db import Database
-from helpline_shared.events import CaseTriagedV1, EscalationOutcomeV1, TriagedUrl, derive_id, utcnow
+from helpline_shared.events import CaseTriagedV1, TriagedUrl, derive_id, utcnow
 from helpline_shared.outbox import Outbox
 from helpline_shared.settings import Settings
-from helpline_shared.topics import ESCALATION_OUTCOMES
 from tests.conftest import opened_database
+from tests.escalator_support import clear_escalator, outcomes, quiet_simulator
 from tests.helpers import serve_simulator
 from tests.infra import Infra
 
@@ -45,18 +45,13 @@ async def db(infra: Infra) -> AsyncIterator[Database]:
 
 @pytest.fixture
 async def clean(db: Database) -> Database:
-    await db.pool.execute("TRUNCATE escalator.escalations, escalator.attempts, outbox CASCADE")
+    await clear_escalator(db)
     return db
 
 
 @pytest.fixture
 async def worker(clean: Database, simulator: str) -> AsyncIterator[PlatformWorker]:
-    async with aiohttp.ClientSession() as http:
-        await http.post(f"{simulator}/_sim/reset")
-        await http.post(
-            f"{simulator}/_sim/config",
-            json={"latency_ms": 0, "error_rate": 0, "rate_limit_rate": 0, "decision_delay_ms": 0},
-        )
+    async with quiet_simulator(simulator) as http:
         outbox = Outbox(clean, KafkaBroker(), "escalator")
         yield PlatformWorker(TikTokAdapter(http, simulator), clean, outbox, Settings())
 
@@ -106,13 +101,6 @@ async def link(db: Database, *cases: CaseTriagedV1) -> Any:
         linked = await link_cases(conn, cases)
         await Outbox(db, KafkaBroker(), "escalator").add(conn, linked.outcomes)
     return linked
-
-
-async def outcomes(db: Database) -> list[EscalationOutcomeV1]:
-    rows = await db.pool.fetch(
-        "SELECT value FROM outbox WHERE topic = $1 ORDER BY seq", ESCALATION_OUTCOMES.name
-    )
-    return [EscalationOutcomeV1.model_validate_json(r["value"]) for r in rows]
 
 
 async def escalations(db: Database) -> list[Any]:
