@@ -8,6 +8,12 @@ database, the `export HELPLINE_DATABASE_URL=...` line that lets commands in anot
 new one is made. Unless HELPLINE_SESSION_SECRET is set, the services share a session
 secret kept in `data_dir/session-secret` (0600), so a practitioner's sign-in holds across
 services and restarts.
+
+Mail goes to a local SMTP catcher (:mod:`helpline_cli.mailcatcher`) that dev starts on
+HELPLINE_MAIL_CATCHER_SMTP_PORT (1025), or on a free port when that one is taken; it keeps
+every message as an .eml file in `data_dir/mail`, read with `helpline mail list` and
+`helpline mail show N|latest`. The services send there (their HELPLINE_SMTP_* point at it)
+unless HELPLINE_SMTP_HOST or HELPLINE_SMTP_PORT was set, which then wins.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 
 from helpline_cli import stack as stack_module
+from helpline_cli.mailcatcher import MailCatcher, start_catcher
 from helpline_cli.stack import Stack
 from helpline_shared import apikeys
 from helpline_shared.settings import Settings
@@ -104,10 +111,35 @@ def _commands_hint(settings: Settings, database_url: str) -> str:
     )
 
 
+def mail_env(settings: Settings, catcher: MailCatcher) -> dict[str, str]:
+    """The services' SMTP settings: the catcher's, unless SMTP was configured."""
+    if {"smtp_host", "smtp_port"} & settings.model_fields_set:
+        return {}
+    return catcher.env()
+
+
+def _mail_line(settings: Settings, catcher: MailCatcher) -> str:
+    line = f"mail catcher {catcher.url} (helpline mail list)"
+    if not mail_env(settings, catcher):
+        line += f"; the services send to the configured {settings.smtp_host}:{settings.smtp_port}"
+    return line
+
+
 async def run_dev(settings: Settings) -> int:
     log_dir = settings.data_dir / "logs"
     print("helpline dev: starting broker, database, topics, migrations ...", flush=True)
-    stack = await Stack.prepare(settings, log_dir=log_dir, extra_env=session_secret(settings))
+    catcher = await asyncio.to_thread(
+        start_catcher, settings.data_dir / "mail", "127.0.0.1", settings.mail_catcher_smtp_port
+    )
+    try:
+        return await _run_with_catcher(settings, log_dir, catcher)
+    finally:
+        await asyncio.to_thread(catcher.stop)
+
+
+async def _run_with_catcher(settings: Settings, log_dir: Path, catcher: MailCatcher) -> int:
+    extra_env = {**session_secret(settings), **mail_env(settings, catcher)}
+    stack = await Stack.prepare(settings, log_dir=log_dir, extra_env=extra_env)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -121,6 +153,11 @@ async def run_dev(settings: Settings) -> int:
             if "casework" in stack_module.SERVICES
             else ""
         )
+        notify = (
+            f"  notify      {stack.url('notify')}  (receipts, outcome emails, alerts)\n"
+            if "notify" in stack_module.SERVICES
+            else ""
+        )
         print(
             "\nhelpline dev is up:\n"
             f"  broker      {s.kafka_bootstrap_servers}\n"
@@ -130,8 +167,10 @@ async def run_dev(settings: Settings) -> int:
             f"  escalator   {stack.url('escalator')}\n"
             f"  metrics     {stack.url('metrics')}  (GET /v1/totals, /dashboard, GET /metrics)\n"
             f"{casework}"
+            f"{notify}"
             f"  simulator   {stack.url('simulator')}  (GET /_sim/stats)\n"
             f"  logs        {log_dir}/\n"
+            f"{_mail_line(settings, catcher)}\n"
             "Publish a report: helpline publish examples/report.json\n"
             "Every API needs a key: send 'Authorization: Bearer <key>' with the dev key below\n"
             "(every scope; it submits reports for source dev). More: helpline keys create\n"

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from pydantic import ValidationError
 
-from helpline_cli import dlq, erase, keys, metrics_cli, rules_cli
+from helpline_cli import dlq, erase, keys, mail_cli, metrics_cli, rules_cli
 from helpline_cli.services import FACTORIES, settings_problem
 from helpline_shared.logging import configure_logging
 from helpline_shared.settings import Settings, load_settings
@@ -92,7 +92,16 @@ def _parser() -> argparse.ArgumentParser:
     metrics_cli.add_parser(sub)
     erase.add_parser(sub)
     keys.add_parser(sub)
+    mail_cli.add_parser(sub)
     return p
+
+
+# Commands whose module parses its own arguments and runs them.
+_RUNNERS: dict[str, Callable[[argparse.Namespace, Settings], Awaitable[int]]] = {
+    "reporter": erase.run,
+    "keys": keys.run,
+    "mail": mail_cli.run,
+}
 
 
 async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
@@ -196,10 +205,8 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return explain(args.urls, from_text=args.from_text)
     if args.command == "rules":
         return rules_cli.run(args)
-    if args.command == "reporter":
-        return await erase.run(args, settings)
-    if args.command == "keys":
-        return await keys.run(args, settings)
+    if args.command in _RUNNERS:
+        return await _RUNNERS[args.command](args, settings)
     if args.command in ("report", "metrics"):
         return await metrics_cli.run(args, settings)
     return 2
