@@ -362,6 +362,20 @@ async def test_a_breached_deadline_is_alerted_once_per_escalation(
     assert sorted(str(m["To"]) for m in mails) == sorted(ON_DUTY)
 
 
+async def test_a_breach_in_the_batch_of_its_cases_triage_names_the_triage(db: Database) -> None:
+    """A batch spans topics: the outcome can come before the triage of its case."""
+    settings = settings_for("http://127.0.0.1:1/hook")
+    case = triaged(urgency="high", harms=("hate",))
+    escalation_id = uuid.uuid4()
+    assert await consume(db, [breached(case.case_id, escalation_id), case], settings) == 1
+    body = await db.pool.fetchval(
+        "SELECT body FROM notify.webhook_alerts WHERE alert_id = $1",
+        alert_id("deadline.breached", escalation_id),
+    )
+    alert = json.loads(body)
+    assert (alert["urgency"], alert["harm_types"]) == ("high", ["hate"])
+
+
 def test_a_signature_verifies_only_for_its_body_secret_and_time() -> None:
     body = b'{"id":"x"}'
     now = int(time.time())

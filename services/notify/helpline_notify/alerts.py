@@ -72,13 +72,16 @@ def webhook_body(alert: dict[str, Any]) -> str:
 async def on_events(conn: Conn, events: Iterable[object], settings: Settings) -> int:
     """Queue the alerts these consumed events raise, in `conn`'s transaction; returns how
     many alerts were new. Events of other kinds are ignored. Idempotent (see module doc)."""
+    batch = list(events)
     raised = 0
-    for event in events:
+    # Triage first: a batch spans topics, so its breach may come before its case's triage.
+    for event in batch:
         if isinstance(event, CaseTriagedV1):
             await _remember_triage(conn, event)
             if is_critical(event):
                 raised += await _critical(conn, event, settings)
-        elif isinstance(event, EscalationOutcomeV1) and event.state == "breached":
+    for event in batch:
+        if isinstance(event, EscalationOutcomeV1) and event.state == "breached":
             raised += await _breached(conn, event, settings)
     return raised
 
