@@ -10,10 +10,39 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import pytest
 
 from helpline_shared.db import Database
 from helpline_shared.events import EscalationActivityV1, EscalationOutcomeV1, utcnow
 from helpline_shared.topics import ESCALATION_ACTIVITY, ESCALATION_OUTCOMES
+from tests.conftest import opened_database
+from tests.helpers import serve_simulator
+from tests.infra import Infra
+
+
+def module_simulator() -> Any:
+    """A fixture: the simulator served for the test module, its base URL. Assign it to
+    `simulator` in the module."""
+
+    @pytest.fixture(scope="module")
+    async def simulator() -> AsyncIterator[str]:
+        async with serve_simulator() as url:
+            yield url
+
+    return simulator
+
+
+def module_database(prefix: str) -> Any:
+    """A fixture: a fresh, migrated database named after `prefix`, open for the test
+    module. Assign it to `db` in the module."""
+
+    @pytest.fixture(scope="module")
+    async def db(infra: Infra) -> AsyncIterator[Database]:
+        async with opened_database(infra, prefix) as database:
+            yield database
+
+    return db
+
 
 # The simulator's behaviour with nothing in the way: no latency, errors, rate limits,
 # lost replies or late storage, decisions at once. Reset keeps the behaviour, so each

@@ -30,32 +30,23 @@ from helpline_shared.events import (
 )
 from helpline_shared.outbox import Outbox
 from helpline_shared.settings import Settings
-from tests.conftest import opened_database
 from tests.escalator_support import (
     activity,
     clear_escalator,
     escalation,
     insert_escalation,
+    module_database,
+    module_simulator,
     outcomes,
     quiet_simulator,
     sim_activity,
 )
-from tests.helpers import serve_simulator
-from tests.infra import Infra
 
 NOTE = "The account uses the pupil's photo and name; it breaches the impersonation policy."
 
 
-@pytest.fixture(scope="module")
-async def simulator() -> AsyncIterator[str]:
-    async with serve_simulator() as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-async def db(infra: Infra) -> AsyncIterator[Database]:
-    async with opened_database(infra, "helpline_appeals") as database:
-        yield database
+simulator = module_simulator()
+db = module_database("helpline_appeals")
 
 
 @pytest.fixture(autouse=True)

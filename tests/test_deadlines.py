@@ -27,30 +27,20 @@ from helpline_shared.events import utcnow
 from helpline_shared.outbox import Outbox
 from helpline_shared.settings import Settings
 from helpline_triage.rules import RuleSet
-from tests.conftest import opened_database
 from tests.escalator_support import (
     activity,
     clear_escalator,
     escalation,
     insert_escalation,
+    module_database,
+    module_simulator,
     outcomes,
     quiet_simulator,
     sim_activity,
 )
-from tests.helpers import serve_simulator
-from tests.infra import Infra
 
-
-@pytest.fixture(scope="module")
-async def simulator() -> AsyncIterator[str]:
-    async with serve_simulator() as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-async def db(infra: Infra) -> AsyncIterator[Database]:
-    async with opened_database(infra, "helpline_deadlines") as database:
-        yield database
+simulator = module_simulator()
+db = module_database("helpline_deadlines")
 
 
 @pytest.fixture(autouse=True)

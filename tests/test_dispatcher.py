@@ -23,29 +23,19 @@ from helpline_shared.outbox import Outbox
 from helpline_shared.settings import Settings
 from helpline_simulator.credentials import dev_credential, expected_headers
 from helpline_simulator.platforms import PLATFORMS
-from tests.conftest import opened_database
 from tests.escalator_support import (
     add_escalation,
     clear_escalator,
     escalation,
+    module_database,
+    module_simulator,
     outbox_states,
     quiet_simulator,
     sim_stats,
 )
-from tests.helpers import serve_simulator
-from tests.infra import Infra
 
-
-@pytest.fixture(scope="module")
-async def simulator() -> AsyncIterator[str]:
-    async with serve_simulator() as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-async def db(infra: Infra) -> AsyncIterator[Database]:
-    async with opened_database(infra, "helpline_dispatch") as database:
-        yield database
+simulator = module_simulator()
+db = module_database("helpline_dispatch")
 
 
 @pytest.fixture

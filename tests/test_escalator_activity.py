@@ -32,22 +32,16 @@ from helpline_shared.events import (
 from helpline_shared.outbox import Outbox
 from helpline_shared.settings import Settings
 from helpline_shared.topics import ESCALATION_ACTIVITY
-from tests.conftest import opened_database
-from tests.escalator_support import clear_escalator, outcomes, quiet_simulator
-from tests.helpers import serve_simulator
-from tests.infra import Infra
+from tests.escalator_support import (
+    clear_escalator,
+    module_database,
+    module_simulator,
+    outcomes,
+    quiet_simulator,
+)
 
-
-@pytest.fixture(scope="module")
-async def simulator() -> AsyncIterator[str]:
-    async with serve_simulator() as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-async def db(infra: Infra) -> AsyncIterator[Database]:
-    async with opened_database(infra, "helpline_esc_activity") as database:
-        yield database
+simulator = module_simulator()
+db = module_database("helpline_esc_activity")
 
 
 @pytest.fixture

@@ -23,24 +23,20 @@ from helpline_shared.db import Database
 from helpline_shared.events import CaseTriagedV1, TriagedUrl, derive_id, utcnow
 from helpline_shared.outbox import Outbox
 from helpline_shared.settings import Settings
-from tests.conftest import opened_database
-from tests.escalator_support import clear_escalator, outcomes, quiet_simulator
-from tests.helpers import serve_simulator
+from tests.escalator_support import (
+    clear_escalator,
+    module_database,
+    module_simulator,
+    outcomes,
+    quiet_simulator,
+)
 from tests.infra import Infra
 
 URL = "https://www.tiktok.com/@someone/video/7301234567890123456"
 
 
-@pytest.fixture(scope="module")
-async def simulator() -> AsyncIterator[str]:
-    async with serve_simulator() as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-async def db(infra: Infra) -> AsyncIterator[Database]:
-    async with opened_database(infra, "helpline_shared_esc") as database:
-        yield database
+simulator = module_simulator()
+db = module_database("helpline_shared_esc")
 
 
 @pytest.fixture
