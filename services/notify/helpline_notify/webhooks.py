@@ -11,7 +11,16 @@ after the lease: delivery is at least once, and a receiver drops a repeat by its
 
 Each try is signed afresh: `X-Helpline-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of
 "<t>.<body>" keyed with alert_webhook_secret>`. Receivers check it with `verify_signature`,
-which also refuses a timestamp older than its tolerance (a replayed capture).
+which also refuses a timestamp older than its tolerance (a replayed capture). A receiver:
+
+    body = await request.body()  # the raw bytes, before any JSON parsing
+    if not verify_signature(secret, request.headers["X-Helpline-Signature"], body):
+        return Response(status_code=401)
+    if seen(request.headers["X-Helpline-Event-Id"]):  # a repeat of a delivered alert
+        return Response(status_code=200)
+
+Rows wait while `alert_webhook_url` or `alert_webhook_secret` is unset, and are sent once
+both are configured.
 """
 
 from __future__ import annotations
@@ -38,6 +47,7 @@ RETRYABLE_4XX = frozenset({408, 429})
 # How long a claimed row stays with its sender before another may take it (a crash mid-send).
 LEASE_S = 60.0
 BATCH = 20
+TIMEOUT_S = 10.0  # one POST, connection to answer
 
 
 def sign(secret: str, body: bytes, timestamp: int) -> str:
@@ -107,10 +117,7 @@ def backoff_s(attempts: int, settings: Settings) -> float:
 
 
 class WebhookSender:
-    """Delivers the webhook outbox (see the module docstring) in a background WorkLoop.
-
-    Without `alert_webhook_url` or `alert_webhook_secret` the loop sends nothing and rows
-    wait (they are sent once both are configured)."""
+    """Delivers the webhook outbox (see the module docstring) in a background WorkLoop."""
 
     def __init__(self, db: Database, settings: Settings, *, idle_s: float = 1.0) -> None:
         self._db = db
@@ -203,7 +210,7 @@ class WebhookSender:
         self, url: str, secret: str, alert_id: uuid.UUID, body: bytes
     ) -> tuple[int | None, str | None]:
         if self._session is None:
-            timeout = aiohttp.ClientTimeout(total=self._settings.smtp_timeout_s)
+            timeout = aiohttp.ClientTimeout(total=TIMEOUT_S)
             self._session = aiohttp.ClientSession(timeout=timeout)
         headers = {
             "Content-Type": "application/json",
