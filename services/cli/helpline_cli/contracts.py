@@ -20,7 +20,7 @@ from helpline_shared.events import ReportSubmittedV2
 from helpline_shared.settings import Settings
 from helpline_shared.topics import ALL_TOPICS, REPORTS_SUBMITTED
 
-SERVICES = ("intake", "triage", "escalator", "metrics", "casework")
+SERVICES = ("intake", "triage", "escalator", "metrics", "casework", "notify")
 
 # Versions beyond the registry's model that a topic carries (its consumers read them all).
 OTHER_VERSIONS: dict[str, tuple[type[BaseModel], ...]] = {

@@ -45,6 +45,12 @@ def _casework(s: Settings) -> Any:
     return create_app(s)
 
 
+def _notify(s: Settings) -> Any:
+    from helpline_notify.app import create_app
+
+    return create_app(s)
+
+
 def _simulator(s: Settings) -> Any:
     from helpline_simulator.server import SimConfig, create_simulator
 
@@ -57,6 +63,7 @@ FACTORIES: dict[str, Callable[[Settings], Any]] = {
     "escalator": _escalator,
     "metrics": _metrics,
     "casework": _casework,
+    "notify": _notify,
     "simulator": _simulator,
 }
 

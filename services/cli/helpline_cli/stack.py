@@ -1,7 +1,7 @@
 """Starting the whole system as separate processes, as dev mode, tests and the bench need.
 
 `Stack` brings up (unless configured) the broker and the database, creates the topics,
-migrates, then starts the simulator and the five services with `helpline run`, each in its
+migrates, then starts the simulator and the six services with `helpline run`, each in its
 own process, and waits until every one is ready. A broker configured at a free port of
 this machine is the embedded one, started there. Unless HELPLINE_PLATFORM_BASE_URL is set,
 the services reach the platforms and the hotline at the simulator, on whichever port it
@@ -32,7 +32,7 @@ from helpline_shared.db import migrate
 from helpline_shared.kafka import create_topics
 from helpline_shared.settings import Settings
 
-SERVICES = ("simulator", "intake", "triage", "escalator", "metrics", "casework")
+SERVICES = ("simulator", "intake", "triage", "escalator", "metrics", "casework", "notify")
 
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost")

@@ -1,0 +1,211 @@
+"""The mail outbox: every email notify (and its status, alert and notice parts) sends.
+
+Queueing: :func:`queue_mail` inserts the email in the caller's transaction, so an email
+exists exactly when the change that called for it committed. Its `key` makes it idempotent:
+the same key queued twice is one email.
+
+Sending (:class:`Sender`, a :class:`~helpline_shared.loop.WorkLoop`): due emails are claimed
+with `FOR UPDATE SKIP LOCKED` and a lease (so replicas never send the same row at once),
+sent over SMTP with aiosmtplib, then `sent_at` is recorded. The guarantee is *at least once
+sent, recorded once*: a process killed after the SMTP server accepted an email but before
+`sent_at` was written leaves the lease to expire, and the email is sent again with the
+*same* Message-ID (derived from the key), so the receiving side can recognise the
+duplicate. A failed send is retried with exponential backoff
+(`delivery_retry_base_s` .. `delivery_retry_max_s`) up to `delivery_max_attempts` tries,
+or at once given up on a permanent refusal (SMTP 5xx); a given-up email keeps the reason in
+`last_error`. A per-recipient rate limit (`mail_per_recipient_limit`, e.g. "20/hour",
+counted from the emails sent to that address) postpones an email, never drops it; with
+several sender processes the count can be passed by the emails in flight at that moment.
+
+No personal data is logged: only the key, the kind and the case id. An email whose
+recipient was erased (NULL) is never sent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import timedelta
+from email.message import EmailMessage
+from email.utils import formatdate, parseaddr
+from typing import Any
+
+import aiosmtplib
+from limits import parse
+
+from helpline_shared.db import Conn, Database
+from helpline_shared.logging import get_logger
+from helpline_shared.loop import WorkLoop
+from helpline_shared.settings import Settings
+
+CLAIM_BATCH = 10
+
+_QUEUE = """
+INSERT INTO notify.mail (key, kind, case_id, recipient, subject, body_text, body_html)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+ON CONFLICT (key) DO NOTHING
+RETURNING seq
+"""
+_CLAIM = """
+WITH due AS (
+    SELECT key FROM notify.mail
+    WHERE sent_at IS NULL AND gave_up_at IS NULL AND recipient IS NOT NULL
+      AND due_at <= now() AND (leased_until IS NULL OR leased_until < now())
+    ORDER BY due_at, seq
+    LIMIT $1
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE notify.mail m SET leased_until = now() + make_interval(secs => $2),
+    attempts = m.attempts + 1
+FROM due WHERE m.key = due.key
+RETURNING m.key, m.kind, m.case_id, m.recipient, m.subject, m.body_text, m.body_html,
+    m.attempts, m.seq
+"""
+# Sent (or in flight under a live lease) to this recipient within the window, and the
+# earliest of those: when the window lets one more through.
+_RECENT = """
+SELECT count(*) AS n, min(COALESCE(sent_at, now())) AS oldest FROM notify.mail
+WHERE recipient = $1 AND key <> $2
+  AND (sent_at > now() - make_interval(secs => $3)
+       OR (sent_at IS NULL AND leased_until > now() AND gave_up_at IS NULL))
+"""
+_POSTPONE = """
+UPDATE notify.mail SET due_at = $2, leased_until = NULL, attempts = attempts - 1
+WHERE key = $1 AND sent_at IS NULL
+"""
+_SENT = """
+UPDATE notify.mail SET sent_at = now(), leased_until = NULL, last_error = NULL
+WHERE key = $1 AND sent_at IS NULL
+"""
+_RETRY = """
+UPDATE notify.mail SET due_at = now() + make_interval(secs => $2), leased_until = NULL,
+    last_error = $3
+WHERE key = $1 AND sent_at IS NULL
+"""
+_GIVE_UP = """
+UPDATE notify.mail SET gave_up_at = now(), leased_until = NULL, last_error = $2
+WHERE key = $1 AND sent_at IS NULL
+"""
+
+
+def message_id(key: str, mail_from: str) -> str:
+    """The Message-ID of the email queued under `key`: the same on every (re)send."""
+    digest = hashlib.sha256(key.encode()).hexdigest()[:32]
+    domain = parseaddr(mail_from)[1].rpartition("@")[2] or "helpline.invalid"
+    return f"<{digest}@{domain}>"
+
+
+async def queue_mail(
+    conn: Conn,
+    *,
+    key: str,
+    to: str,
+    subject: str,
+    text: str,
+    html: str | None,
+    kind: str,
+    case_id: uuid.UUID | None,
+) -> bool:
+    """Queue one email in `conn`'s transaction; sent once it commits. Idempotent by `key`:
+    True when queued now, False when that key was queued before (nothing changes)."""
+    seq = await conn.fetchval(_QUEUE, key, kind, case_id, to, subject, text, html)
+    return seq is not None
+
+
+def backoff_s(attempts: int, settings: Settings) -> float:
+    """The pause before try `attempts + 1`: base x 2^(attempts-1), capped."""
+    return float(
+        min(settings.delivery_retry_max_s, settings.delivery_retry_base_s * 2 ** (attempts - 1))
+    )
+
+
+class Sender:
+    """Sends due emails from the outbox (see the module doc for the guarantee)."""
+
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self._db = db
+        self._settings = settings
+        limit = parse(settings.mail_per_recipient_limit)
+        self._limit_n = limit.amount
+        self._window_s = float(limit.get_expiry())
+        # Long enough for one SMTP exchange of every claimed email, and then some.
+        self.lease_s = settings.smtp_timeout_s * 2 + 5
+        self._log = get_logger("helpline.notify.mail")
+        self.loop = WorkLoop(
+            "notify-mail", self.step, idle_s=1.0, probes=[db.ready], max_backoff_s=30.0
+        )
+
+    def start(self) -> None:
+        self.loop.start()
+
+    def wake(self) -> None:
+        self.loop.wake()
+
+    async def stop(self, timeout_s: float) -> None:
+        await self.loop.stop(timeout_s)
+
+    async def step(self) -> bool:
+        """Claim and send up to CLAIM_BATCH due emails; True when there may be more."""
+        pool = self._db.pool
+        async with pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(_CLAIM, CLAIM_BATCH, self.lease_s)
+        for row in sorted(rows, key=lambda r: r["seq"]):
+            await self._deliver(dict(row))
+        return len(rows) == CLAIM_BATCH
+
+    async def _deliver(self, row: dict[str, Any]) -> None:
+        pool = self._db.pool
+        key = row["key"]
+        recent = await pool.fetchrow(_RECENT, row["recipient"], key, self._window_s)
+        if recent is not None and recent["n"] >= self._limit_n:
+            due = recent["oldest"] + timedelta(seconds=self._window_s)
+            await pool.execute(_POSTPONE, key, due)
+            self._log.info("email waits for the recipient's rate limit", key=key, due_at=due)
+            return
+        try:
+            await self._send(row)
+        except aiosmtplib.SMTPResponseException as exc:
+            reason = f"SMTP {exc.code}: {exc.message}"[:500]
+            await self._failed(row, reason, permanent=500 <= exc.code < 600)
+            return
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            await self._failed(row, f"{type(exc).__name__}: {exc}"[:500], permanent=False)
+            return
+        await pool.execute(_SENT, key)
+        self._log.info("email sent", key=key, kind=row["kind"], case_id=row["case_id"])
+
+    async def _failed(self, row: dict[str, Any], reason: str, *, permanent: bool) -> None:
+        key = row["key"]
+        attempts = int(row["attempts"])
+        # The reason may quote the address (an SMTP refusal often does): stored, not logged.
+        if permanent or attempts >= self._settings.delivery_max_attempts:
+            await self._db.pool.execute(_GIVE_UP, key, reason)
+            self._log.warning(
+                "email given up", key=key, kind=row["kind"], attempts=attempts, permanent=permanent
+            )
+            return
+        pause = backoff_s(attempts, self._settings)
+        await self._db.pool.execute(_RETRY, key, pause, reason)
+        self._log.info("email send failed; will retry", key=key, attempts=attempts, pause_s=pause)
+
+    async def _send(self, row: dict[str, Any]) -> None:
+        s = self._settings
+        message = EmailMessage()
+        message["From"] = s.mail_from
+        message["To"] = row["recipient"]
+        message["Subject"] = row["subject"]
+        message["Date"] = formatdate(localtime=False, usegmt=True)
+        message["Message-ID"] = message_id(row["key"], s.mail_from)
+        message.set_content(row["body_text"])
+        if row["body_html"]:
+            message.add_alternative(row["body_html"], subtype="html")
+        await aiosmtplib.send(
+            message,
+            hostname=s.smtp_host,
+            port=s.smtp_port,
+            username=s.smtp_username,
+            password=s.smtp_password.get_secret_value() if s.smtp_password else None,
+            use_tls=s.smtp_security == "tls",
+            start_tls=s.smtp_security == "starttls",
+            timeout=s.smtp_timeout_s,
+        )

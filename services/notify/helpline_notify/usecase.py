@@ -1,0 +1,339 @@
+"""Notify's work on a batch of events: what it must remember of each case, and the emails
+to its reporter that the batch makes due.
+
+Notify follows `helpline.cases.opened` (source, report id), `helpline.cases.reporters` (the
+reporter's email; a null reporter = erased), `helpline.cases.triaged` (the case's URLs) and
+`helpline.escalations.outcomes` (each URL's state), in any order between topics.
+
+Delivery, per message: at least once in, applied exactly once (an inbox of event ids). Each
+batch is one transaction that applies the events, then queues in the mail outbox (see
+:mod:`helpline_notify.mail`) whatever they made due, so an email is queued exactly when the
+event that called for it was applied:
+
+- the **receipt** (key `receipt:<case_id>`): once the case is opened and its reporter has an
+  email, unless its source is in `receipt_opt_out_sources` (that source tells its own users);
+  it carries a new private status link (:mod:`helpline_notify.status_links`);
+- the **outcome** (key `outcome:<case_id>`): once, in addition, every URL of the case's
+  current triage decision has a final state (`decided`, `failed`, `closed`, `withdrawn`,
+  `appeal_decided`; `needs_manual` is not final), each URL's latest state by `occurred_at`.
+
+Each email is queued once per case (a marker on the case and the outbox's key), whatever is
+redelivered or replayed. An erased reporter (null reporter) loses their email at once, from
+the case and from every email queued to them (unsent ones are never sent), and gets nothing
+more; older details arriving after the erasure are ignored. Alerts (N3's
+:mod:`helpline_notify.alerts`) are queued in the same transaction.
+
+A message that is not a valid event of its topic goes to `helpline.notify.dlq` with the
+reason (the reporter redacted: :func:`redact`). No personal data is logged.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from helpline_notify import alerts, status_links
+from helpline_notify.emails import outcome_words, platform_name, render
+from helpline_notify.mail import queue_mail
+from helpline_shared.consumer import DeadLetters, Record, describe
+from helpline_shared.db import Conn, Database
+from helpline_shared.events import (
+    CaseOpenedV1,
+    CaseTriagedV1,
+    EscalationOutcomeV1,
+    ReporterDetailsV1,
+    case_reference,
+)
+from helpline_shared.logging import get_logger
+from helpline_shared.settings import Settings
+from helpline_shared.topics import (
+    CASE_REPORTERS,
+    CASES_OPENED,
+    CASES_TRIAGED,
+    ESCALATION_OUTCOMES,
+)
+
+MODELS: dict[str, type[BaseModel]] = {
+    t.name: t.model
+    for t in (CASES_OPENED, CASE_REPORTERS, CASES_TRIAGED, ESCALATION_OUTCOMES)
+    if t.model
+}
+TOPICS = tuple(MODELS)
+REDACTED = "[redacted]"
+FINAL_STATES = frozenset({"decided", "failed", "closed", "withdrawn", "appeal_decided"})
+REPORTER_KINDS = ("receipt", "outcome")
+
+Event = CaseOpenedV1 | ReporterDetailsV1 | CaseTriagedV1 | EscalationOutcomeV1
+
+_FRESH = """
+WITH fresh AS (
+    INSERT INTO notify.inbox (event_id) SELECT unnest($1::uuid[])
+    ON CONFLICT DO NOTHING RETURNING event_id
+)
+SELECT array_agg(event_id) FROM fresh
+"""
+_OPENED = """
+INSERT INTO notify.cases AS c (case_id, source, report_id, received_at) VALUES ($1, $2, $3, $4)
+ON CONFLICT (case_id) DO UPDATE SET source = COALESCE(c.source, EXCLUDED.source),
+    report_id = COALESCE(c.report_id, EXCLUDED.report_id),
+    received_at = COALESCE(c.received_at, EXCLUDED.received_at)
+"""
+_REPORTER = """
+INSERT INTO notify.cases AS c (case_id, reporter_email, reporter_at) VALUES ($1, $2, $3)
+ON CONFLICT (case_id) DO UPDATE SET reporter_email = EXCLUDED.reporter_email,
+    reporter_at = EXCLUDED.reporter_at
+WHERE c.erased_at IS NULL AND (c.reporter_at IS NULL OR EXCLUDED.reporter_at >= c.reporter_at)
+"""
+_ERASE = """
+INSERT INTO notify.cases AS c (case_id, reporter_at, erased_at) VALUES ($1, $2, $2)
+ON CONFLICT (case_id) DO UPDATE SET reporter_email = NULL,
+    reporter_at = GREATEST(c.reporter_at, EXCLUDED.reporter_at),
+    erased_at = COALESCE(c.erased_at, EXCLUDED.erased_at)
+"""
+# Every email to the erased reporter of a case: the address goes, and unsent ones stay unsent.
+_ERASE_MAIL = """
+UPDATE notify.mail SET recipient = NULL,
+    gave_up_at = CASE WHEN sent_at IS NULL THEN COALESCE(gave_up_at, now()) ELSE gave_up_at END,
+    last_error = CASE WHEN sent_at IS NULL THEN 'reporter erased' ELSE last_error END,
+    leased_until = NULL
+WHERE case_id = $1 AND kind = ANY($2::text[]) AND recipient IS NOT NULL
+"""
+_TRIAGED = """
+INSERT INTO notify.cases AS c (case_id, triage_revision, url_ids) VALUES ($1, $2, $3)
+ON CONFLICT (case_id) DO UPDATE SET triage_revision = EXCLUDED.triage_revision,
+    url_ids = EXCLUDED.url_ids
+WHERE c.triage_revision IS NULL OR EXCLUDED.triage_revision > c.triage_revision
+"""
+_OUTCOME = """
+INSERT INTO notify.urls AS u (case_id, url_id, escalation_id, url, platform, state, decision,
+    reason, occurred_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+ON CONFLICT (case_id, url_id) DO UPDATE SET
+    escalation_id = EXCLUDED.escalation_id, url = EXCLUDED.url, platform = EXCLUDED.platform,
+    state = EXCLUDED.state,
+    decision = COALESCE(EXCLUDED.decision,
+                        CASE WHEN EXCLUDED.state IN ('breached', 'appealed') THEN u.decision END),
+    reason = COALESCE(EXCLUDED.reason, CASE WHEN EXCLUDED.state IN ('breached', 'appealed')
+                                            THEN u.reason END),
+    occurred_at = EXCLUDED.occurred_at
+WHERE EXCLUDED.occurred_at >= u.occurred_at
+"""
+_CASE = """
+SELECT case_id, source, reporter_email, erased_at, url_ids, receipt_queued_at,
+    outcome_queued_at
+FROM notify.cases WHERE case_id = ANY($1::uuid[]) ORDER BY case_id FOR UPDATE
+"""
+_URLS = """
+SELECT url_id, url, platform, state, decision, reason FROM notify.urls
+WHERE case_id = $1 ORDER BY url
+"""
+
+
+class Notify:
+    """Applies consumed events and queues the emails they make due (see module doc)."""
+
+    def __init__(
+        self, db: Database, dead_letters: DeadLetters, settings: Settings, wake: Any = None
+    ) -> None:
+        self._db = db
+        self._dead = dead_letters
+        self._settings = settings
+        self._wake = wake
+        self._log = get_logger("helpline.notify")
+
+    async def process(self, records: Sequence[Record]) -> None:
+        """Applies every valid event and queues what is due in one transaction; marks the
+        others dead with the reason (published by the runner after the commit)."""
+        events, refused = admit(records)
+        self._dead.admit(records, [r for r, _ in refused])
+        async with self._db.pool.acquire() as conn, conn.transaction():
+            applied = await apply(conn, events)
+            queued = await queue_due(conn, {e.case_id for e in applied}, self._settings)
+            await alerts.on_events(conn, applied, self._settings)
+        for record, error in refused:
+            self._log.warning(
+                "event refused", topic=record.topic, offset=record.offset, error=error[:300]
+            )
+            self._dead.add(record, error)
+        if queued and self._wake is not None:
+            self._wake()
+        if applied:
+            self._log.debug("events applied", applied=len(applied), queued=queued)
+
+
+def admit(records: Sequence[Record]) -> tuple[list[Event], list[tuple[Record, str]]]:
+    """The valid events of `records`, and the records refused with why (never the values)."""
+    events: list[Event] = []
+    refused: list[tuple[Record, str]] = []
+    for record in records:
+        model = MODELS.get(record.topic)
+        if model is None:
+            refused.append((record, f"notify does not read {record.topic}"))
+            continue
+        try:
+            event = model.model_validate_json(record.value or b"")
+        except ValidationError as exc:
+            refused.append((record, f"invalid {record.topic}: {describe(exc)}"))
+            continue
+        events.append(event)  # type: ignore[arg-type]
+    return events, refused
+
+
+async def apply(conn: Conn, events: Sequence[Event]) -> list[Event]:
+    """Apply the events not applied before, in `conn`'s transaction; returns those applied."""
+    if not events:
+        return []
+    fresh = set(await conn.fetchval(_FRESH, [e.event_id for e in events]) or ())
+    new: list[Event] = []
+    for e in events:
+        if e.event_id in fresh:
+            fresh.discard(e.event_id)
+            new.append(e)
+    for e in new:
+        if isinstance(e, CaseOpenedV1):
+            await conn.execute(_OPENED, e.case_id, e.source, e.report_id, e.received_at)
+        elif isinstance(e, ReporterDetailsV1):
+            if e.reporter is None:
+                await conn.execute(_ERASE, e.case_id, e.occurred_at)
+                await conn.execute(_ERASE_MAIL, e.case_id, list(REPORTER_KINDS))
+            else:
+                await conn.execute(_REPORTER, e.case_id, str(e.reporter.email), e.occurred_at)
+        elif isinstance(e, CaseTriagedV1):
+            await conn.execute(_TRIAGED, e.case_id, e.revision, [u.url_id for u in e.urls])
+        else:
+            url_id = e.url_id or e.escalation_id
+            await conn.execute(
+                _OUTCOME,
+                e.case_id,
+                url_id,
+                e.escalation_id,
+                e.url,
+                e.platform,
+                e.state,
+                e.decision,
+                e.reason,
+                e.occurred_at,
+            )
+    return new
+
+
+async def queue_due(conn: Conn, case_ids: set[uuid.UUID], settings: Settings) -> int:
+    """Queue the receipt and outcome emails now due for `case_ids` (each once per case);
+    returns how many were queued."""
+    if not case_ids:
+        return 0
+    queued = 0
+    opted_out = set(settings.receipt_opt_out_sources)
+    for case in await conn.fetch(_CASE, sorted(case_ids)):
+        email = case["reporter_email"]
+        if case["source"] is None or email is None or case["erased_at"] is not None:
+            continue
+        if case["source"] in opted_out:
+            continue
+        case_id: uuid.UUID = case["case_id"]
+        link: str | None = None
+        if case["receipt_queued_at"] is None:
+            link = await _status_link(conn, case_id, settings)
+            queued += await _receipt(conn, case_id, email, link, settings)
+        if case["outcome_queued_at"] is None and case["url_ids"]:
+            urls = await conn.fetch(_URLS, case_id)
+            by_id = {u["url_id"]: u for u in urls}
+            current = [by_id.get(i) for i in case["url_ids"]]
+            if all(u is not None and u["state"] in FINAL_STATES for u in current):
+                link = link or await _status_link(conn, case_id, settings)
+                queued += await _outcome(conn, case_id, email, [u for u in current if u], link)
+    return queued
+
+
+async def _status_link(conn: Conn, case_id: uuid.UUID, settings: Settings) -> str:
+    token = await status_links.issue(conn, case_id, settings)
+    return status_links.status_url(settings, token)
+
+
+async def _receipt(
+    conn: Conn, case_id: uuid.UUID, email: str, link: str, settings: Settings
+) -> int:
+    reference = case_reference(case_id)
+    expires = await conn.fetchval(
+        "SELECT to_char(now() + make_interval(days => $1), 'FMDD Month YYYY')",
+        settings.status_link_ttl_days,
+    )
+    mail = render(
+        "receipt",
+        f"Your report {reference}: we have received it",
+        reference=reference,
+        status_link=link,
+        expires=expires,
+    )
+    await conn.execute(
+        "UPDATE notify.cases SET receipt_queued_at = now() WHERE case_id = $1", case_id
+    )
+    new = await queue_mail(
+        conn,
+        key=f"receipt:{case_id}",
+        to=email,
+        subject=mail.subject,
+        text=mail.text,
+        html=mail.html,
+        kind="receipt",
+        case_id=case_id,
+    )
+    return int(new)
+
+
+async def _outcome(
+    conn: Conn,
+    case_id: uuid.UUID,
+    email: str,
+    urls: Sequence[Any],
+    link: str,
+) -> int:
+    reference = case_reference(case_id)
+    listed = [
+        {
+            "url": u["url"],
+            "platform": platform_name(u["platform"]),
+            "outcome": outcome_words(u["state"], u["decision"]),
+            "reason": u["reason"],
+        }
+        for u in urls
+    ]
+    mail = render(
+        "outcome",
+        f"Your report {reference}: the outcome",
+        reference=reference,
+        urls=listed,
+        status_link=link,
+    )
+    await conn.execute(
+        "UPDATE notify.cases SET outcome_queued_at = now() WHERE case_id = $1", case_id
+    )
+    new = await queue_mail(
+        conn,
+        key=f"outcome:{case_id}",
+        to=email,
+        subject=mail.subject,
+        text=mail.text,
+        html=mail.html,
+        kind="outcome",
+        case_id=case_id,
+    )
+    return int(new)
+
+
+def redact(raw: bytes) -> bytes:
+    """A dead letter's value without personal data: the JSON with its `reporter` member
+    replaced by "[redacted]"; empty (withheld) when it does not parse as a JSON object."""
+    try:
+        data: Any = json.loads(raw)
+    except (ValueError, RecursionError, UnicodeError):
+        return b""
+    if not isinstance(data, dict):
+        return b""
+    if "reporter" in data:
+        data["reporter"] = REDACTED
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
