@@ -19,7 +19,8 @@ link of the case, recording the key id and the time, and answers `{"revoked": n}
 it answers 0.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: FastAPI reads the endpoints' annotations at
+# run time, and the revoke endpoint's names a dependency local to `build_router`.
 
 import hashlib
 import uuid
@@ -133,7 +134,7 @@ def describe(row: asyncpg.Record | None) -> UrlStatus:
     elif state in ("decided", "appeal_decided"):
         words = _decision_words(p, decision)
         prefix = "After our appeal: " if state == "appeal_decided" else ""
-        headline = f"{prefix}{words} ({when})"
+        headline = f"{prefix}{words} Decided on {when}."
         final = True
         if decision == "no_violation":
             next_step = (
@@ -165,6 +166,7 @@ class CaseStatus:
     reference: str
     received: str | None
     urls: list[UrlStatus]
+    emailed: bool  # the outcome email is queued to the reporter
 
     @property
     def finished(self) -> bool:
@@ -176,7 +178,8 @@ async def load(conn: Conn, case_id: uuid.UUID) -> CaseStatus:
     the case's latest triage (each with its latest state), then any escalated URL the
     triage known here does not list yet (the topics arrive in any order)."""
     case = await conn.fetchrow(
-        "SELECT received_at, url_ids FROM notify.cases WHERE case_id = $1", case_id
+        "SELECT received_at, url_ids, outcome_queued_at FROM notify.cases WHERE case_id = $1",
+        case_id,
     )
     rows = await conn.fetch(
         "SELECT url_id, url, platform, state, decision, occurred_at FROM notify.urls"
@@ -191,6 +194,7 @@ async def load(conn: Conn, case_id: uuid.UUID) -> CaseStatus:
         reference=case_reference(case_id),
         received=day(received) if received is not None else None,
         urls=[describe(by_id.get(url_id)) for url_id in order],
+        emailed=case is not None and case["outcome_queued_at"] is not None,
     )
 
 
