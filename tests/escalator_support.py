@@ -1,23 +1,33 @@
-"""What the escalator's database-level tests share: a simulator that answers at once, an
-emptied escalator schema, escalations written straight into it, and what the outbox and
-the simulator recorded."""
+"""What the escalator's tests share: a simulator that answers at once, an emptied
+escalator schema, escalations written straight into it, and what the outbox and the
+simulator recorded; for end-to-end tests, the escalator as deployed (`escalator_stack`)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from aiokafka import AIOKafkaProducer
+from pydantic import BaseModel
 
+from helpline_escalator.app import create_app
 from helpline_shared.db import Database
 from helpline_shared.events import EscalationActivityV1, EscalationOutcomeV1, utcnow
+from helpline_shared.kafka import create_topics
+from helpline_shared.settings import Settings
 from helpline_shared.topics import ESCALATION_ACTIVITY, ESCALATION_OUTCOMES
-from tests.conftest import opened_database
-from tests.helpers import serve_simulator
-from tests.infra import Infra
+from tests.conftest import fresh_database, opened_database
+from tests.helpers import read_topic, serve_simulator
+from tests.infra import Infra, dedicated_broker
+from tests.served import served
 
 
 def module_simulator() -> Any:
@@ -159,3 +169,94 @@ async def sim_stats(http: aiohttp.ClientSession, simulator: str) -> dict[str, An
 async def sim_activity(http: aiohttp.ClientSession, simulator: str, slug: str) -> dict[str, Any]:
     """What the simulator counted for the platform `slug`."""
     return dict((await sim_stats(http, simulator))["platform_activity"][slug])
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], what: str, timeout_s: float = 60) -> Any:
+    """`check`'s first true answer, asked every 0.1 s; the test fails if none comes within
+    `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if value := await check():
+            return value
+        assert time.monotonic() < deadline, f"never: {what}"
+        await asyncio.sleep(0.1)
+
+
+@dataclass
+class Stack:
+    """The escalator as deployed, with its database, a producer and the simulator."""
+
+    settings: Settings
+    db: Database
+    producer: AIOKafkaProducer
+    simulator: str
+
+    @property
+    def servers(self) -> str:
+        return self.settings.kafka_bootstrap_servers
+
+    async def publish(self, topic: str, key: uuid.UUID, event: BaseModel | bytes) -> None:
+        value = event if isinstance(event, bytes) else event.model_dump_json().encode()
+        await self.producer.send_and_wait(topic, value, key=str(key).encode())
+
+    async def simulate(self, changes: dict[str, Any]) -> None:
+        """Change the simulator's behaviour by `changes`."""
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(f"{self.simulator}/_sim/config", json=changes) as r,
+        ):
+            assert r.status == 200, await r.text()
+
+    async def activity(self, slug: str) -> dict[str, Any]:
+        """What the simulator counted for the platform `slug`."""
+        async with aiohttp.ClientSession() as http:
+            return await sim_activity(http, self.simulator, slug)
+
+    async def outcomes(self, case_ids: set[uuid.UUID]) -> list[EscalationOutcomeV1]:
+        """Every outcome on the broker for the cases `case_ids`."""
+        records = await read_topic(
+            self.servers,
+            ESCALATION_OUTCOMES.name,
+            keep=lambda r: r.key is not None and uuid.UUID(r.key.decode()) in case_ids,
+        )
+        return [EscalationOutcomeV1.model_validate_json(r.value) for r in records]
+
+
+@contextlib.asynccontextmanager
+async def escalator_stack(
+    infra: Infra,
+    tmp_dir: Path,
+    *,
+    database: str = "helpline_esc_commands",
+    simulator: dict[str, Any] | None = None,
+    **settings: Any,
+) -> AsyncIterator[Stack]:
+    """The escalator's app served on a dedicated broker, a fresh database named after
+    `database` and the simulator (given no latency and the behaviour `simulator` before
+    the escalator starts, if there is one), with a producer to publish to it."""
+    async with serve_simulator() as sim:
+        with dedicated_broker(infra, tmp_dir) as servers:
+            database_url = await fresh_database(infra, database)
+            config = Settings(
+                kafka_bootstrap_servers=servers,
+                database_url=database_url,
+                platform_base_url=sim,
+                escalation_retry_base_s=0.05,
+                escalation_status_interval_s=0.2,
+                escalation_poll_interval_s=0.2,
+                **settings,
+            )
+            await create_topics(config)
+            db = Database(database_url)
+            await db.open()
+            producer = AIOKafkaProducer(bootstrap_servers=servers)
+            await producer.start()
+            stack = Stack(config, db, producer, sim)
+            try:
+                if simulator is not None:
+                    await stack.simulate({"latency_ms": 0, **simulator})
+                async with served(create_app(config)):
+                    yield stack
+            finally:
+                await producer.stop()
+                await db.close()

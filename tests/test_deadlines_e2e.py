@@ -9,111 +9,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-from aiokafka import AIOKafkaProducer
-from pydantic import BaseModel
-
-from helpline_escalator.app import create_app
-from helpline_shared.db import Database
-from helpline_shared.events import (
-    CaseTriagedV1,
-    EscalationActivityV1,
-    EscalationOutcomeV1,
-    derive_id,
-    utcnow,
-)
-from helpline_shared.kafka import create_topics
-from helpline_shared.settings import Settings
-from helpline_shared.topics import CASES_TRIAGED, ESCALATION_ACTIVITY, ESCALATION_OUTCOMES
-from tests.conftest import fresh_database
-from tests.helpers import read_topic, serve_simulator
-from tests.infra import Infra, dedicated_broker
-from tests.served import served
+from helpline_shared.events import CaseTriagedV1, EscalationActivityV1, derive_id, utcnow
+from helpline_shared.topics import CASES_TRIAGED, ESCALATION_ACTIVITY
+from tests.escalator_support import Stack, escalator_stack, eventually
+from tests.helpers import read_topic
+from tests.infra import Infra
 
 RENOTIFY_MAX = 3
 
 
-@dataclass
-class Stack:
-    settings: Settings
-    db: Database
-    producer: AIOKafkaProducer
-    simulator: str
-
-    async def publish(self, topic: str, key: uuid.UUID, event: BaseModel) -> None:
-        await self.producer.send_and_wait(
-            topic, event.model_dump_json().encode(), key=str(key).encode()
-        )
-
-    async def simulate(self, changes: dict[str, Any]) -> None:
-        async with (
-            aiohttp.ClientSession() as http,
-            http.post(f"{self.simulator}/_sim/config", json=changes) as r,
-        ):
-            assert r.status == 200, await r.text()
-
-    async def activity(self, slug: str) -> dict[str, Any]:
-        async with aiohttp.ClientSession() as http, http.get(f"{self.simulator}/_sim/stats") as r:
-            return dict((await r.json())["platform_activity"][slug])
-
-    async def outcomes(self, case_ids: set[uuid.UUID]) -> list[EscalationOutcomeV1]:
-        records = await read_topic(
-            self.settings.kafka_bootstrap_servers,
-            ESCALATION_OUTCOMES.name,
-            keep=lambda r: r.key is not None and uuid.UUID(r.key.decode()) in case_ids,
-        )
-        return [EscalationOutcomeV1.model_validate_json(r.value) for r in records]
-
-
-@contextlib.asynccontextmanager
-async def casework_stack(
+def casework_stack(
     infra: Infra, tmp_dir: Path, simulator: dict[str, Any], **settings: Any
-) -> AsyncIterator[Stack]:
-    """The escalator's app served on a dedicated broker, a fresh database and the simulator
-    (configured with `simulator` before the escalator starts), with a producer."""
-    async with serve_simulator() as sim:
-        with dedicated_broker(infra, tmp_dir) as servers:
-            database_url = await fresh_database(infra, "helpline_casework_e2e")
-            config = Settings(
-                kafka_bootstrap_servers=servers,
-                database_url=database_url,
-                platform_base_url=sim,
-                escalation_retry_base_s=0.05,
-                escalation_status_interval_s=0.2,
-                escalation_status_max_interval_s=0.5,
-                escalation_poll_interval_s=0.2,
-                **settings,
-            )
-            await create_topics(config)
-            db = Database(database_url)
-            await db.open()
-            producer = AIOKafkaProducer(bootstrap_servers=servers)
-            await producer.start()
-            stack = Stack(config, db, producer, sim)
-            await stack.simulate({"latency_ms": 0, **simulator})
-            try:
-                async with served(create_app(config)):
-                    yield stack
-            finally:
-                await producer.stop()
-                await db.close()
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], what: str, timeout_s: float = 60) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        if value := await check():
-            return value
-        assert time.monotonic() < deadline, f"never: {what}"
-        await asyncio.sleep(0.1)
+) -> contextlib.AbstractAsyncContextManager[Stack]:
+    """The escalator as deployed, the simulator configured with `simulator` before the
+    escalator starts, its decisions asked for often (every 0.2 s, at most every 0.5 s)."""
+    return escalator_stack(
+        infra,
+        tmp_dir,
+        database="helpline_casework_e2e",
+        simulator=simulator,
+        escalation_status_max_interval_s=0.5,
+        **settings,
+    )
 
 
 def triaged(url: str, platform: str, *, due_in_s: float | None) -> CaseTriagedV1:

@@ -9,23 +9,17 @@ platform with a status API and waits for a person on one without."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from aiokafka import AIOKafkaProducer
-from pydantic import BaseModel
 
 from helpline_escalator.adapters.tiktok import TikTokAdapter
-from helpline_escalator.app import create_app
 from helpline_escalator.commands import Commands
 from helpline_escalator.dispatcher import notice_for
 from helpline_escalator.links import link_cases
@@ -38,8 +32,6 @@ from helpline_shared.events import (
     derive_id,
     utcnow,
 )
-from helpline_shared.kafka import create_topics
-from helpline_shared.settings import Settings
 from helpline_shared.topics import (
     CASES_TRIAGED,
     DEAD_LETTERS,
@@ -47,57 +39,12 @@ from helpline_shared.topics import (
     ESCALATION_OUTCOMES,
     PRACTITIONER_COMMANDS,
 )
-from tests.conftest import fresh_database, opened_database
-from tests.helpers import read_topic, serve_simulator
-from tests.infra import Infra, dedicated_broker
-from tests.served import served
+from tests.conftest import opened_database
+from tests.escalator_support import Stack, escalator_stack, eventually
+from tests.helpers import read_topic
+from tests.infra import Infra
 
 NEVER = datetime(9999, 1, 1, tzinfo=UTC)
-
-
-@dataclass
-class Stack:
-    settings: Settings
-    db: Database
-    producer: AIOKafkaProducer
-    simulator: str
-
-    @property
-    def servers(self) -> str:
-        return self.settings.kafka_bootstrap_servers
-
-    async def publish(self, topic: str, key: uuid.UUID, event: BaseModel | bytes) -> None:
-        value = event if isinstance(event, bytes) else event.model_dump_json().encode()
-        await self.producer.send_and_wait(topic, value, key=str(key).encode())
-
-
-@contextlib.asynccontextmanager
-async def escalator_stack(infra: Infra, tmp_dir: Path, **settings: Any) -> AsyncIterator[Stack]:
-    """The escalator's app served on a dedicated broker, a fresh database and the
-    simulator, with a producer to publish to it."""
-    async with serve_simulator() as sim:
-        with dedicated_broker(infra, tmp_dir) as servers:
-            database_url = await fresh_database(infra, "helpline_esc_commands")
-            config = Settings(
-                kafka_bootstrap_servers=servers,
-                database_url=database_url,
-                platform_base_url=sim,
-                escalation_retry_base_s=0.05,
-                escalation_status_interval_s=0.2,
-                escalation_poll_interval_s=0.2,
-                **settings,
-            )
-            await create_topics(config)
-            db = Database(database_url)
-            await db.open()
-            producer = AIOKafkaProducer(bootstrap_servers=servers)
-            await producer.start()
-            try:
-                async with served(create_app(config)):
-                    yield Stack(config, db, producer, sim)
-            finally:
-                await producer.stop()
-                await db.close()
 
 
 @pytest.fixture(scope="module")
@@ -114,15 +61,6 @@ async def control(stack: Stack) -> AsyncIterator[aiohttp.ClientSession]:
             json={"latency_ms": 0, "error_rate": 0, "rate_limit_rate": 0, "decision_delay_ms": 0},
         )
         yield session
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], what: str, timeout_s: float = 60) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        if value := await check():
-            return value
-        assert time.monotonic() < deadline, f"never: {what}"
-        await asyncio.sleep(0.1)
 
 
 def triaged(url: str, *, platform: str, route: str = "platform") -> CaseTriagedV1:
