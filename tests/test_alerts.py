@@ -62,22 +62,30 @@ class Receiver:
     plan: list[int] = field(default_factory=list)
     tries: list[tuple[str, bytes, bool]] = field(default_factory=list)
     url: str = ""
+    retry_after: str | None = None  # sent with every refusal when set
+    times: list[float] = field(default_factory=list)
+    answers: list[int] = field(default_factory=list)
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.read()
         signed = verify_signature(SECRET, request.headers.get(SIGNATURE_HEADER, ""), body)
         self.tries.append((request.headers.get(EVENT_ID_HEADER, ""), body, signed))
+        self.times.append(time.monotonic())
         status = self.plan.pop(0) if self.plan else 200
         if not signed:
             status = 401
-        return web.Response(status=status, text="refused" if status >= 400 else "ok")
+        self.answers.append(status)
+        headers = {"Retry-After": self.retry_after} if self.retry_after and status >= 400 else {}
+        return web.Response(
+            status=status, text="refused" if status >= 400 else "ok", headers=headers
+        )
 
     def delivered(self) -> list[dict[str, Any]]:
-        """The distinct alerts received with a valid signature (deduped by event id, as a
-        receiver does for the at-least-once case)."""
+        """The distinct alerts received with a valid signature and answered 2xx (deduped by
+        event id, as a receiver does for the at-least-once case)."""
         seen: dict[str, dict[str, Any]] = {}
-        for event_id, body, signed in self.tries:
-            if signed:
+        for (event_id, body, signed), status in zip(self.tries, self.answers, strict=True):
+            if signed and status < 300:
                 seen.setdefault(event_id, json.loads(body))
         return list(seen.values())
 
@@ -277,6 +285,20 @@ async def test_a_receiver_failing_twice_gets_the_alert_on_the_third_try(db: Data
     )
     assert row is not None
     assert (row["status"], row["attempts"], row["last_status"]) == ("delivered", 3, 200)
+
+
+async def test_a_receiver_asking_to_wait_is_tried_again_no_sooner(db: Database) -> None:
+    event = triaged()
+    async with receiving(plan=[429]) as receiver:
+        receiver.retry_after = "2"  # longer than the backoff of 0.2 s
+        settings = settings_for(receiver.url, alert_emails=[], delivery_retry_max_s=5.0)
+        sender = WebhookSender(db, settings, idle_s=0.05)
+        async with running(sender):
+            await consume(db, [event], settings)
+            sender.wake()
+            await until(lambda: len(receiver.delivered()) == 1)
+    assert len(receiver.tries) == 2
+    assert receiver.times[1] - receiver.times[0] >= 1.9
 
 
 async def test_a_refusing_receiver_is_given_up_at_once_with_the_reason(db: Database) -> None:

@@ -3,7 +3,8 @@
 Delivery promise: every alert row is POSTed to `alert_webhook_url` until the receiver
 answers 2xx (delivered), answers a 4xx other than 408/429 (given up at once, the status and
 reason kept on the row), or `delivery_max_attempts` tries have failed (given up). Between
-tries the wait doubles from `delivery_retry_base_s` up to `delivery_retry_max_s`. A row is
+tries the wait doubles from `delivery_retry_base_s` up to `delivery_retry_max_s`, or is the
+receiver's `Retry-After` (in seconds) when that is longer, within the same cap. A row is
 leased while it is being sent, so several notify instances never send one alert at the same
 time; a crash after the receiver got the POST but before the row was marked sends it again
 after the lease: delivery is at least once, and a receiver drops a repeat by its
@@ -163,7 +164,7 @@ class WebhookSender:
         alert_id: uuid.UUID = row["alert_id"]
         body: bytes = row["body"].encode()
         attempts: int = row["attempts"] + 1
-        status, error = await self._post(url, secret, alert_id, body)
+        status, error, retry_after = await self._post(url, secret, alert_id, body)
         outcome = judge(status, error)
         log = self._log.bind(
             alert_id=str(alert_id),
@@ -176,7 +177,10 @@ class WebhookSender:
             await self._finish(alert_id, attempts, "delivered", status, None)
             log.info("alert webhook delivered")
         elif outcome.retry and attempts < self._settings.delivery_max_attempts:
-            wait = backoff_s(attempts, self._settings)
+            wait = min(
+                self._settings.delivery_retry_max_s,
+                max(backoff_s(attempts, self._settings), retry_after or 0.0),
+            )
             await self._db.pool.execute(
                 """UPDATE notify.webhook_alerts SET attempts = $2, last_status = $3,
                        last_error = $4, next_attempt_at = now() + $5::interval
@@ -208,7 +212,8 @@ class WebhookSender:
 
     async def _post(
         self, url: str, secret: str, alert_id: uuid.UUID, body: bytes
-    ) -> tuple[int | None, str | None]:
+    ) -> tuple[int | None, str | None, float | None]:
+        """The answer's status, the error (None on 2xx) and its Retry-After seconds."""
         if self._session is None:
             timeout = aiohttp.ClientTimeout(total=TIMEOUT_S)
             self._session = aiohttp.ClientSession(timeout=timeout)
@@ -219,7 +224,9 @@ class WebhookSender:
         }
         try:
             async with self._session.post(url, data=body, headers=headers) as resp:
-                text = (await resp.text())[:200]
-                return resp.status, None if resp.status < 300 else f"HTTP {resp.status}: {text}"
+                text = (await resp.text(errors="replace"))[:200]
+                retry_after = resp.headers.get("Retry-After", "")
+                error = None if resp.status < 300 else f"HTTP {resp.status}: {text}"
+                return resp.status, error, float(retry_after) if retry_after.isdigit() else None
         except (aiohttp.ClientError, TimeoutError) as exc:
-            return None, f"{type(exc).__name__}: {exc}"[:300]
+            return None, f"{type(exc).__name__}: {exc}"[:300], None
