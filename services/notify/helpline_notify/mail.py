@@ -61,13 +61,13 @@ FROM due WHERE m.key = due.key
 RETURNING m.key, m.kind, m.case_id, m.recipient, m.subject, m.body_text, m.body_html,
     m.attempts, m.seq
 """
-# Sent (or in flight under a live lease) to this recipient within the window, and the
-# earliest of those: when the window lets one more through.
+# Sent to this recipient within the window, or queued earlier and in flight under a live
+# lease (another sender's), and the earliest of those: when the window lets one more through.
 _RECENT = """
 SELECT count(*) AS n, min(COALESCE(sent_at, now())) AS oldest FROM notify.mail
 WHERE recipient = $1 AND key <> $2
   AND (sent_at > now() - make_interval(secs => $3)
-       OR (sent_at IS NULL AND leased_until > now() AND gave_up_at IS NULL))
+       OR (sent_at IS NULL AND leased_until > now() AND gave_up_at IS NULL AND seq < $4))
 """
 _POSTPONE = """
 UPDATE notify.mail SET due_at = $2, leased_until = NULL, attempts = attempts - 1
@@ -156,7 +156,7 @@ class Sender:
     async def _deliver(self, row: dict[str, Any]) -> None:
         pool = self._db.pool
         key = row["key"]
-        recent = await pool.fetchrow(_RECENT, row["recipient"], key, self._window_s)
+        recent = await pool.fetchrow(_RECENT, row["recipient"], key, self._window_s, row["seq"])
         if recent is not None and recent["n"] >= self._limit_n:
             due = recent["oldest"] + timedelta(seconds=self._window_s)
             await pool.execute(_POSTPONE, key, due)
@@ -164,6 +164,11 @@ class Sender:
             return
         try:
             await self._send(row)
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            codes = [r.code for r in exc.recipients]
+            reason = "; ".join(f"SMTP {r.code}: {r.message}" for r in exc.recipients)[:500]
+            await self._failed(row, reason, permanent=all(500 <= c < 600 for c in codes))
+            return
         except aiosmtplib.SMTPResponseException as exc:
             reason = f"SMTP {exc.code}: {exc.message}"[:500]
             await self._failed(row, reason, permanent=500 <= exc.code < 600)
