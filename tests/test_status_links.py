@@ -26,7 +26,7 @@ from aiokafka import AIOKafkaProducer
 from pydantic import BaseModel
 
 from helpline_cli.infra import free_port
-from helpline_notify import status_links
+from helpline_notify import status_links, status_page
 from helpline_notify.app import create_app
 from helpline_shared import apikeys
 from helpline_shared.db import Database
@@ -45,6 +45,7 @@ from helpline_shared.topics import (
     CASES_TRIAGED,
     ESCALATION_OUTCOMES,
 )
+from helpline_shared.webapi import Access, new_api
 from tests.conftest import fresh_database
 from tests.infra import Infra, dedicated_broker
 from tests.served import served
@@ -360,6 +361,36 @@ async def test_revoked_expired_unknown_and_malformed_tokens_get_one_404(
     assert case_reference(a.case_id) not in pages[0].text
     # The other case's receipt link still works: a revocation is the case's alone.
     assert (await page_of(notify, b.token)).status_code == 200
+
+
+async def test_an_erased_reporters_link_stops_opening(notify: Notify) -> None:
+    events = case_b()
+    case = await case_with_receipt(notify, events, states=1)
+    assert (await page_of(notify, case.token)).status_code == 200
+    await notify.publish([reporter(case.case_id, 60, erased=True)])
+
+    async def refused() -> bool:
+        return (await page_of(notify, case.token)).status_code == 404
+
+    await eventually(refused, "the erased reporter's link to be refused")
+    unknown = await page_of(notify, "B" * 43)
+    assert (await page_of(notify, case.token)).text == unknown.text
+
+
+async def test_the_page_is_rate_limited_per_client(
+    notify: Notify, two_cases: tuple[Case, Case]
+) -> None:
+    _, b = two_cases
+    settings = notify.settings.model_copy(update={"rate_limit_per_client": "3/minute"})
+    api = new_api("status pages", "test")
+    api.include_router(status_page.build_router(notify.db, Access(notify.db, settings), settings))
+    transport = httpx.ASGITransport(app=api)
+    async with httpx.AsyncClient(transport=transport, base_url="http://notify") as client:
+        codes = [(await client.get(f"/status/{b.token}")).status_code for _ in range(4)]
+        assert codes == [200, 200, 200, 429]
+        again = await client.get(f"/status/{'C' * 43}")
+        assert again.status_code == 429  # counted before the token is looked up
+        assert int(again.headers["retry-after"]) >= 1
 
 
 async def test_revoking_needs_a_practitioner_key(

@@ -51,12 +51,15 @@ def status_url(settings: Settings, token: str) -> str:
 
 async def find(conn: Conn, token: str) -> uuid.UUID | None:
     """The case of a live link, or None alike for a malformed, unknown, expired or revoked
-    token (callers show one page for all of them: no oracle)."""
+    token, and for a link whose case's reporter was erased (the link was theirs; erasure
+    ends it): callers show one page for all of them, no oracle."""
     if not TOKEN_PATTERN.fullmatch(token):
         return None
     case_id: uuid.UUID | None = await conn.fetchval(
-        "SELECT case_id FROM notify.status_links"
-        " WHERE token_sha256 = $1 AND revoked_at IS NULL AND expires_at > now()",
+        "SELECT l.case_id FROM notify.status_links l"
+        " WHERE l.token_sha256 = $1 AND l.revoked_at IS NULL AND l.expires_at > now()"
+        " AND NOT EXISTS (SELECT 1 FROM notify.cases c"
+        " WHERE c.case_id = l.case_id AND c.erased_at IS NOT NULL)",
         _digest(token),
     )
     return case_id

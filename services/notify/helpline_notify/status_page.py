@@ -8,7 +8,8 @@ routes, advice). It shows nothing internal: no attempt records, failure reasons,
 actors, ids beyond the reference, nor any other case. It is read from notify's own tables
 (`notify.cases`, `notify.urls`), so it shows what notify has consumed so far. A malformed,
 unknown, expired or revoked token gets one and the same 404 page, so the page is no oracle
-for which tokens once existed.
+for which tokens once existed; nor does a link of a case whose reporter was erased open.
+Requests count against the client address's rate limit (`rate_limit_per_client`).
 
 Every page is `Cache-Control: no-store`, `X-Robots-Tag: noindex` and `Referrer-Policy:
 no-referrer` (the token is in its URL), loads only `/static/helpline.css` (served here too)
@@ -231,7 +232,8 @@ def build_router(db: Database, access: Access, settings: Settings) -> APIRouter:
     practitioner = access.require("practitioner")
 
     @router.get("/status/{token}", include_in_schema=False)
-    async def status_page(token: str) -> HTMLResponse:
+    async def status_page(token: str, request: Request) -> HTMLResponse:
+        access.limit_client(request)  # a 429 past HELPLINE_RATE_LIMIT_PER_CLIENT
         async with db.pool.acquire() as conn:
             case_id = await status_links.find(conn, token)
             if case_id is None:
