@@ -5,26 +5,29 @@ is due that long after the case was received, and its row says which applied."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
-from aiokafka.structs import ConsumerRecord
 from faststream.kafka import KafkaBroker
 
 from helpline_shared.consumer import DeadLetters
 from helpline_shared.db import Database
-from helpline_shared.events import CaseOpenedV1, CaseTriagedV1, derive_id
+from helpline_shared.events import CaseOpenedV1, CaseTriagedV1
 from helpline_shared.settings import Settings, load_settings
-from helpline_shared.topics import CASES_OPENED, CASES_TRIAGED
+from helpline_shared.topics import CASES_TRIAGED
 from helpline_triage.deadlines import Deadlines
 from helpline_triage.rules import RuleSet
 from helpline_triage.usecase import Triage
-from tests.conftest import opened_database
 from tests.helpers import read_topic
 from tests.infra import Infra
+from tests.triage_support import (
+    RECEIVED,
+    case_opened,
+    case_record,
+    connected_broker,
+    database_per_test,
+)
 
-RECEIVED = datetime(2026, 11, 25, 9, 30, tzinfo=UTC)
 RULES = RuleSet.load()
 # One case of each urgency under the packaged rules.
 CASES = {
@@ -34,39 +37,14 @@ CASES = {
 }
 
 
-@pytest.fixture
-async def db(infra: Infra) -> AsyncIterator[Database]:
-    async with opened_database(infra, "helpline_deadlines") as database:
-        yield database
-
-
-@pytest.fixture
-async def broker(infra: Infra, topics_settings: Settings) -> AsyncIterator[KafkaBroker]:
-    b = KafkaBroker(infra.bootstrap_servers)
-    await b.connect()
-    yield b
-    await b.stop()
+db = database_per_test("helpline_deadlines")
+broker = connected_broker()
 
 
 def opened(description: str) -> CaseOpenedV1:
-    case_id = uuid.uuid4()
-    return CaseOpenedV1(
-        event_id=derive_id("case.opened", case_id),
-        case_id=case_id,
-        source="test",
-        report_id=str(case_id),
-        received_at=RECEIVED,
-        description=description,
-        # Content of its own: content other cases reported raises the urgency.
-        urls=[f"https://www.tiktok.com/@someone/video/{case_id.int % 10**19}"],
-    )
-
-
-def record(case: CaseOpenedV1, offset: int) -> ConsumerRecord[bytes, bytes]:
-    value, key = case.model_dump_json().encode(), str(case.case_id).encode()
-    return ConsumerRecord(
-        CASES_OPENED.name, 0, offset, 0, 0, key, value, None, len(key), len(value), []
-    )
+    # Content of its own: content other cases reported raises the urgency.
+    video = uuid.uuid4().int % 10**19
+    return case_opened(description, [f"https://www.tiktok.com/@someone/video/{video}"])
 
 
 def test_settings_give_seconds_and_the_rules_the_rest() -> None:
@@ -109,7 +87,7 @@ async def test_each_decision_is_due_its_urgency_s_deadline_after_receipt(
     dead = DeadLetters("triage", max_ratio=0.9, window=10)
     triage = Triage(db, broker, dead, RULES, settings=settings)
     cases = {urgency: opened(text) for urgency, text in CASES.items()}
-    await triage.process([record(c, n) for n, c in enumerate(cases.values())])
+    await triage.process([case_record(c, n) for n, c in enumerate(cases.values())])
 
     for urgency, case in cases.items():
         [message] = await read_topic(

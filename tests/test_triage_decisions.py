@@ -5,67 +5,25 @@ by earlier cases raises `prior_reports`."""
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka.structs import ConsumerRecord
 from faststream.kafka import KafkaBroker
 
 from helpline_shared.consumer import DeadLetters
 from helpline_shared.db import Database
-from helpline_shared.events import CaseOpenedV1, CaseTriagedV1, HarmType, derive_id
-from helpline_shared.settings import Settings
-from helpline_shared.topics import CASES_OPENED, CASES_TRIAGED
+from helpline_shared.events import CaseOpenedV1, CaseTriagedV1, derive_id
+from helpline_shared.topics import CASES_TRIAGED
 from helpline_triage.rules import RuleSet
 from helpline_triage.usecase import Triage
-from tests.conftest import opened_database
 from tests.helpers import read_topic
 from tests.infra import Infra
+from tests.triage_support import case_opened, case_record, connected_broker, database_per_test
 
-RECEIVED = datetime(2026, 11, 25, 9, 30, tzinfo=UTC)
-
-
-@pytest.fixture
-async def db(infra: Infra) -> AsyncIterator[Database]:
-    async with opened_database(infra, "helpline_triage") as database:
-        yield database
-
-
-@pytest.fixture
-async def broker(infra: Infra, topics_settings: Settings) -> AsyncIterator[KafkaBroker]:
-    b = KafkaBroker(infra.bootstrap_servers)
-    await b.connect()
-    yield b
-    await b.stop()
-
-
-def opened(
-    description: str, urls: list[str], issue_types: list[HarmType] | None = None
-) -> CaseOpenedV1:
-    case_id = uuid.uuid4()
-    return CaseOpenedV1(
-        event_id=derive_id("case.opened", case_id),
-        case_id=case_id,
-        source="test",
-        report_id=str(case_id),
-        received_at=RECEIVED,
-        description=description,
-        urls=urls,
-        issue_types=issue_types or [],
-    )
-
-
-def record(case: CaseOpenedV1, offset: int = 0) -> ConsumerRecord[bytes, bytes]:
-    value = case.model_dump_json().encode()
-    key = str(case.case_id).encode()
-    return ConsumerRecord(
-        CASES_OPENED.name, 0, offset, 0, 0, key, value, None, len(key), len(value), []
-    )
+db = database_per_test("helpline_triage")
+broker = connected_broker()
 
 
 async def published(infra: Infra, case: CaseOpenedV1, expected: int) -> list[Any]:
@@ -89,12 +47,12 @@ async def test_the_decision_row_explains_the_published_event(
     db: Database, broker: KafkaBroker, infra: Infra
 ) -> None:
     rules = RuleSet.load()
-    case = opened(
+    case = case_opened(
         "A fake account is impersonating our head teacher and says it will kill him.",
         ["https://www.tiktok.com/@fake_head/video/7301234567890123456?is_from_webapp=1"],
     )
 
-    await triage_with(db, broker, rules).process([record(case)])
+    await triage_with(db, broker, rules).process([case_record(case)])
 
     [message] = await published(infra, case, 1)
     event = CaseTriagedV1.model_validate_json(message.value)
@@ -123,12 +81,12 @@ async def test_the_decision_row_explains_the_published_event(
 async def test_redelivery_republishes_the_stored_bytes_even_after_the_rules_changed(
     db: Database, broker: KafkaBroker, infra: Infra, tmp_path: Path
 ) -> None:
-    case = opened(
+    case = case_opened(
         "Pupils are bullying a girl in the comments of this video.",
         ["https://www.youtube.com/watch?v=dQw4w9WgXcQ"],
     )
     triage = triage_with(db, broker, RuleSet.load())
-    await triage.process([record(case)])
+    await triage.process([case_record(case)])
     data = json.loads((resources.files("helpline_triage") / "rules.json").read_text("utf-8"))
     data["version"] = f"{data['version']}-changed"
     changed = tmp_path / "rules.json"
@@ -136,8 +94,8 @@ async def test_redelivery_republishes_the_stored_bytes_even_after_the_rules_chan
     triage.rules = RuleSet.load(changed)
     assert triage.rules.version != RuleSet.load().version
 
-    await triage.process([record(case, 1)])
-    await triage_with(db, broker, RuleSet.load(changed)).process([record(case, 2)])
+    await triage.process([case_record(case, 1)])
+    await triage_with(db, broker, RuleSet.load(changed)).process([case_record(case, 2)])
 
     first, *again = await published(infra, case, 3)
     assert len(again) == 2
@@ -151,16 +109,16 @@ async def test_redelivery_republishes_the_stored_bytes_even_after_the_rules_chan
 async def test_a_decision_stored_but_not_published_is_published_on_redelivery(
     db: Database, broker: KafkaBroker, infra: Infra
 ) -> None:
-    case = opened("Someone made a fake profile of our school.", ["https://instagr.am/p/Cabc"])
+    case = case_opened("Someone made a fake profile of our school.", ["https://instagr.am/p/Cabc"])
     unconnected = KafkaBroker(infra.bootstrap_servers)  # publishing fails after the commit
     with pytest.raises(Exception):  # noqa: B017, PT011 - whatever the client raises
-        await triage_with(db, unconnected, RuleSet.load()).process([record(case)])
+        await triage_with(db, unconnected, RuleSet.load()).process([case_record(case)])
     stored = await db.pool.fetchval(
         "SELECT event FROM triage.decisions WHERE case_id = $1", case.case_id
     )
     assert stored is not None
 
-    await triage_with(db, broker, RuleSet.load()).process([record(case)])
+    await triage_with(db, broker, RuleSet.load()).process([case_record(case)])
 
     [message] = await published(infra, case, 1)
     assert message.value == stored.encode()
@@ -176,13 +134,13 @@ async def test_prior_reports_counts_other_cases_that_reported_the_same_content(
         f"http://tiktok.com/@fake_head/video/{video}/#comments",
         f"https://WWW.TIKTOK.COM/@fake_head/video/{video}?utm_source=copy",
     ]
-    cases = [opened("A video mocking our teacher.", [f]) for f in forms]
+    cases = [case_opened("A video mocking our teacher.", [f]) for f in forms]
     triage = triage_with(db, broker, RuleSet.load())
 
-    await triage.process([record(cases[0])])
-    await triage.process([record(c, i) for i, c in enumerate(cases[1:3])])  # one batch
-    await triage.process([record(cases[1], 9)])  # redelivered: counted once, decided once
-    await triage.process([record(cases[3])])
+    await triage.process([case_record(cases[0])])
+    await triage.process([case_record(c, i) for i, c in enumerate(cases[1:3])])  # one batch
+    await triage.process([case_record(cases[1], 9)])  # redelivered: counted once, decided once
+    await triage.process([case_record(cases[3])])
 
     rows = await db.pool.fetch(
         "SELECT case_id, prior_reports FROM triage.decisions WHERE case_id = ANY($1)",
@@ -205,12 +163,12 @@ async def test_prior_reports_counts_other_cases_that_reported_the_same_content(
 async def test_a_url_found_only_in_the_description_is_stored_with_its_origin(
     db: Database, broker: KafkaBroker, infra: Infra
 ) -> None:
-    case = opened(
+    case = case_opened(
         "They repost it at https://youtu.be/dQw4w9WgXcQ and on https://forum.example.org/t/9",
         ["https://www.youtube.com/watch?v=dQw4w9WgXcQ&feature=share"],
     )
 
-    await triage_with(db, broker, RuleSet.load()).process([record(case)])
+    await triage_with(db, broker, RuleSet.load()).process([case_record(case)])
 
     urls = await db.pool.fetchval(
         "SELECT urls FROM triage.decisions WHERE case_id = $1", case.case_id

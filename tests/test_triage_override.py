@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 from aiokafka.structs import ConsumerRecord
 from faststream.kafka import KafkaBroker
 
@@ -39,28 +37,25 @@ from helpline_triage.app import create_app
 from helpline_triage.override import RETRIAGED_TO_MANUAL
 from helpline_triage.rules import RuleSet
 from helpline_triage.usecase import Triage
-from tests.conftest import fresh_database, opened_database
+from tests.conftest import fresh_database
 from tests.helpers import read_topic
 from tests.infra import Infra, dedicated_broker
 from tests.served import served
 from tests.test_metrics_provenance import publish_all_of
+from tests.triage_support import (
+    RECEIVED,
+    case_opened,
+    case_record,
+    connected_broker,
+    database_per_test,
+)
 
-RECEIVED = datetime(2026, 11, 25, 9, 30, tzinfo=UTC)
 TIKTOK = "https://www.tiktok.com/@fake_head/video/7301234567890123456"
 UNKNOWN = "https://forum.example.org/thread/123"
 
 
 def opened(urls: list[str], description: str = "Pupils are bullying a girl here.") -> CaseOpenedV1:
-    case_id = uuid.uuid4()
-    return CaseOpenedV1(
-        event_id=derive_id("case.opened", case_id),
-        case_id=case_id,
-        source="test",
-        report_id=str(case_id),
-        received_at=RECEIVED,
-        description=description,
-        urls=urls,
-    )
+    return case_opened(description, urls)
 
 
 def retriage(
@@ -90,26 +85,12 @@ def record(topic: str, value: bytes, key: uuid.UUID, offset: int) -> ConsumerRec
     return ConsumerRecord(topic, 0, offset, 0, 0, k, value, None, len(k), len(value), [])
 
 
-def case_record(case: CaseOpenedV1, offset: int = 0) -> ConsumerRecord[bytes, bytes]:
-    return record(CASES_OPENED.name, case.model_dump_json().encode(), case.case_id, offset)
-
-
 def command_record(c: PractitionerCommandV1, offset: int = 0) -> ConsumerRecord[bytes, bytes]:
     return record(PRACTITIONER_COMMANDS.name, c.model_dump_json().encode(), c.case_id, offset)
 
 
-@pytest.fixture
-async def db(infra: Infra) -> AsyncIterator[Database]:
-    async with opened_database(infra, "helpline_retriage") as database:
-        yield database
-
-
-@pytest.fixture
-async def broker(infra: Infra, topics_settings: Settings) -> AsyncIterator[KafkaBroker]:
-    b = KafkaBroker(infra.bootstrap_servers)
-    await b.connect()
-    yield b
-    await b.stop()
+db = database_per_test("helpline_retriage")
+broker = connected_broker()
 
 
 def triage_with(db: Database, broker: KafkaBroker, **settings: Any) -> tuple[Triage, DeadLetters]:
