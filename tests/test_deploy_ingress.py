@@ -1,5 +1,6 @@
-"""The Ingresses route exactly the public paths of intake (the report API and form) and
-casework (the practitioners' API and pages), as the services themselves define them: every
+"""The Ingresses route exactly the public paths of intake (the report API and form),
+casework (the practitioners' API and pages) and notify (the reporters' status pages, the
+status-link revocation), as the services themselves define them: every
 such path is reachable from outside, no Ingress path leads nowhere, and `/metrics` and the
 health probes (served on the same ports) are never routed."""
 
@@ -21,10 +22,11 @@ from helpline_casework.http import build_api as casework_api
 from helpline_casework.pages import build_pages
 from helpline_intake.form import build_form_routes
 from helpline_intake.http import build_api as intake_api
+from helpline_notify.status_page import build_router as status_router
 from helpline_shared.db import Database
 from helpline_shared.outbox import Outbox
 from helpline_shared.settings import Settings
-from helpline_shared.webapi import Access
+from helpline_shared.webapi import Access, new_api
 from helpline_shared.websession import Sessions
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,10 +90,16 @@ def public() -> dict[str, set[str]]:
     intake: FastAPI = intake_api(broker, db, access)
     casework: FastAPI = casework_api(db, access, actions)
     pages = build_pages(db, access, Sessions(settings), actions, settings)
+    # As helpline_notify.app builds it: new_api's routes and the status pages' router (read
+    # from the router itself: FastAPI includes a router's routes lazily).
+    status = status_router(db, access, settings)
+    notify = new_api("helpline notify", "as helpline_notify.app builds it")
+    notify.include_router(status)
     return {
         "helpline-intake": _paths(intake.routes)
         | {path for path, _ in build_form_routes(broker, db, settings)},
         "helpline-casework": _paths(casework.routes) | _paths(pages.routes),
+        "helpline-notify": _paths(notify.routes) | _paths(status.routes),
     }
 
 
@@ -105,6 +113,7 @@ def test_every_public_path_is_routed_to_its_service(
     assert "/v1/reports" in public["helpline-intake"]
     assert "/report" in public["helpline-intake"]
     assert "/v1/queue" in public["helpline-casework"]
+    assert "/status/{token}" in public["helpline-notify"]
     for variant, found in rules.items():
         for service, paths in public.items():
             for template in paths:

@@ -124,6 +124,9 @@ def _egress_ports(docs: Docs, labels: dict[str, str]) -> set[int]:
     return ports
 
 
+SMTP = {25, 465, 587}  # the relay: plain, implicit TLS, STARTTLS
+
+
 def test_network_access_is_denied_unless_needed(rendered: dict[str, Docs]) -> None:
     for name in ("dev", "production"):
         docs = rendered[name]
@@ -141,7 +144,11 @@ def test_network_access_is_denied_unless_needed(rendered: dict[str, Docs]) -> No
             }
             ports = _egress_ports(docs, labels)
             assert {53, broker, 5432} <= ports, (name, component)
-            assert (443 in ports) == (component == "escalator"), (name, component)
+            # HTTPS out: the escalator to the platforms, notify to the alert webhook.
+            assert (443 in ports) == (component in ("escalator", "notify")), (name, component)
+            assert bool(SMTP & ports) == (component == "notify"), (name, component)
+            if component == "notify":
+                assert ports >= SMTP, name
             assert {4317, 4318} <= ports, (name, component)  # traces, when switched on
     simulator = {"app.kubernetes.io/name": "helpline", "app.kubernetes.io/component": "simulator"}
     assert not {9092, 9093, 5432} & _egress_ports(rendered["dev"], simulator)
@@ -338,13 +345,16 @@ def _ingress_backends(docs: Docs) -> dict[str, set[tuple[str, str, str]]]:
     return routed
 
 
-def test_only_intakes_and_caseworks_public_paths_are_exposed(rendered: dict[str, Docs]) -> None:
-    """From outside: intake's report API and form, casework's API and pages, over TLS;
-    never /metrics or the health probes, and nothing of triage, the escalator or metrics.
-    The ingress controller may reach intake's and casework's pods alone."""
+def test_only_intakes_caseworks_and_notifys_public_paths_are_exposed(
+    rendered: dict[str, Docs],
+) -> None:
+    """From outside: intake's report API and form, casework's API and pages, notify's status
+    pages and status-link revocation, over TLS; never /metrics or the health probes, and
+    nothing of triage, the escalator or metrics. The ingress controller may reach intake's,
+    casework's and notify's pods alone; the status pages are rate-limited per address."""
     for name, docs in rendered.items():
         routed = _ingress_backends(docs)
-        assert set(routed) == {"helpline-intake", "helpline-casework"}, name
+        assert set(routed) == {"helpline-intake", "helpline-casework", "helpline-notify"}, name
         for service, routes in routed.items():
             for _, path, kind in routes:
                 assert kind in ("Exact", "Prefix"), (service, path)
@@ -354,6 +364,19 @@ def test_only_intakes_and_caseworks_public_paths_are_exposed(rendered: dict[str,
         assert {("/v1/reports", "Prefix"), ("/report", "Exact")} <= intake
         casework = {(p, k) for _, p, k in routed["helpline-casework"]}
         assert {("/v1/cases", "Prefix"), ("/v1/queue", "Prefix"), ("/signin", "Exact")} <= casework
+        notify = {(h, p, k) for h, p, k in routed["helpline-notify"]}
+        status_host = {h for h, p, _ in notify if p == "/status"}
+        assert status_host == {h for h, _, _ in notify}, "notify is served on one host"
+        assert not status_host & {h for h, _, _ in routed["helpline-casework"]}
+        pages = [
+            i
+            for i in _kind(docs, "Ingress").values()
+            if any(p["path"] == "/status" for r in i["spec"]["rules"] for p in r["http"]["paths"])
+        ]
+        assert [
+            int(i["metadata"]["annotations"]["nginx.ingress.kubernetes.io/limit-rpm"])
+            for i in pages
+        ] == [30], name
         for ingress in _kind(docs, "Ingress").values():
             hosts = {r["host"] for r in ingress["spec"]["rules"]}
             assert hosts <= {h for t in ingress["spec"]["tls"] for h in t["hosts"]}
@@ -370,4 +393,41 @@ def test_only_intakes_and_caseworks_public_paths_are_exposed(rendered: dict[str,
                 policy, {"app.kubernetes.io/name": "helpline", "app.kubernetes.io/component": s}
             )
         }
-        assert reachable == {"intake", "casework"}, name
+        assert reachable == {"intake", "casework", "notify"}, name
+
+
+def test_only_notify_holds_the_smtp_password_and_the_webhook_secret(
+    rendered: dict[str, Docs],
+) -> None:
+    """The Secret `helpline-notify-credentials` (the SMTP password, the webhook's signing
+    key) reaches notify alone, by name and never as a whole (envFrom); optional, so a relay
+    without a login and no webhook need none. The example holds exactly those two settings, and the
+    ConfigMap neither."""
+    for name, docs in rendered.items():
+        workloads = [*_kind(docs, "Deployment").values(), *_kind(docs, "Job").values()]
+        holders = {
+            w["metadata"]["name"]
+            for w in workloads
+            if "helpline-notify-credentials" in _secrets_read(w)
+        }
+        assert holders == {"helpline-notify"}, name
+        notify = _container(_kind(docs, "Deployment")["helpline-notify"])
+        refs = {
+            e["name"]: e["valueFrom"]["secretKeyRef"]
+            for e in notify["env"]
+            if e.get("valueFrom", {}).get("secretKeyRef", {}).get("name")
+            == "helpline-notify-credentials"
+        }
+        assert set(refs) == {"HELPLINE_SMTP_PASSWORD", "HELPLINE_ALERT_WEBHOOK_SECRET"}, name
+        assert all(r["key"] == n and r["optional"] for n, r in refs.items()), refs
+        config = _kind(docs, "ConfigMap")["helpline-config"]["data"]
+        assert not set(refs) & set(config), name
+        assert config["HELPLINE_STATUS_BASE_URL"].startswith("https://"), name
+    example = [
+        d
+        for d in yaml.safe_load_all((ROOT / "deploy/base/secret.example.yaml").read_text())
+        if d["metadata"]["name"] == "helpline-notify-credentials"
+    ]
+    assert [set(d["stringData"]) for d in example] == [
+        {"HELPLINE_SMTP_PASSWORD", "HELPLINE_ALERT_WEBHOOK_SECRET"}
+    ]
