@@ -238,16 +238,18 @@ async def test_a_critical_case_is_alerted_at_once_signed_and_once(
     assert signed
     alert = json.loads(body)
     assert event_id == alert["id"] == str(alert_id("case.critical", event.case_id))
+    assert datetime.fromisoformat(alert.pop("occurred_at")) == event.triaged_at
     assert alert == {
         "type": "case.critical",
         "id": event_id,
-        "occurred_at": event.triaged_at.isoformat(),
         "case_id": str(event.case_id),
         "reference": case_reference(event.case_id),
         "urgency": "high",
         "harm_types": ["child_sexual_imagery"],
         "platform": "tiktok",
         "state": "triaged",
+        "escalation_id": None,
+        "due_at": None,
     }
     mine = [m for m in inbox.messages if case_reference(event.case_id) in str(m["Subject"])]
     assert sorted(str(m["To"]) for m in mine) == sorted(ON_DUTY)
@@ -380,6 +382,8 @@ async def test_a_breached_deadline_is_alerted_once_per_escalation(
     assert alert["reference"] == case_reference(first.case_id)
     assert (alert["urgency"], alert["harm_types"]) == ("normal", ["impersonation"])
     assert (alert["platform"], alert["state"]) == ("tiktok", "breached")
+    assert alert["escalation_id"] == str(escalation_id)
+    assert datetime.fromisoformat(alert["due_at"]) < datetime.fromisoformat(alert["occurred_at"])
     mails = [m for m in inbox.messages if "Deadline passed" in str(m["Subject"])]
     assert sorted(str(m["To"]) for m in mails) == sorted(ON_DUTY)
 

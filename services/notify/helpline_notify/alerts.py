@@ -25,14 +25,14 @@ platform and state only (never the description or the URLs).
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Literal
 
 import jinja2
+from pydantic import BaseModel, ConfigDict, Field
 
 from helpline_notify.mail import queue_mail
 from helpline_notify.webhooks import queue_webhook
@@ -40,6 +40,8 @@ from helpline_shared.db import Conn
 from helpline_shared.events import (
     CaseTriagedV1,
     EscalationOutcomeV1,
+    HarmType,
+    Urgency,
     case_reference,
     derive_id,
     is_simulated_source,
@@ -60,6 +62,28 @@ _templates = jinja2.Environment(
 _log = get_logger("helpline.notify.alerts")
 
 
+class AlertV1(BaseModel):
+    """The body of one alert webhook POST (signed; see `webhooks.py`). No reporter data."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["case.critical", "deadline.breached"]
+    id: uuid.UUID = Field(
+        description="Stable per alert (every try and redelivery): a receiver dedupes by it."
+    )
+    occurred_at: datetime = Field(description="When the case was triaged, or the breach.")
+    case_id: uuid.UUID
+    reference: str = Field(description="The case's short reference.", examples=["HL-8Z3K-Q2MV"])
+    urgency: Urgency | None = Field(description="Null when notify has not seen the triage.")
+    harm_types: list[HarmType]
+    platform: str | None = Field(
+        description="The breached escalation's platform; for a critical case, its first URL's."
+    )
+    state: str = Field(description="`triaged` for a critical case, `breached` for a breach.")
+    escalation_id: uuid.UUID | None = Field(None, description="On a breach: the escalation.")
+    due_at: datetime | None = Field(None, description="On a breach: when the decision was due.")
+
+
 def is_critical(event: CaseTriagedV1) -> bool:
     return event.urgency == "critical" or bool(CRITICAL_HARMS.intersection(event.harm_types))
 
@@ -67,11 +91,6 @@ def is_critical(event: CaseTriagedV1) -> bool:
 def alert_id(type_: str, subject: uuid.UUID) -> uuid.UUID:
     """The stable id of the one alert of `type_` about `subject` (a case or escalation)."""
     return derive_id("alert", type_, subject)
-
-
-def webhook_body(alert: dict[str, Any]) -> str:
-    """The exact JSON POSTed (and signed): compact, keys sorted."""
-    return json.dumps(alert, sort_keys=True, separators=(",", ":"))
 
 
 async def on_events(conn: Conn, events: Iterable[object], settings: Settings) -> int:
@@ -117,129 +136,74 @@ async def _remember_triage(conn: Conn, event: CaseTriagedV1) -> None:
 
 async def _critical(conn: Conn, event: CaseTriagedV1, settings: Settings) -> int:
     platforms = list(dict.fromkeys(u.platform for u in event.urls))
-    alert = _alert(
-        CRITICAL,
-        event.case_id,
-        event.case_id,
-        event.triaged_at,
+    alert = AlertV1(
+        type=CRITICAL,
+        id=alert_id(CRITICAL, event.case_id),
+        occurred_at=event.triaged_at,
+        case_id=event.case_id,
+        reference=case_reference(event.case_id),
         urgency=event.urgency,
         harm_types=list(event.harm_types),
         platform=platforms[0] if platforms else None,
         state="triaged",
     )
-    text = _templates.get_template("alert_critical.txt").render(
-        reference=alert["reference"],
-        case_id=str(event.case_id),
-        urgency=event.urgency,
-        harm_types=alert["harm_types"],
-        platforms=platforms,
-        occurred_at=alert["occurred_at"],
-    )
-    subject = f"Critical case {alert['reference']}: {', '.join(alert['harm_types']) or 'urgent'}"
-    return await _queue(
-        conn,
-        alert,
-        kind="critical",
-        subject_id=event.case_id,
-        subject=subject,
-        text=text,
-        settings=settings,
-    )
+    text = _templates.get_template("alert_critical.txt").render(alert=alert, platforms=platforms)
+    harms = ", ".join(alert.harm_types) or "urgent"
+    subject = f"Critical case {alert.reference}: {harms}"
+    key = f"alert:critical:{event.case_id}"
+    return await _queue(conn, alert, key=key, subject=subject, text=text, settings=settings)
 
 
 async def _breached(conn: Conn, event: EscalationOutcomeV1, settings: Settings) -> int:
     known = await conn.fetchrow(
         "SELECT urgency, harm_types FROM notify.alert_cases WHERE case_id = $1", event.case_id
     )
-    alert = _alert(
-        BREACHED,
-        event.escalation_id,
-        event.case_id,
-        event.occurred_at,
+    alert = AlertV1(
+        type=BREACHED,
+        id=alert_id(BREACHED, event.escalation_id),
+        occurred_at=event.occurred_at,
+        case_id=event.case_id,
+        reference=case_reference(event.case_id),
         urgency=known["urgency"] if known else None,
         harm_types=list(known["harm_types"]) if known else [],
         platform=event.platform,
         state=event.state,
+        escalation_id=event.escalation_id,
+        due_at=event.due_at,
     )
-    alert["escalation_id"] = str(event.escalation_id)
-    alert["due_at"] = event.due_at.isoformat() if event.due_at else None
-    text = _templates.get_template("alert_breached.txt").render(
-        reference=alert["reference"],
-        case_id=str(event.case_id),
-        escalation_id=alert["escalation_id"],
-        platform=event.platform,
-        urgency=alert["urgency"],
-        harm_types=alert["harm_types"],
-        due_at=alert["due_at"],
-        occurred_at=alert["occurred_at"],
-    )
-    subject = f"Deadline passed: {alert['reference']} on {event.platform}"
-    return await _queue(
-        conn,
-        alert,
-        kind="breached",
-        subject_id=event.escalation_id,
-        subject=subject,
-        text=text,
-        settings=settings,
-    )
-
-
-def _alert(
-    type_: str,
-    subject: uuid.UUID,
-    case_id: uuid.UUID,
-    occurred_at: datetime,
-    *,
-    urgency: str | None,
-    harm_types: list[str],
-    platform: str | None,
-    state: str,
-) -> dict[str, Any]:
-    return {
-        "type": type_,
-        "id": str(alert_id(type_, subject)),
-        "occurred_at": occurred_at.isoformat(),
-        "case_id": str(case_id),
-        "reference": case_reference(case_id),
-        "urgency": urgency,
-        "harm_types": harm_types,
-        "platform": platform,
-        "state": state,
-    }
+    text = _templates.get_template("alert_breached.txt").render(alert=alert)
+    subject = f"Deadline passed: {alert.reference} on {event.platform}"
+    key = f"alert:breached:{event.escalation_id}"
+    return await _queue(conn, alert, key=key, subject=subject, text=text, settings=settings)
 
 
 async def _queue(
-    conn: Conn,
-    alert: dict[str, Any],
-    *,
-    kind: str,
-    subject_id: uuid.UUID,
-    subject: str,
-    text: str,
-    settings: Settings,
+    conn: Conn, alert: AlertV1, *, key: str, subject: str, text: str, settings: Settings
 ) -> int:
-    case_id = uuid.UUID(alert["case_id"])
+    """The webhook row and one email per on-duty address (`<key>:<address>`), each once."""
     new = await queue_webhook(
         conn,
-        alert_id=uuid.UUID(alert["id"]),
-        type_=alert["type"],
-        case_id=case_id,
-        body=webhook_body(alert),
+        alert_id=alert.id,
+        type_=alert.type,
+        case_id=alert.case_id,
+        body=alert.model_dump_json(),
     )
     for address in settings.alert_emails:
         await queue_mail(
             conn,
-            key=f"alert:{kind}:{subject_id}:{address}",
+            key=f"{key}:{address}",
             to=address,
             subject=subject,
             text=text,
             html=None,
             kind="alert",
-            case_id=case_id,
+            case_id=alert.case_id,
         )
     if new:
         _log.info(
-            "alert raised", alert_type=alert["type"], alert_id=alert["id"], case_id=str(case_id)
+            "alert raised",
+            alert_type=alert.type,
+            alert_id=str(alert.id),
+            case_id=str(alert.case_id),
         )
     return int(new)
