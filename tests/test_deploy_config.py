@@ -237,3 +237,25 @@ def test_every_service_is_watched_for_going_missing() -> None:
         re.findall(r'absent\(helpline_consumer_ready\{service="([a-z]+)"\}\)', missing["expr"])
     )
     assert watched == set(SERVICES)
+
+
+def test_compose_sends_notifys_mail_to_its_catcher() -> None:
+    """Notify's email in compose goes to the `mailcatcher` service (`helpline mail catch`, on
+    the port the SMTP settings name, plain SMTP), which publishes no port and keeps the
+    messages in a volume under its data directory, where `helpline mail list` reads them."""
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    env = compose["services"]["notify"]["environment"]
+    catcher = compose["services"]["mailcatcher"]
+    assert env["HELPLINE_SMTP_HOST"] == "mailcatcher"
+    assert env["HELPLINE_SMTP_SECURITY"] == "none"
+    command = catcher["command"]
+    assert command[:2] == ["mail", "catch"]
+    assert command[command.index("--port") + 1] == env["HELPLINE_SMTP_PORT"]
+    assert command[command.index("--host") + 1] == "0.0.0.0"
+    assert "ports" not in catcher
+    data_dir = catcher["environment"]["HELPLINE_DATA_DIR"]
+    assert any(v.endswith(f":{data_dir}") for v in catcher["volumes"]), catcher["volumes"]
+    assert "aiosmtpd" in catcher["build"]["dockerfile_inline"]
+    assert compose["services"]["notify"]["depends_on"]["mailcatcher"]
+    assert env["HELPLINE_STATUS_BASE_URL"] == "http://127.0.0.1:8006"
+    assert "127.0.0.1:8006:8006" in compose["services"]["notify"]["ports"]
