@@ -303,9 +303,13 @@ async def test_a_receiver_asking_to_wait_is_tried_again_no_sooner(db: Database) 
     assert receiver.times[1] - receiver.times[0] >= 1.9
 
 
-async def test_a_refusing_receiver_is_given_up_at_once_with_the_reason(db: Database) -> None:
+@pytest.mark.parametrize("refusal", [422, 307])
+async def test_a_refusing_receiver_is_given_up_at_once_with_the_reason(
+    db: Database, refusal: int
+) -> None:
+    """A 4xx refuses the alert; a redirect is not followed with a signed alert."""
     event = triaged()
-    async with receiving(plan=[422]) as receiver:
+    async with receiving(plan=[refusal]) as receiver:
         settings = settings_for(receiver.url, alert_emails=[])
         sender = WebhookSender(db, settings, idle_s=0.05)
         async with running(sender):
@@ -320,7 +324,7 @@ async def test_a_refusing_receiver_is_given_up_at_once_with_the_reason(db: Datab
     )
     assert row is not None
     assert (row["status"], row["attempts"]) == ("given_up", 1)
-    assert "HTTP 422" in row["last_error"]
+    assert f"HTTP {refusal}" in row["last_error"]
 
 
 async def test_a_receiver_that_never_answers_2xx_is_given_up_after_the_last_try(

@@ -1,8 +1,8 @@
 """The alert webhook: signed POSTs of alerts from the `notify.webhook_alerts` outbox.
 
 Delivery promise: every alert row is POSTed to `alert_webhook_url` until the receiver
-answers 2xx (delivered), answers a 4xx other than 408/429 (given up at once, the status and
-reason kept on the row), or `delivery_max_attempts` tries have failed (given up). Between
+answers 2xx (delivered), answers a 3xx or a 4xx other than 408/429 (given up at once, the
+status and reason kept on the row), or `delivery_max_attempts` tries have failed (given up). Between
 tries the wait doubles from `delivery_retry_base_s` up to `delivery_retry_max_s`, or is the
 receiver's `Retry-After` (in seconds) when that is longer, within the same cap. A row is
 leased while it is being sent, so several notify instances never send one alert at the same
@@ -37,6 +37,7 @@ from datetime import timedelta
 import aiohttp
 import asyncpg
 
+from helpline_notify.mail import backoff_s  # the same schedule as an email's
 from helpline_shared.db import Conn, Database
 from helpline_shared.logging import get_logger
 from helpline_shared.loop import WorkLoop
@@ -102,19 +103,13 @@ class Outcome:
 
 
 def judge(status: int | None, error: str | None) -> Outcome:
-    """2xx delivered; 408, 429, 5xx or no answer retried; any other answer given up."""
+    """2xx delivered; 408, 429, 5xx or no answer retried; any other answer given up (a
+    redirect too: a signed alert is never followed to another address)."""
     if status is not None and 200 <= status < 300:
         return Outcome(True, False, status, None)
     if status is None or status >= 500 or status in RETRYABLE_4XX:
         return Outcome(False, True, status, error)
     return Outcome(False, False, status, error)
-
-
-def backoff_s(attempts: int, settings: Settings) -> float:
-    """The wait after the `attempts`-th failed try: doubling from the base, capped."""
-    return float(
-        min(settings.delivery_retry_max_s, settings.delivery_retry_base_s * 2 ** (attempts - 1))
-    )
 
 
 class WebhookSender:
@@ -223,7 +218,9 @@ class WebhookSender:
             EVENT_ID_HEADER: str(alert_id),
         }
         try:
-            async with self._session.post(url, data=body, headers=headers) as resp:
+            async with self._session.post(
+                url, data=body, headers=headers, allow_redirects=False
+            ) as resp:
                 text = (await resp.text(errors="replace"))[:200]
                 retry_after = resp.headers.get("Retry-After", "")
                 error = None if resp.status < 300 else f"HTTP {resp.status}: {text}"
