@@ -2,7 +2,7 @@
 by the test: one email per key, a Message-ID derived from the key, the per-recipient limit
 postponing (never dropping) an email, a temporary refusal retried with backoff until it is
 sent or `delivery_max_attempts` is spent, a permanent refusal given up at once with its
-reason, and no address in the logs."""
+reason (without the address it quotes), and no address in the logs."""
 
 from __future__ import annotations
 
@@ -228,7 +228,7 @@ async def test_a_permanent_refusal_is_given_up_at_once_with_its_reason(
     handler, port = server
     settings = settings_for(port, delivery_max_attempts=5)
     nobody = address("nobody")
-    handler.refuse[nobody] = "550 5.1.1 No such user"
+    handler.refuse[nobody] = f"550 5.1.1 <{nobody}>: No such user"  # quotes the address
     key = f"k:{uuid.uuid4()}"
     await queue(db, key, nobody)
     await drain(Sender(db, settings))
@@ -236,6 +236,8 @@ async def test_a_permanent_refusal_is_given_up_at_once_with_its_reason(
     assert gone["gave_up_at"] is not None
     assert gone["attempts"] == 1
     assert "550" in gone["last_error"]
+    assert "No such user" in gone["last_error"]
+    assert nobody not in gone["last_error"]  # the reason is kept, the address is not
 
 
 async def test_an_unreachable_server_is_retried(db: Database) -> None:

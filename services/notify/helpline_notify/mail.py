@@ -182,7 +182,8 @@ class Sender:
     async def _failed(self, row: dict[str, Any], reason: str, *, permanent: bool) -> None:
         key = row["key"]
         attempts = int(row["attempts"])
-        # The reason may quote the address (an SMTP refusal often does): stored, not logged.
+        # An SMTP refusal often quotes the address: kept out of the stored reason and the logs.
+        reason = reason.replace(row["recipient"], "<recipient>")
         if permanent or attempts >= self._settings.delivery_max_attempts:
             await self._db.pool.execute(_GIVE_UP, key, reason)
             self._log.warning(

@@ -98,7 +98,7 @@ ON CONFLICT (case_id) DO UPDATE SET reporter_email = NULL,
 _ERASE_MAIL = """
 UPDATE notify.mail SET recipient = NULL,
     gave_up_at = CASE WHEN sent_at IS NULL THEN COALESCE(gave_up_at, now()) ELSE gave_up_at END,
-    last_error = CASE WHEN sent_at IS NULL THEN 'reporter erased' ELSE last_error END,
+    last_error = CASE WHEN sent_at IS NULL THEN 'reporter erased' ELSE NULL END,
     leased_until = NULL
 WHERE case_id = $1 AND kind = ANY($2::text[]) AND recipient IS NOT NULL
 """
