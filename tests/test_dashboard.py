@@ -5,9 +5,7 @@ saved under the pytest basetemp."""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +15,7 @@ import pytest
 from helpline_cli.stack import Stack
 from helpline_metrics.dashboard import render
 from helpline_metrics.totals import totals as totals_of
+from tests.browser_support import CHROMIUM, playwright_api
 from tests.conftest import fresh_database
 from tests.helpers import bearer, every_scope_key
 from tests.infra import Infra
@@ -24,26 +23,9 @@ from tests.test_e2e import wait_until
 from tests.test_prometheus import SERVICES, publish_reports, stack, totals
 
 pytestmark = pytest.mark.e2e
-CHROMIUM = "/usr/bin/chromium"
 REPORTS = 8
 
 __all__ = ["stack"]
-
-
-def _browser() -> Any:
-    """Playwright's async API, or a skip (outside CI) when it or chromium is missing."""
-    missing = []
-    try:
-        from playwright import async_api
-    except ImportError:
-        missing.append("playwright (PyPI)")
-    if not shutil.which(CHROMIUM):
-        missing.append(f"{CHROMIUM} (Debian's chromium)")
-    if missing:
-        if os.environ.get("CI"):
-            pytest.fail(f"required in CI: {', '.join(missing)}")
-        pytest.skip(f"not installed: {', '.join(missing)}")
-    return async_api
 
 
 def expected_headline(t: dict[str, Any]) -> dict[str, str]:
@@ -62,7 +44,7 @@ def expected_headline(t: dict[str, Any]) -> dict[str, str]:
 async def test_dashboard_in_chromium_shows_the_apis_numbers(
     stack: Stack, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    async_api = _browser()
+    async_api = playwright_api()
     await stack.wait_ready(SERVICES)
     await publish_reports(stack, REPORTS, seed=3)
 

@@ -13,7 +13,6 @@ import json
 import os
 import re
 import secrets
-import shutil
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -31,21 +30,13 @@ from helpline_shared.events import case_reference
 from helpline_shared.kafka import create_topics
 from helpline_shared.settings import Settings
 from helpline_shared.topics import CASES_OPENED, REPORTS_REJECTED, REPORTS_SUBMITTED
+from tests.browser_support import csrf_token, module_browser
 from tests.conftest import fresh_database
 from tests.helpers import read_topic
 from tests.infra import Infra, dedicated_broker
 from tests.served import served
 
 pytestmark = pytest.mark.e2e
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 PHONE, LAPTOP = 390, 1280
 REFERENCE = re.compile(r"^HL-[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}$")
 
@@ -55,9 +46,7 @@ async def form_tokens(http: httpx.AsyncClient) -> dict[str, str]:
     keeps the cookie it pairs with, from GET /report) and the consent box ticked."""
     page = await http.get("/report")
     assert page.status_code == 200, page.text
-    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-    assert token, page.text
-    return {"csrf_token": token.group(1), "consent": "yes"}
+    return {"csrf_token": csrf_token(page.text), "consent": "yes"}
 
 
 @dataclass
@@ -116,31 +105,7 @@ def screenshots() -> Path:
     return folder
 
 
-def _playwright() -> Any:
-    """Playwright's async API, or a skip (outside CI) when it or chromium is missing."""
-    missing = []
-    try:
-        from playwright import async_api
-    except ImportError:
-        missing.append("playwright (PyPI)")
-    if not shutil.which(CHROMIUM):
-        missing.append(f"{CHROMIUM} (Debian's chromium)")
-    if missing:
-        if os.environ.get("CI"):
-            pytest.fail(f"required in CI: {', '.join(missing)}")
-        pytest.skip(f"not installed: {', '.join(missing)}")
-    return async_api
-
-
-@pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[Any]:
-    async_api = _playwright()
-    async with async_api.async_playwright() as p:
-        launched = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            await launched.close()
+browser = module_browser()
 
 
 @pytest.fixture

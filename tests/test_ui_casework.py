@@ -57,23 +57,15 @@ from helpline_shared.topics import (
     PRACTITIONER_COMMANDS,
 )
 from helpline_shared.webapi import KEY_CACHE_S
+from tests.browser_support import csrf_token, module_browser
 from tests.conftest import fresh_database
 from tests.helpers import read_topic
 from tests.infra import Infra, dedicated_broker
 from tests.served import served
-from tests.test_dashboard import CHROMIUM, _browser
 from tests.test_e2e import wait_until
 
 pytestmark = pytest.mark.e2e
 
-LAUNCH_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 WIDTHS = {"phone": 390, "laptop": 1280}
 
 
@@ -382,15 +374,7 @@ async def site(infra: Infra, tmp_dir: Path) -> AsyncIterator[Site]:
 # -- the browser ---------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[Any]:
-    async_api = _browser()
-    async with async_api.async_playwright() as p:
-        launched = await p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
-        try:
-            yield launched
-        finally:
-            await launched.close()
+browser = module_browser()
 
 
 @pytest.fixture(scope="module")
@@ -752,15 +736,9 @@ async def test_retriage_form_sends_the_override_to_triage(site: Site, browser: A
     await page.context.close()
 
 
-def _token(page: str) -> str:
-    found = re.search(r'name="csrf_token" value="([^"]+)"', page)
-    assert found is not None
-    return found.group(1)
-
-
 async def _signed_in_client(site: Site, key: str) -> httpx.AsyncClient:
     client = httpx.AsyncClient(base_url=site.url, timeout=10)
-    token = _token((await client.get("/signin")).text)
+    token = csrf_token((await client.get("/signin")).text)
     answer = await client.post("/signin", data={"key": key, "csrf_token": token})
     assert answer.status_code == 303, answer.text
     assert answer.headers["location"] == "/queue"
@@ -777,14 +755,14 @@ async def test_a_form_without_its_csrf_token_changes_nothing(
     try:
         page = await client.get(f"/cases/{case.case_id}")
         assert page.status_code == 200
-        good = _token(page.text)
+        good = csrf_token(page.text)
         missing = await client.post(action, data=fields)
         assert missing.status_code == 403
         assert "<h1>This form could not be accepted</h1>" in missing.text
         assert "nothing was changed" in missing.text
         # A token made for another browser's cookie does not pass either.
         async with httpx.AsyncClient(base_url=site.url) as other:
-            theirs = _token((await other.get("/signin")).text)
+            theirs = csrf_token((await other.get("/signin")).text)
         forged = await client.post(action, data={**fields, "csrf_token": theirs})
         assert forged.status_code == 403
         # The page's own token passes that check (an empty note then stops it, in words).
@@ -900,14 +878,14 @@ async def test_sign_in_returns_only_to_a_page_of_this_site_and_refuses_big_forms
     async with httpx.AsyncClient(base_url=site.url, timeout=10) as client:
         page = await client.get("/signin", params={"next": "/cases/abc"})
         assert 'name="next" value="/cases/abc"' in page.text
-        before = _token(page.text)
+        before = csrf_token(page.text)
         for asked, sent_to in [
             ("/cases/abc", "/cases/abc"),
             ("//evil.example/x", "/queue"),
             ("https://evil.example/", "/queue"),
             ("/\\evil.example", "/queue"),
         ]:
-            token = _token((await client.get("/signin")).text)
+            token = csrf_token((await client.get("/signin")).text)
             answer = await client.post(
                 "/signin",
                 data={"key": site.practitioner_key, "csrf_token": token, "next": asked},
@@ -917,7 +895,7 @@ async def test_sign_in_returns_only_to_a_page_of_this_site_and_refuses_big_forms
         # Signing in gave a new CSRF pair: a token from before it no longer passes.
         stale = await client.post("/signout", data={"csrf_token": before})
         assert stale.status_code == 403
-        token = _token((await client.get("/queue")).text)
+        token = csrf_token((await client.get("/queue")).text)
         huge = await client.post("/signout", data={"csrf_token": token, "note": "x" * 70_000})
         assert huge.status_code == 413
         assert "That form is too large" in huge.text
@@ -935,7 +913,7 @@ async def test_an_action_its_escalation_no_longer_allows_is_refused_in_words(sit
     case = site.cases["decided"]
     client = await _signed_in_client(site, site.practitioner_key)
     try:
-        token = _token((await client.get(f"/cases/{case.case_id}")).text)
+        token = csrf_token((await client.get(f"/cases/{case.case_id}")).text)
         answer = await client.post(
             f"/cases/{case.case_id}/escalations/{case.escalation_id}/actions",
             data={"action": "advice_only", "note": "nothing to do", "csrf_token": token},
