@@ -153,7 +153,7 @@ class Notify:
         async with self._db.pool.acquire() as conn, conn.transaction():
             applied = await apply(conn, events)
             queued = await queue_due(conn, {e.case_id for e in applied}, self._settings)
-            await alerts.on_events(conn, applied, self._settings)
+            queued += await alerts.on_events(conn, applied, self._settings)  # wakes senders
         for record, error in refused:
             self._log.warning(
                 "event refused", topic=record.topic, offset=record.offset, error=error[:300]
