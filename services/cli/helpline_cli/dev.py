@@ -13,7 +13,9 @@ Mail goes to a local SMTP catcher (:mod:`helpline_cli.mailcatcher`) that dev sta
 HELPLINE_MAIL_CATCHER_SMTP_PORT (1025), or on a free port when that one is taken; it keeps
 every message as an .eml file in `data_dir/mail`, read with `helpline mail list` and
 `helpline mail show N|latest`. The services send there (their HELPLINE_SMTP_* point at it)
-unless HELPLINE_SMTP_HOST or HELPLINE_SMTP_PORT was set, which then wins.
+unless HELPLINE_SMTP_HOST or HELPLINE_SMTP_PORT was set, which then wins. The status links
+in the emails open notify's pages on this machine (HELPLINE_STATUS_BASE_URL is notify's
+address, its port moved to a free one when 8006 is taken), unless the base URL was set.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 
 from helpline_cli import stack as stack_module
+from helpline_cli.infra import free_port, port_is_free
 from helpline_cli.mailcatcher import MailCatcher, start_catcher
 from helpline_cli.stack import Stack
 from helpline_shared import apikeys
@@ -118,6 +121,24 @@ def mail_env(settings: Settings, catcher: MailCatcher) -> dict[str, str]:
     return catcher.env()
 
 
+def status_links(settings: Settings) -> tuple[Settings, dict[str, str]]:
+    """Settings and environment under which the receipts' status links open notify's pages
+    here: notify's port (a free one when its default is taken and none was chosen) and the
+    base URL at it, unless HELPLINE_STATUS_BASE_URL was set."""
+    if "status_base_url" in settings.model_fields_set:
+        return settings, {}
+    host = settings.http_host
+    port = settings.notify_port
+    env: dict[str, str] = {}
+    if "notify_port" not in settings.model_fields_set and not port_is_free(host, port):
+        port = free_port(host)
+        env["HELPLINE_NOTIFY_PORT"] = str(port)
+        settings = settings.model_copy(update={"notify_port": port})
+    reachable = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    env["HELPLINE_STATUS_BASE_URL"] = f"http://{reachable}:{port}"
+    return settings, env
+
+
 def _mail_line(settings: Settings, catcher: MailCatcher) -> str:
     line = f"mail catcher {catcher.url} (helpline mail list)"
     if not mail_env(settings, catcher):
@@ -138,7 +159,8 @@ async def run_dev(settings: Settings) -> int:
 
 
 async def _run_with_catcher(settings: Settings, log_dir: Path, catcher: MailCatcher) -> int:
-    extra_env = {**session_secret(settings), **mail_env(settings, catcher)}
+    settings, links = status_links(settings)
+    extra_env = {**session_secret(settings), **mail_env(settings, catcher), **links}
     stack = await Stack.prepare(settings, log_dir=log_dir, extra_env=extra_env)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -154,7 +176,7 @@ async def _run_with_catcher(settings: Settings, log_dir: Path, catcher: MailCatc
             else ""
         )
         notify = (
-            f"  notify      {stack.url('notify')}  (receipts, outcome emails, alerts)\n"
+            f"  notify      {stack.url('notify')}  (the status pages the emails link to)\n"
             if "notify" in stack_module.SERVICES
             else ""
         )
