@@ -190,3 +190,49 @@ async def test_helpline_mail_catch_serves_until_sigterm(tmp_path: Path) -> None:
         assert proc.wait(30) == 0
         assert proc.stdout is not None
         proc.stdout.close()
+
+
+def test_dev_points_the_services_at_the_catcher_unless_smtp_was_configured(
+    catcher: MailCatcher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from helpline_cli.dev import mail_env
+
+    for name in ("HELPLINE_SMTP_HOST", "HELPLINE_SMTP_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    from helpline_shared.settings import Settings
+
+    assert mail_env(Settings(), catcher) == catcher.env()
+    assert mail_env(Settings(smtp_host="relay.example.org"), catcher) == {}
+    assert mail_env(Settings(smtp_port=2525), catcher) == {}
+
+
+def test_dev_status_links_follow_notify_to_a_free_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    from helpline_cli.dev import status_links
+
+    for name in ("HELPLINE_NOTIFY_PORT", "HELPLINE_STATUS_BASE_URL", "HELPLINE_HTTP_HOST"):
+        monkeypatch.delenv(name, raising=False)
+    from helpline_shared.settings import Settings
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        # notify's default port taken: it moves, and the links with it.
+        default = Settings.model_construct(  # as if at its default: not set by anyone
+            _fields_set=set(),
+            **{**Settings().model_dump(), "notify_port": taken, "http_host": "127.0.0.1"},
+        )
+        moved, env = status_links(default)
+        assert moved.notify_port != taken
+        assert env == {
+            "HELPLINE_NOTIFY_PORT": str(moved.notify_port),
+            "HELPLINE_STATUS_BASE_URL": f"http://127.0.0.1:{moved.notify_port}",
+        }
+        # A port chosen is kept (Stack says when it is taken); a base URL set is left alone.
+        chosen = Settings(notify_port=taken, http_host="0.0.0.0")
+        assert status_links(chosen) == (
+            chosen,
+            {"HELPLINE_STATUS_BASE_URL": f"http://127.0.0.1:{taken}"},
+        )
+        public = Settings(status_base_url="https://status.example.org")
+        assert status_links(public) == (public, {})
