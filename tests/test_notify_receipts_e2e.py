@@ -3,8 +3,8 @@ to an SMTP server run by the test (aiosmtpd): each case's reporter gets one rece
 outcome email, whatever is redelivered and in whichever order the topics arrive; the same
 holds across a SIGKILL of notify between the SMTP server's acceptance and the recording of
 `sent_at` (the email is sent again after its lease with the same Message-ID, and recorded
-once); a source that opted out gets none; an erased reporter gets nothing more and their
-address is left nowhere in notify's tables."""
+once); a source that opted out gets none, nor does a simulated one; an erased reporter gets
+nothing more and their address is left nowhere in notify's tables."""
 
 from __future__ import annotations
 
@@ -401,10 +401,13 @@ async def test_a_sigkill_between_sending_and_recording_sends_again_recorded_once
     assert max(r["attempts"] for r in rows) == 2  # claimed again after the lease, sent once
 
 
-async def test_a_source_that_opted_out_gets_no_email(notify: Notify) -> None:
+@pytest.mark.parametrize("source", [OPTED_OUT, "simulated:2024"])
+async def test_a_source_that_opted_out_or_a_simulated_one_gets_no_email(
+    notify: Notify, source: str
+) -> None:
     case_id = uuid.uuid4()
     email = f"partner.{case_id.hex[:8]}@school.example"
-    before, after = story(case_id, email, source=OPTED_OUT)
+    before, after = story(case_id, email, source=source)
     await notify.publish([*before, *after])
     await notify.applied(case_id)
     await asyncio.sleep(2)

@@ -11,8 +11,9 @@ batch is one transaction that applies the events, then queues in the mail outbox
 event that called for it was applied:
 
 - the **receipt** (key `receipt:<case_id>`): once the case is opened and its reporter has an
-  email, unless its source is in `receipt_opt_out_sources` (that source tells its own users);
-  it carries a new private status link (:mod:`helpline_notify.status_links`);
+  email, unless its source is in `receipt_opt_out_sources` (that source tells its own users)
+  or is a simulated one (`helpline simulate`'s reporters are made up); it carries a new
+  private status link (:mod:`helpline_notify.status_links`);
 - the **outcome** (key `outcome:<case_id>`): once, in addition, every URL of the case's
   current triage decision has a final state (`decided`, `failed`, `closed`, `withdrawn`,
   `appeal_decided`; `needs_manual` is not final), each URL's latest state by `occurred_at`.
@@ -20,8 +21,8 @@ event that called for it was applied:
 Each email is queued once per case (a marker on the case and the outbox's key), whatever is
 redelivered or replayed. An erased reporter (null reporter) loses their email at once, from
 the case and from every email queued to them (unsent ones are never sent), and gets nothing
-more; older details arriving after the erasure are ignored. Alerts (N3's
-:mod:`helpline_notify.alerts`) are queued in the same transaction.
+more; older details arriving after the erasure are ignored. Alerts
+(:mod:`helpline_notify.alerts`) are queued in the same transaction.
 
 A message that is not a valid event of its topic goes to `helpline.notify.dlq` with the
 reason (the reporter redacted: :func:`redact`). No personal data is logged.
@@ -47,6 +48,7 @@ from helpline_shared.events import (
     EscalationOutcomeV1,
     ReporterDetailsV1,
     case_reference,
+    is_simulated_source,
 )
 from helpline_shared.logging import get_logger
 from helpline_shared.settings import Settings
@@ -193,7 +195,9 @@ async def apply(conn: Conn, events: Sequence[Event]) -> list[Event]:
         if e.event_id in fresh:
             fresh.discard(e.event_id)
             new.append(e)
-    for e in new:
+    # By case (stable: a case's events keep their order), so concurrent batches lock the
+    # cases' rows in one order and never deadlock on them.
+    for e in sorted(new, key=lambda e: e.case_id):
         if isinstance(e, CaseOpenedV1):
             await conn.execute(_OPENED, e.case_id, e.source, e.report_id, e.received_at)
         elif isinstance(e, ReporterDetailsV1):
@@ -232,7 +236,7 @@ async def queue_due(conn: Conn, case_ids: set[uuid.UUID], settings: Settings) ->
         email = case["reporter_email"]
         if case["source"] is None or email is None or case["erased_at"] is not None:
             continue
-        if case["source"] in opted_out:
+        if case["source"] in opted_out or is_simulated_source(case["source"]):
             continue
         case_id: uuid.UUID = case["case_id"]
         link: str | None = None
