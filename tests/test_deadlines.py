@@ -17,6 +17,7 @@ import aiohttp
 import pytest
 from faststream.kafka import KafkaBroker
 
+from helpline_escalator.activity import start_attempt
 from helpline_escalator.adapters.base import Notice, PlatformAdapter
 from helpline_escalator.adapters.manual import ManualChannelAdapter
 from helpline_escalator.adapters.registry import MANUAL_CHANNELS
@@ -356,3 +357,31 @@ async def test_a_platform_whose_circuit_is_open_is_sent_no_follow_up_until_it_cl
 
     await watch(db, s, {"tiktok": tiktok}).follow_up()
     assert (await escalation(db, eid))["followups"] == 1
+
+
+async def test_a_follow_up_a_stopped_process_left_open_ends_lost_and_only_it(
+    db: Database, tiktok: TikTokAdapter
+) -> None:
+    eid = await submitted(db, tiktok)
+    w = watch(db, settings(), {"tiktok": tiktok})
+    await w.breach()
+    async with db.pool.acquire() as conn:
+        # A process stopped mid-call: its follow-up attempt stays open, its claim ran out.
+        cut_short = await start_attempt(conn, eid, "followup")
+        appeal = await start_attempt(conn, eid, "appeal")
+    await db.pool.execute(
+        "UPDATE escalator.escalations SET next_followup_at = now() WHERE escalation_id = $1", eid
+    )
+
+    await w.follow_up()
+
+    rows = await db.pool.fetch(
+        "SELECT attempt_id, kind, result, error FROM escalator.attempts WHERE escalation_id = $1",
+        eid,
+    )
+    by_id = {r["attempt_id"]: r for r in rows}
+    assert by_id[cut_short]["result"] == "lost"
+    assert "claim expired" in by_id[cut_short]["error"]
+    assert by_id[appeal]["result"] is None  # another kind of call is not this loop's
+    sent = [r for r in rows if r["kind"] == "followup" and r["attempt_id"] != cut_short]
+    assert [r["result"] for r in sent] == ["ok"]

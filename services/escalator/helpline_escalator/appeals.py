@@ -30,7 +30,6 @@ A platform whose circuit is open gets no call until it closes: its appeals wait.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from typing import Any
 
@@ -42,7 +41,9 @@ from helpline_escalator.deadlines import (
     Called,
     DeadlineWatch,
     Paused,
+    call_and_record,
     call_once,
+    close_lost,
     retry_in_s,
 )
 from helpline_escalator.dispatcher import Dispatcher
@@ -108,30 +109,9 @@ class AppealDesk:
             rows = await conn.fetch(
                 _CLAIM, s.escalation_claim_batch, s.escalation_claim_lease_s, list(self._paused())
             )
-            await conn.execute(
-                """UPDATE escalator.attempts SET result = 'lost', finished_at = now(),
-                       error = 'process stopped during the call; its claim expired'
-                   WHERE escalation_id = ANY($1::uuid[]) AND kind = 'appeal'
-                     AND result IS NULL""",
-                [r["escalation_id"] for r in rows],
-            )
-            attempts = [await start_attempt(conn, r["escalation_id"], "appeal") for r in rows]
-        results = await asyncio.gather(*(self._call(r) for r in rows), return_exceptions=True)
-        done = [
-            (r, a, c)
-            for r, a, c in zip(rows, attempts, results, strict=True)
-            if isinstance(c, Called)
-        ]
-        # One transaction per escalation: it never holds one row while waiting for another
-        # (a platform worker finishing a batch may hold that one and wait for this).
-        for row, attempt_id, called in done:
-            async with self._db.pool.acquire() as conn, conn.transaction():
-                await self._outbox.add(conn, await self._record(conn, row, attempt_id, called))
-        if done:
-            self._outbox.wake()
-        for failure in results:
-            if isinstance(failure, BaseException):
-                raise failure  # a bug, not a platform's answer: its claim runs out its lease
+            await close_lost(conn, [r["escalation_id"] for r in rows], "appeal")
+            claimed = [(r, await start_attempt(conn, r["escalation_id"], "appeal")) for r in rows]
+        await call_and_record(self._db, self._outbox, claimed, self._call, self._record)
         return len(rows)
 
     async def _call(self, row: Any) -> Called:

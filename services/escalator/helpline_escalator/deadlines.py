@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -173,6 +173,47 @@ async def call_once(call: Any) -> Called:
         return Called(None, exc)
 
 
+async def call_and_record(
+    db: Database,
+    outbox: Outbox,
+    claimed: Sequence[tuple[Any, uuid.UUID]],
+    call: Callable[[Any], Awaitable[Called]],
+    record: Callable[[Conn, Any, uuid.UUID, Called], Awaitable[list[OutgoingMessage]]],
+) -> None:
+    """Make the call of each claimed row (paired with the attempt started for it) all at
+    once, then `record` each answer and queue its events in a transaction of its own: one
+    row is never held while waiting for another (a platform worker finishing a batch may
+    hold that one and wait for this). A call that raised anything but an adapter's answer
+    is a bug: it is raised once the others are recorded, and its claim runs out its lease."""
+    results = await asyncio.gather(*(call(row) for row, _ in claimed), return_exceptions=True)
+    done = [
+        (row, attempt_id, called)
+        for (row, attempt_id), called in zip(claimed, results, strict=True)
+        if isinstance(called, Called)
+    ]
+    for row, attempt_id, called in done:
+        async with db.pool.acquire() as conn, conn.transaction():
+            await outbox.add(conn, await record(conn, row, attempt_id, called))
+    if done:
+        outbox.wake()
+    for failure in results:
+        if isinstance(failure, BaseException):
+            raise failure
+
+
+async def close_lost(conn: Conn, escalation_ids: list[uuid.UUID], kind: str) -> None:
+    """Attempts of `kind` still open for these escalations were cut short by a process that
+    stopped mid-call (the row's lease ran out): they end as lost."""
+    if escalation_ids:
+        await conn.execute(
+            """UPDATE escalator.attempts SET result = 'lost', finished_at = now(),
+                   error = 'process stopped during the call; its claim expired'
+               WHERE escalation_id = ANY($1::uuid[]) AND kind = $2 AND result IS NULL""",
+            escalation_ids,
+            kind,
+        )
+
+
 def breach_reason(due: datetime, state: str, waiting_because: str | None) -> str:
     """Why the escalation is breached; one waiting for a person keeps why it waits."""
     reason = f"no decision by its deadline ({due.isoformat()})"
@@ -257,27 +298,11 @@ class DeadlineWatch:
                 list(self._paused()),
             )
             sending = [r for r in rows if r["send"]]
-            await _close_lost(conn, [r["escalation_id"] for r in sending])
-            attempts = {
-                r["escalation_id"]: await start_attempt(conn, r["escalation_id"], "followup")
-                for r in sending
-            }
-        results = await asyncio.gather(*(self._send(r) for r in sending), return_exceptions=True)
-        done = [
-            (r, attempts[r["escalation_id"]], c)
-            for r, c in zip(sending, results, strict=True)
-            if isinstance(c, Called)
-        ]
-        # One transaction per escalation: it never holds one row while waiting for another
-        # (a platform worker finishing a batch may hold that one and wait for this).
-        for row, attempt_id, called in done:
-            async with self._db.pool.acquire() as conn, conn.transaction():
-                await self._outbox.add(conn, await self._record(conn, row, attempt_id, called))
-        if done:
-            self._outbox.wake()
-        for failure in results:
-            if isinstance(failure, BaseException):
-                raise failure  # a bug, not a platform's answer: its claim runs out its lease
+            await close_lost(conn, [r["escalation_id"] for r in sending], "followup")
+            claimed = [
+                (r, await start_attempt(conn, r["escalation_id"], "followup")) for r in sending
+            ]
+        await call_and_record(self._db, self._outbox, claimed, self._send, self._record)
         return len(rows)
 
     async def _send(self, row: Any) -> Called:
@@ -349,16 +374,3 @@ class DeadlineWatch:
         loop, self._loop = self._loop, None
         if loop is not None:
             await loop.stop(timeout_s)
-
-
-async def _close_lost(conn: Conn, escalation_ids: list[uuid.UUID]) -> None:
-    """Attempts of these escalations' follow-ups still open were cut short by a process
-    that stopped mid-call (the row's lease ran out): they end as lost."""
-    if escalation_ids:
-        await conn.execute(
-            """UPDATE escalator.attempts SET result = 'lost', finished_at = now(),
-                   error = 'process stopped during the call; its claim expired'
-               WHERE escalation_id = ANY($1::uuid[]) AND kind = 'followup'
-                 AND result IS NULL""",
-            escalation_ids,
-        )
