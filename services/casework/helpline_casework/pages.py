@@ -620,6 +620,25 @@ class _Pages:
             return self.csrf_refused(request)
         return data
 
+    async def case_form(
+        self, request: Request, case_id: str
+    ) -> tuple[FormData, bool, KeyInfo] | Response:
+        """A form posted from case `case_id`'s page: the form, whether its CSRF token holds
+        and the signed-in practitioner. A form too large or unreadable gets its page (411,
+        413); one with no token at all, the 403 page; a sender not signed in, the sign-in
+        page if the token holds, else the 403 page. A token that no longer holds from a
+        signed-in practitioner is the caller's to answer: nothing changes either way."""
+        data = await self.read_form(request)
+        if isinstance(data, Response):
+            return data
+        csrf_valid = self.csrf_valid(request, data)
+        if not csrf_valid and not _text(data, "csrf_token"):
+            return self.csrf_refused(request)  # no token at all: not from one of our pages
+        who = await self.who(request, f"/cases/{case_id}")
+        if isinstance(who, Response):
+            return who if csrf_valid else self.csrf_refused(request)
+        return data, csrf_valid, who
+
     async def read_form(self, request: Request) -> FormData | Response:
         """The posted form if it is small, its CSRF token not yet checked; else the page
         that says why (411, 413) and nothing changes."""
@@ -873,15 +892,10 @@ class _Pages:
         security token gets the 403 page; one whose token no longer holds (the page outlived
         a sign-in, say) records nothing either, but for a signed-in practitioner comes back
         open on the case page (403), with what was typed, to send again."""
-        data = await self.read_form(request)
-        if isinstance(data, Response):
-            return data
-        csrf_valid = self.csrf_valid(request, data)
-        if not csrf_valid and not _text(data, "csrf_token"):
-            return self.csrf_refused(request)  # no token at all: not from one of our pages
-        who = await self.who(request, f"/cases/{case_id}")
-        if isinstance(who, Response):
-            return who if csrf_valid else self.csrf_refused(request)
+        sent = await self.case_form(request, case_id)
+        if isinstance(sent, Response):
+            return sent
+        data, csrf_valid, who = sent
         action = _text(data, "action")
         values = {k: _text(data, k) for k in ("note", "platform_reference", "decision")}
         found = _escalation(await self._view(case_id), escalation_id)
@@ -974,15 +988,10 @@ class _Pages:
     async def retriage(self, request: Request, case_id: str) -> Response:
         """Replace the case's triage decision (harm types, urgency, route) with a note; a
         form whose security token no longer holds comes back as `act` says."""
-        data = await self.read_form(request)
-        if isinstance(data, Response):
-            return data
-        csrf_valid = self.csrf_valid(request, data)
-        if not csrf_valid and not _text(data, "csrf_token"):
-            return self.csrf_refused(request)  # no token at all: not from one of our pages
-        who = await self.who(request, f"/cases/{case_id}")
-        if isinstance(who, Response):
-            return who if csrf_valid else self.csrf_refused(request)
+        sent = await self.case_form(request, case_id)
+        if isinstance(sent, Response):
+            return sent
+        data, csrf_valid, who = sent
         if not csrf_valid and await self._view(case_id) is None:
             return self.csrf_refused(request)
         harm_types = [h for h in data.getlist("harm_types") if isinstance(h, str)]
