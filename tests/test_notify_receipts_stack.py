@@ -134,7 +134,7 @@ async def test_a_report_brings_one_receipt_with_a_working_link_then_one_outcome(
     body = outcome.get_body(("plain",))
     assert body is not None
     words = body.get_content()
-    assert "Tiktok" in words
+    assert "TikTok" in words
     assert "Instagram" in words
     assert "Article 21" in words
     await asyncio.sleep(3)

@@ -14,6 +14,8 @@ from jinja2 import (
     select_autoescape,
 )
 
+from helpline_notify import status_page
+
 _ENV = Environment(
     loader=PackageLoader("helpline_notify", "templates"),
     autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
@@ -51,11 +53,9 @@ class Rendered:
 
 
 def platform_name(slug: str) -> str:
-    """A platform's slug as a person reads it ("tiktok" -> "Tiktok", "unknown" -> "the
-    website")."""
-    if slug in ("", "unknown"):
-        return "the website"
-    return slug.replace("_", " ").replace("-", " ").title()
+    """A platform as people write it (the status page's names: "tiktok" -> "TikTok"); an
+    unknown host as "the website that hosts it"."""
+    return status_page.platform_name(slug)
 
 
 def outcome_words(state: str, decision: str | None) -> str:
