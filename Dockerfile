@@ -27,7 +27,7 @@ RUN pip install --no-cache-dir ".[otel]" \
 USER ${HELPLINE_UID}:${HELPLINE_GID}
 WORKDIR /home/helpline
 
-EXPOSE 8001 8002 8003 8004 8005 8010
+EXPOSE 8001 8002 8003 8004 8005 8006 8010
 
 # helpline handles SIGTERM itself; exec form keeps it as PID 1 so it receives it.
 STOPSIGNAL SIGTERM
