@@ -255,7 +255,15 @@ def story(
         outcome(case_id, u2, url2, "tiktok", "needs_manual", t0 + timedelta(seconds=3), reason="x"),
     ]
     after = [
-        outcome(case_id, u2, url2, "tiktok", "closed", t0 + timedelta(seconds=4)),
+        outcome(
+            case_id,
+            u2,
+            url2,
+            "tiktok",
+            "closed",
+            t0 + timedelta(seconds=4),
+            reason="closed by practitioner: advice given",  # ours, not the platform's
+        ),
     ]
     return before, after
 
@@ -343,6 +351,7 @@ async def test_one_receipt_and_one_outcome_per_case_under_redelivery(notify: Not
     assert "removed the content" in words
     assert "Violates our bullying and harassment policy" in words
     assert "dealt with this themselves" in words  # the closed URL
+    assert "advice given" not in words  # an internal reason is not the platform's
     for redress in ("appeal to the platform", "on your behalf", "Article 21", "Ofcom"):
         assert redress.lower() in words.lower()
 

@@ -68,6 +68,7 @@ TOPICS = tuple(MODELS)
 REDACTED = "[redacted]"
 FINAL_STATES = frozenset({"decided", "failed", "closed", "withdrawn", "appeal_decided"})
 REPORTER_KINDS = ("receipt", "outcome")
+PLATFORM_DECIDED = frozenset({"decided", "appeal_decided"})  # `reason` is the platform's
 
 Event = CaseOpenedV1 | ReporterDetailsV1 | CaseTriagedV1 | EscalationOutcomeV1
 
@@ -302,7 +303,8 @@ async def _outcome(
             "url": u["url"],
             "platform": platform_name(u["platform"]),
             "outcome": outcome_words(u["state"], u["decision"]),
-            "reason": u["reason"],
+            # The platform's own reason; for the other states it is ours (internal).
+            "reason": u["reason"] if u["state"] in PLATFORM_DECIDED else None,
         }
         for u in urls
     ]
