@@ -69,6 +69,7 @@ WHERE recipient = $1 AND key <> $2
   AND (sent_at > now() - make_interval(secs => $3)
        OR (sent_at IS NULL AND leased_until > now() AND gave_up_at IS NULL AND seq < $4))
 """
+_RECIPIENT = "SELECT recipient FROM notify.mail WHERE key = $1 AND sent_at IS NULL"
 _POSTPONE = """
 UPDATE notify.mail SET due_at = $2, leased_until = NULL, attempts = attempts - 1
 WHERE key = $1 AND sent_at IS NULL
@@ -156,6 +157,10 @@ class Sender:
     async def _deliver(self, row: dict[str, Any]) -> None:
         pool = self._db.pool
         key = row["key"]
+        # Erased since the claim (its reporter's erasure cleared the address): not sent.
+        if await pool.fetchval(_RECIPIENT, key) != row["recipient"]:
+            self._log.info("email no longer to be sent", key=key, kind=row["kind"])
+            return
         recent = await pool.fetchrow(_RECENT, row["recipient"], key, self._window_s, row["seq"])
         if recent is not None and recent["n"] >= self._limit_n:
             due = recent["oldest"] + timedelta(seconds=self._window_s)
