@@ -8,8 +8,9 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,13 @@ from pydantic import BaseModel
 
 from helpline_escalator.app import create_app
 from helpline_shared.db import Database
-from helpline_shared.events import EscalationActivityV1, EscalationOutcomeV1, utcnow
+from helpline_shared.events import (
+    CaseTriagedV1,
+    EscalationActivityV1,
+    EscalationOutcomeV1,
+    derive_id,
+    utcnow,
+)
 from helpline_shared.kafka import create_topics
 from helpline_shared.settings import Settings
 from helpline_shared.topics import ESCALATION_ACTIVITY, ESCALATION_OUTCOMES
@@ -77,6 +84,44 @@ async def quiet_simulator(simulator: str, **changes: Any) -> AsyncIterator[aioht
         async with session.post(f"{simulator}/_sim/config", json={**QUIET, **changes}) as r:
             assert r.status == 200, await r.text()
         yield session
+
+
+def triaged(
+    url: str,
+    platform: str = "tiktok",
+    *,
+    route: str = "platform",
+    urgency: str = "normal",
+    harm_types: Sequence[str] = ("bullying_harassment",),
+    rules_fired: Sequence[str] = (),
+    due_in_s: float | None = None,
+) -> CaseTriagedV1:
+    """A case triaged just now with the one URL `url` of `platform`, on `route`; its
+    decision due in `due_in_s` when that is given."""
+    case_id = uuid.uuid4()
+    now = utcnow()
+    return CaseTriagedV1.model_validate(
+        {
+            "event_id": derive_id("triaged", case_id),
+            "case_id": case_id,
+            "received_at": now,
+            "triaged_at": now,
+            "harm_types": list(harm_types),
+            "urgency": urgency,
+            "route": route,
+            "rules_fired": list(rules_fired),
+            "decision_due_at": None if due_in_s is None else now + timedelta(seconds=due_in_s),
+            "urls": [
+                {
+                    "url_id": derive_id("url", case_id, url),
+                    "url": url,
+                    "normalized_url": url,
+                    "platform": platform,
+                    "route": route,
+                }
+            ],
+        }
+    )
 
 
 async def clear_escalator(db: Database) -> None:

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from helpline_shared.events import CaseTriagedV1, EscalationActivityV1, derive_id, utcnow
+from helpline_shared.events import CaseTriagedV1, EscalationActivityV1
 from helpline_shared.topics import CASES_TRIAGED, ESCALATION_ACTIVITY
+from tests import escalator_support
 from tests.escalator_support import Stack, escalator_stack, eventually
 from tests.helpers import read_topic
 from tests.infra import Infra
@@ -40,29 +39,13 @@ def casework_stack(
 
 def triaged(url: str, platform: str, *, due_in_s: float | None) -> CaseTriagedV1:
     """A case triage decided with one URL of `platform`, its decision due in `due_in_s`."""
-    case_id = uuid.uuid4()
-    now = utcnow()
-    return CaseTriagedV1.model_validate(
-        {
-            "event_id": derive_id("triaged", case_id),
-            "case_id": case_id,
-            "received_at": now,
-            "triaged_at": now,
-            "harm_types": ["impersonation"],
-            "urgency": "high",
-            "route": "platform",
-            "rules_fired": ["impersonation"],
-            "decision_due_at": None if due_in_s is None else now + timedelta(seconds=due_in_s),
-            "urls": [
-                {
-                    "url_id": derive_id("url", case_id, url),
-                    "url": url,
-                    "normalized_url": url,
-                    "platform": platform,
-                    "route": "platform",
-                }
-            ],
-        }
+    return escalator_support.triaged(
+        url,
+        platform,
+        urgency="high",
+        harm_types=["impersonation"],
+        rules_fired=["impersonation"],
+        due_in_s=due_in_s,
     )
 
 

@@ -38,6 +38,7 @@ from tests.escalator_support import (
     module_simulator,
     outcomes,
     quiet_simulator,
+    triaged,
 )
 
 simulator = module_simulator()
@@ -56,33 +57,6 @@ async def worker(db: Database, simulator: str, http: aiohttp.ClientSession) -> P
     settings = Settings(escalation_retry_base_s=0.05, escalation_claim_lease_s=30)
     return PlatformWorker(
         TikTokAdapter(http, simulator), db, Outbox(db, KafkaBroker(), "escalator"), settings
-    )
-
-
-def triaged(url: str, *, due_in_s: float | None, urgency: str = "normal") -> CaseTriagedV1:
-    case_id = uuid.uuid4()
-    now = utcnow()
-    return CaseTriagedV1.model_validate(
-        {
-            "event_id": derive_id("triaged", case_id),
-            "case_id": case_id,
-            "received_at": now,
-            "triaged_at": now,
-            "harm_types": ["bullying_harassment"],
-            "urgency": urgency,
-            "route": "platform",
-            "rules_fired": [],
-            "decision_due_at": None if due_in_s is None else now + timedelta(seconds=due_in_s),
-            "urls": [
-                {
-                    "url_id": derive_id("url", case_id, url),
-                    "url": url,
-                    "normalized_url": url,
-                    "platform": "tiktok",
-                    "route": "platform",
-                }
-            ],
-        }
     )
 
 

@@ -29,7 +29,6 @@ from helpline_shared.events import (
     EscalationActivityV1,
     EscalationOutcomeV1,
     PractitionerCommandV1,
-    derive_id,
     utcnow,
 )
 from helpline_shared.topics import (
@@ -40,7 +39,7 @@ from helpline_shared.topics import (
     PRACTITIONER_COMMANDS,
 )
 from tests.conftest import opened_database
-from tests.escalator_support import Stack, escalator_stack, eventually
+from tests.escalator_support import Stack, escalator_stack, eventually, triaged
 from tests.helpers import read_topic
 from tests.infra import Infra
 
@@ -61,32 +60,6 @@ async def control(stack: Stack) -> AsyncIterator[aiohttp.ClientSession]:
             json={"latency_ms": 0, "error_rate": 0, "rate_limit_rate": 0, "decision_delay_ms": 0},
         )
         yield session
-
-
-def triaged(url: str, *, platform: str, route: str = "platform") -> CaseTriagedV1:
-    case_id = uuid.uuid4()
-    now = utcnow()
-    return CaseTriagedV1.model_validate(
-        {
-            "event_id": derive_id("triaged", case_id),
-            "case_id": case_id,
-            "received_at": now,
-            "triaged_at": now,
-            "harm_types": ["bullying_harassment"],
-            "urgency": "high",
-            "route": route,
-            "rules_fired": [],
-            "urls": [
-                {
-                    "url_id": derive_id("url", case_id, url),
-                    "url": url,
-                    "normalized_url": url,
-                    "platform": platform,
-                    "route": route,
-                }
-            ],
-        }
-    )
 
 
 def command(case: CaseTriagedV1, escalation_id: uuid.UUID | None, action: str, **kw: Any) -> Any:
@@ -117,7 +90,7 @@ async def escalation_of(stack: Stack, case: CaseTriagedV1) -> Any:
 
 
 async def open_case(stack: Stack, url: str, *, platform: str, route: str = "platform") -> Any:
-    case = triaged(url, platform=platform, route=route)
+    case = triaged(url, platform, route=route, urgency="high")
     await stack.publish(CASES_TRIAGED.name, case.case_id, case)
     return case, await escalation_of(stack, case)
 
@@ -314,7 +287,7 @@ async def db(infra: Infra) -> AsyncIterator[Database]:
 
 async def test_an_appeal_marks_the_escalation_for_the_appeal_loop_once(db: Database) -> None:
     """On PostgreSQL alone (no appeal loop running): the marker the loop picks up."""
-    case = triaged("https://chat.whatsapp.com/Appeal6", platform="whatsapp", route="manual")
+    case = triaged("https://chat.whatsapp.com/Appeal6", "whatsapp", route="manual", urgency="high")
     commands = Commands(polled=lambda _: False, status_interval_s=1)
     async with db.pool.acquire() as conn, conn.transaction():
         await link_cases(conn, [case])
