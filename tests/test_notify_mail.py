@@ -20,7 +20,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from helpline_cli.infra import free_port
-from helpline_notify.mail import Sender, message_id, queue_mail
+from helpline_notify.mail import Sender, message_id, oldest_due_seconds, queue_mail
 from helpline_shared.db import Database
 from helpline_shared.settings import Settings
 from tests.conftest import opened_database
@@ -240,7 +240,7 @@ async def test_a_permanent_refusal_is_given_up_at_once_with_its_reason(
     assert nobody not in gone["last_error"]  # the reason is kept, the address is not
 
 
-async def test_an_unreachable_server_is_retried(db: Database) -> None:
+async def test_an_unreachable_server_is_retried_and_the_backlog_shows_it(db: Database) -> None:
     settings = settings_for(free_port(), delivery_max_attempts=5)
     key = f"k:{uuid.uuid4()}"
     await queue(db, key, address("unreachable"))
@@ -250,3 +250,9 @@ async def test_an_unreachable_server_is_retried(db: Database) -> None:
     assert waiting["gave_up_at"] is None
     assert waiting["attempts"] == 1
     assert waiting["last_error"]
+    await db.pool.execute(
+        "UPDATE notify.mail SET due_at = now() - interval '10 minutes' WHERE key = $1", key
+    )
+    assert 599 < await oldest_due_seconds(db) < 700
+    await db.pool.execute("UPDATE notify.mail SET gave_up_at = now() WHERE key = $1", key)
+    assert await oldest_due_seconds(db) == 0.0

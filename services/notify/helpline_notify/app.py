@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from faststream.asgi import AsgiFastStream
 
-from helpline_notify.mail import Sender
+from helpline_notify.mail import Sender, oldest_due_seconds
 from helpline_notify.status_page import build_router
 from helpline_notify.usecase import TOPICS, Notify, redact
 from helpline_notify.webhooks import WebhookSender
@@ -24,6 +24,7 @@ def create_app(settings: Settings) -> AsgiFastStream:
     wiring = ServiceWiring(settings, "notify", publishes=[], redact=redact)
     db = Database(settings.database_url, max_size=settings.database_pool_max)
     sender = Sender(db, settings)
+    wiring.observed.outbox_backlog(lambda: oldest_due_seconds(db))
     webhooks = WebhookSender(db, settings)
 
     def wake() -> None:

@@ -23,7 +23,9 @@ recipient was erased (NULL) is never sent.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import math
 import uuid
 from datetime import timedelta
 from email.message import EmailMessage
@@ -87,6 +89,23 @@ _GIVE_UP = """
 UPDATE notify.mail SET gave_up_at = now(), leased_until = NULL, last_error = $2
 WHERE key = $1 AND sent_at IS NULL
 """
+
+
+_OLDEST_DUE = """
+SELECT extract(epoch FROM clock_timestamp() - min(due_at))::float8 FROM notify.mail
+WHERE sent_at IS NULL AND gave_up_at IS NULL AND recipient IS NOT NULL AND due_at <= now()
+"""
+
+
+async def oldest_due_seconds(db: Database) -> float:
+    """How long the oldest email due (not waiting for its backoff or the recipient's limit)
+    has waited; 0 when none; NaN when the database cannot be asked within 2 s. Exported as
+    notify's `helpline_outbox_oldest_pending_seconds` (the outbox alert then covers mail)."""
+    try:
+        age = await asyncio.wait_for(db.pool.fetchval(_OLDEST_DUE, timeout=2.0), 2.0)
+    except Exception:
+        return math.nan
+    return max(0.0, float(age)) if age is not None else 0.0
 
 
 def message_id(key: str, mail_from: str) -> str:
