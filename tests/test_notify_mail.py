@@ -250,8 +250,11 @@ async def test_an_unreachable_server_is_retried_and_the_backlog_shows_it(db: Dat
     assert waiting["gave_up_at"] is None
     assert waiting["attempts"] == 1
     assert waiting["last_error"]
+    # Waiting out its backoff, queued 10 minutes ago: the backlog counts from the queueing.
     await db.pool.execute(
-        "UPDATE notify.mail SET due_at = now() - interval '10 minutes' WHERE key = $1", key
+        "UPDATE notify.mail SET queued_at = now() - interval '10 minutes',"
+        " due_at = now() + interval '1 minute' WHERE key = $1",
+        key,
     )
     assert 599 < await oldest_due_seconds(db) < 700
     await db.pool.execute("UPDATE notify.mail SET gave_up_at = now() WHERE key = $1", key)

@@ -91,16 +91,19 @@ WHERE key = $1 AND sent_at IS NULL
 """
 
 
+# Due now, or failing (waiting out a backoff): not one only held by the recipient's limit.
 _OLDEST_DUE = """
-SELECT extract(epoch FROM clock_timestamp() - min(due_at))::float8 FROM notify.mail
-WHERE sent_at IS NULL AND gave_up_at IS NULL AND recipient IS NOT NULL AND due_at <= now()
+SELECT extract(epoch FROM clock_timestamp() - min(queued_at))::float8 FROM notify.mail
+WHERE sent_at IS NULL AND gave_up_at IS NULL AND recipient IS NOT NULL
+  AND (due_at <= now() OR last_error IS NOT NULL)
 """
 
 
 async def oldest_due_seconds(db: Database) -> float:
-    """How long the oldest email due (not waiting for its backoff or the recipient's limit)
-    has waited; 0 when none; NaN when the database cannot be asked within 2 s. Exported as
-    notify's `helpline_outbox_oldest_pending_seconds` (the outbox alert then covers mail)."""
+    """How long since the oldest email that is due or failing was queued (one held only by
+    its recipient's limit does not count); 0 when none; NaN when the database cannot be
+    asked within 2 s. Exported as notify's `helpline_outbox_oldest_pending_seconds`, so the
+    outbox alert also fires when mail stops going out."""
     try:
         age = await asyncio.wait_for(db.pool.fetchval(_OLDEST_DUE, timeout=2.0), 2.0)
     except Exception:
