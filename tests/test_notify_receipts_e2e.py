@@ -42,6 +42,7 @@ from helpline_shared.events import (
 from helpline_shared.settings import Settings
 from helpline_shared.topics import CASE_REPORTERS, CASES_OPENED, CASES_TRIAGED, ESCALATION_OUTCOMES
 from tests.conftest import fresh_database
+from tests.helpers import read_topic
 from tests.infra import Infra, dedicated_broker
 from tests.test_e2e import wait_until
 
@@ -470,3 +471,33 @@ async def test_an_erased_reporter_gets_nothing_more_and_is_kept_nowhere(notify: 
             [email, email2],
         )
         assert held == [], table
+
+
+async def test_an_invalid_reporter_event_is_dead_lettered_without_the_reporter(
+    notify: Notify,
+) -> None:
+    case_id = uuid.uuid4()
+    email = f"invalid.{case_id.hex[:8]}@school.example"
+    bad = {
+        "schema_version": 1,
+        "event_id": str(uuid.uuid4()),
+        "case_id": str(case_id),
+        "reporter": {"name": "A. Teacher", "email": email},
+        # occurred_at missing
+    }
+    await notify.producer.send_and_wait(
+        CASE_REPORTERS.name, json.dumps(bad).encode(), key=str(case_id).encode()
+    )
+    servers = notify.stack.env["HELPLINE_KAFKA_BOOTSTRAP_SERVERS"]
+    [dead] = await read_topic(
+        servers,
+        "helpline.notify.dlq",
+        keep=lambda r: r.key == str(case_id).encode(),
+        expected=1,
+        timeout_s=60,
+    )
+    headers = {k: v.decode() for k, v in dead.headers}
+    assert "occurred_at" in headers["dlq_error"]
+    assert email.encode() not in dead.value
+    assert json.loads(dead.value)["reporter"] == "[redacted]"
+    assert await notify.mails(case_id) == []
