@@ -297,6 +297,45 @@ async def test_a_case_in_progress_says_where_each_link_is(notify: Notify) -> Non
     assert "Reddit" not in words  # not escalated yet: its platform is not claimed
 
 
+async def test_a_link_reported_to_the_hotline_names_the_hotline_and_is_not_shown(
+    notify: Notify,
+) -> None:
+    """Child sexual imagery goes to the national hotline, not its platform: the page says
+    so, and never shows the link back; the outcome email likewise."""
+    case_id = uuid.uuid4()
+    url = f"https://www.tiktok.com/@someone/video/7{case_id.int % 10**18:018d}"
+    csam = url_of(case_id, url, "tiktok", "hotline")
+    case = await case_with_receipt(
+        notify,
+        [
+            opened(case_id, [csam.url]),
+            reporter(case_id, 0),
+            triaged(case_id, [csam], route="hotline", harm_types=("child_sexual_imagery",)),
+            outcome(case_id, csam, "submitted", 4, platform_reference="HL-REF-1", route="hotline"),
+        ],
+        states=1,
+    )
+    r = await page_of(notify, case.token)
+    assert r.status_code == 200
+    words = text_of(r.text)
+    assert "Reported to the national hotline on" in words
+    assert "TikTok" not in words
+    assert url not in r.text
+    await notify.publish(
+        [outcome(case_id, csam, "decided", 40, decision="removed", route="hotline")]
+    )
+
+    async def outcome_mail() -> str | None:
+        body: str | None = await notify.db.pool.fetchval(
+            "SELECT body_text FROM notify.mail WHERE case_id = $1 AND kind = 'outcome'", case_id
+        )
+        return body
+
+    body = await eventually(outcome_mail, "the outcome email")
+    assert "the national hotline" in body
+    assert url not in body
+
+
 async def test_only_the_tokens_digest_is_stored_and_it_expires_after_the_ttl(
     notify: Notify, two_cases: tuple[Case, Case]
 ) -> None:

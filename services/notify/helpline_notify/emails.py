@@ -58,6 +58,10 @@ def platform_name(slug: str) -> str:
     return status_page.platform_name(slug)
 
 
+HOTLINE = "the national hotline"
+HOTLINE_LINK = "(link withheld: it was reported to the national hotline)"
+
+
 def outcome_words(state: str, decision: str | None) -> str:
     """A URL's final outcome in one plain sentence."""
     if decision and state in ("decided", "appeal_decided"):

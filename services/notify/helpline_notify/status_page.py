@@ -37,6 +37,8 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from pydantic import BaseModel, Field
 
 from helpline_notify import status_links
+from helpline_notify.emails import HOTLINE, HOTLINE_LINK
+from helpline_notify.usecase import FINAL_STATES
 from helpline_shared.apikeys import KeyInfo
 from helpline_shared.db import Conn, Database
 from helpline_shared.events import case_reference
@@ -126,6 +128,23 @@ def describe(row: asyncpg.Record | None) -> UrlStatus:
     state, decision = row["state"], row["decision"]
     next_step: str | None = None
     final = False
+    if row["route"] == "hotline":
+        # Child sexual imagery: reported to the national hotline, never to the platform's
+        # notice channel, and the link is not shown back.
+        if state in ("decided", "appeal_decided"):
+            headline = (
+                f"Reported to the national hotline. {_decision_words('The platform', decision)}"
+            )
+        elif state == "closed":
+            headline = "Reported to the national hotline; a practitioner has closed this link."
+        elif state in ("submitted", "breached"):
+            headline = (
+                f"Reported to the national hotline on {when}, which works with the police "
+                "and the platform to have it removed."
+            )
+        else:
+            headline = "A practitioner is reporting it to the national hotline."
+        return UrlStatus(HOTLINE_LINK, HOTLINE, headline, None, state in FINAL_STATES)
     if state == "submitted":
         headline = f"Sent to {p} on {when}. We are waiting for {p} to decide."
     elif state == "needs_manual":
@@ -183,7 +202,7 @@ async def load(conn: Conn, case_id: uuid.UUID) -> CaseStatus:
         case_id,
     )
     rows = await conn.fetch(
-        "SELECT url_id, url, platform, state, decision, occurred_at FROM notify.urls"
+        "SELECT url_id, url, platform, state, decision, occurred_at, route FROM notify.urls"
         " WHERE case_id = $1 ORDER BY occurred_at, url",
         case_id,
     )

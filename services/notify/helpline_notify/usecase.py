@@ -38,7 +38,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from helpline_notify import alerts, status_links
-from helpline_notify.emails import outcome_words, platform_name, render
+from helpline_notify.emails import HOTLINE, HOTLINE_LINK, outcome_words, platform_name, render
 from helpline_notify.mail import queue_mail
 from helpline_shared.consumer import DeadLetters, Record, describe
 from helpline_shared.db import Conn, Database
@@ -113,10 +113,11 @@ WHERE c.triage_revision IS NULL OR EXCLUDED.triage_revision > c.triage_revision
 """
 _OUTCOME = """
 INSERT INTO notify.urls AS u (case_id, url_id, escalation_id, url, platform, state, decision,
-    reason, occurred_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+    reason, occurred_at, route)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 ON CONFLICT (case_id, url_id) DO UPDATE SET
     escalation_id = EXCLUDED.escalation_id, url = EXCLUDED.url, platform = EXCLUDED.platform,
+    route = COALESCE(EXCLUDED.route, u.route),
     state = EXCLUDED.state,
     decision = COALESCE(EXCLUDED.decision,
                         CASE WHEN EXCLUDED.state IN ('breached', 'appealed') THEN u.decision END),
@@ -131,7 +132,7 @@ SELECT case_id, source, reporter_email, erased_at, url_ids, receipt_queued_at,
 FROM notify.cases WHERE case_id = ANY($1::uuid[]) ORDER BY case_id FOR UPDATE
 """
 _URLS = """
-SELECT url_id, url, platform, state, decision, reason FROM notify.urls
+SELECT url_id, url, platform, state, decision, reason, route FROM notify.urls
 WHERE case_id = $1 ORDER BY url
 """
 
@@ -222,6 +223,7 @@ async def apply(conn: Conn, events: Sequence[Event]) -> list[Event]:
                 e.decision,
                 e.reason,
                 e.occurred_at,
+                e.route,
             )
     return new
 
@@ -300,8 +302,9 @@ async def _outcome(
     reference = case_reference(case_id)
     listed = [
         {
-            "url": u["url"],
-            "platform": platform_name(u["platform"]),
+            # A link to child sexual imagery is never sent back: the hotline has it.
+            "url": HOTLINE_LINK if u["route"] == "hotline" else u["url"],
+            "platform": HOTLINE if u["route"] == "hotline" else platform_name(u["platform"]),
             "outcome": outcome_words(u["state"], u["decision"]),
             # The platform's own reason; for the other states it is ours (internal).
             "reason": u["reason"] if u["state"] in PLATFORM_DECIDED else None,
