@@ -273,6 +273,11 @@ async def test_casework_refuses_malformed_bodies_as_its_document_declares(
                 await c.post(
                     path, content=b"{not json", headers={"content-type": "application/json"}
                 ),
+                await c.post(  # bytes that are not UTF-8: refused, never a 500
+                    path,
+                    content=b"\xef\xbf\xbd0J\xff",
+                    headers={"content-type": "application/json"},
+                ),
             ]
             for answer in answers:
                 status = str(answer.status_code)

@@ -125,7 +125,12 @@ async def _body(request: Request, model: type[_Body]) -> _Body:
     try:
         return model.model_validate_json(bytes(body))
     except ValidationError as exc:
-        errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+        # The input is not echoed: it may not be text at all (bytes that are not UTF-8 could
+        # not be encoded into the answer) and a practitioner's note is not worth repeating.
+        errors = [
+            {**{k: v for k, v in e.items() if k != "input"}, "loc": ("body", *e["loc"])}
+            for e in exc.errors(include_url=False)
+        ]
         raise RequestValidationError(errors) from None
 
 
