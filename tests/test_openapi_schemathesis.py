@@ -35,6 +35,7 @@ from helpline_casework import projection
 from helpline_casework.app import create_app as casework_app
 from helpline_intake.app import create_app as intake_app
 from helpline_metrics.app import create_app as metrics_app
+from helpline_notify.app import create_app as notify_app
 from helpline_shared.db import Database
 from helpline_shared.kafka import create_topics
 from helpline_shared.settings import Settings
@@ -141,8 +142,17 @@ async def apis(infra: Infra, tmp_dir: Path) -> AsyncIterator[tuple[dict[str, str
             served(intake_app(config)) as intake,
             served(metrics_app(config)) as metrics,
             served(casework_app(config)) as casework,
+            served(notify_app(config)) as notify,
         ):
-            yield {"intake": intake, "metrics": metrics, "casework": casework}, key
+            yield (
+                {
+                    "intake": intake,
+                    "metrics": metrics,
+                    "casework": casework,
+                    "notify": notify,
+                },
+                key,
+            )
 
 
 async def test_intake_answers_as_its_document_says(
@@ -196,6 +206,17 @@ async def test_casework_answers_as_its_document_says(
     ):
         assert checked[action][422], checked  # malformed bodies refused as documented
     assert time.monotonic() - started < 120
+
+
+async def test_notify_answers_as_its_document_says(
+    apis: tuple[dict[str, str], str],
+) -> None:
+    urls, key = apis
+
+    checked = await asyncio.to_thread(check_api, urls["notify"], key, max_examples=20)
+
+    assert "POST /v1/cases/{case_id}/status-link/revoke" in checked
+    assert checked["POST /v1/cases/{case_id}/status-link/revoke"][200], checked
 
 
 async def test_the_documents_declare_the_key_and_its_refusals(

@@ -44,7 +44,7 @@ from helpline_shared.db import Conn, Database
 from helpline_shared.events import case_reference
 from helpline_shared.logging import get_logger
 from helpline_shared.settings import Settings
-from helpline_shared.webapi import Access, problem_response
+from helpline_shared.webapi import AUTH_RESPONSES, Access
 
 log = get_logger(__name__)
 
@@ -277,10 +277,7 @@ def build_router(db: Database, access: Access, settings: Settings) -> APIRouter:
         summary="Revoke every status link of a case",
         description="Every live status link of the case stops opening its page at once; "
         "who revoked them (the key id) and when is stored. Idempotent: again, it answers 0.",
-        responses={
-            401: problem_response("No key, or an invalid or revoked key."),
-            403: problem_response("The key lacks the practitioner scope."),
-        },
+        responses=AUTH_RESPONSES,
         tags=["status links"],
     )
     async def revoke(
