@@ -192,3 +192,61 @@ async def test_dev_catches_the_receipt_and_its_link_opens_the_case(dev: Dev) -> 
     assert latest.returncode == 0, latest.stderr
     assert latest.stdout.splitlines()[0] == outcome
     assert reference in latest.stdout
+
+
+async def test_a_report_through_the_public_form_gets_a_receipt_whose_link_shows_its_outcome(
+    dev: Dev,
+) -> None:
+    """The issue's "done when": a person files through the public form (no key), the receipt
+    arrives in dev's mail catcher, and its link shows the case's progress to its outcome."""
+    tag = secrets.token_hex(4)
+    address = f"head.{tag}@oakfield-school.example"
+    async with httpx.AsyncClient(base_url=dev.url("intake"), timeout=30) as browser:
+        form = await browser.get("/report")
+        assert form.status_code == 200, form.text
+        token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+        report_id = re.search(r'name="report_id" value="([^"]+)"', form.text)
+        assert token is not None
+        assert report_id is not None
+        thanks = await browser.post(
+            "/report",
+            data={
+                "csrf_token": token.group(1),
+                "report_id": report_id.group(1),
+                "name": "Jo Bloggs",
+                "email": address,
+                "role": "designated safeguarding lead",
+                "organisation": "Oakfield Primary School",
+                "description": "A fake account impersonates our head teacher.",
+                "urls": f"https://www.tiktok.com/@fake_head_{tag}/video/7301234567890123456",
+                "child_affected": "no",
+                "consent": "yes",
+            },
+        )
+    assert thanks.status_code == 202, thanks.text
+    shown_reference = re.search(r'id="case-reference">([^<]+)<', thanks.text)
+    assert shown_reference is not None, thanks.text
+    reference = shown_reference.group(1).strip()
+
+    def mine() -> list[str]:
+        return [
+            line for line in dev.helpline("mail", "list").stdout.splitlines() if address in line
+        ]
+
+    async def both() -> tuple[bool, list[str]]:
+        lines = await asyncio.to_thread(mine)
+        return len(lines) >= 2, lines
+
+    await wait_until(both, 90, f"a receipt and an outcome email for the form's report ({mine()})")
+    receipt, outcome = mine()
+    assert reference in receipt
+    assert reference in outcome
+    shown = dev.helpline("mail", "show", receipt.split()[0])
+    links = re.findall(r"http://127\.0\.0\.1:\d+(/status/\S+)", shown.stdout)
+    assert len(links) == 1, shown.stdout
+    async with httpx.AsyncClient(base_url=dev.url("notify")) as client:
+        page = await client.get(links[0])
+    assert page.status_code == 200, page.text
+    assert reference in page.text
+    assert "TikTok" in page.text  # each URL's platform and its outcome in plain words
+    assert address not in page.text
