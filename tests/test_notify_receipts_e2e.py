@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import threading
 import uuid
@@ -337,6 +338,7 @@ async def test_one_receipt_and_one_outcome_per_case_under_redelivery(notify: Not
     body = text.get_content()
     assert reference in body
     assert "https://status.helpline.example/status/" in body
+    assert re.search(r"It works until \d{1,2} [A-Z][a-z]+ \d{4}\.", body), body  # no padding
     assert receipt.get_body(("html",)) is not None
     # One URL waits for a person (needs_manual): no outcome yet.
     await notify.applied(case_id)

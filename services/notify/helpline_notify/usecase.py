@@ -266,7 +266,7 @@ async def _receipt(
 ) -> int:
     reference = case_reference(case_id)
     expires = await conn.fetchval(
-        "SELECT to_char(now() + make_interval(days => $1), 'FMDD Month YYYY')",
+        "SELECT to_char(now() + make_interval(days => $1), 'FMDD FMMonth YYYY')",
         settings.status_link_ttl_days,
     )
     mail = render(
