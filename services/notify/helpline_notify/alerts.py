@@ -34,7 +34,7 @@ from typing import Literal
 import jinja2
 from pydantic import BaseModel, ConfigDict, Field
 
-from helpline_notify.mail import queue_mail
+from helpline_notify.mail import ALERT_KIND, queue_mail
 from helpline_notify.webhooks import queue_webhook
 from helpline_shared.db import Conn
 from helpline_shared.events import (
@@ -196,7 +196,7 @@ async def _queue(
             subject=subject,
             text=text,
             html=None,
-            kind="alert",
+            kind=ALERT_KIND,
             case_id=alert.case_id,
         )
     if new:

@@ -14,8 +14,12 @@ duplicate. A failed send is retried with exponential backoff
 (`delivery_retry_base_s` .. `delivery_retry_max_s`) up to `delivery_max_attempts` tries,
 or at once given up on a permanent refusal (SMTP 5xx); a given-up email keeps the reason in
 `last_error`. A per-recipient rate limit (`mail_per_recipient_limit`, e.g. "20/hour",
-counted from the emails sent to that address) postpones an email, never drops it; with
-several sender processes the count can be passed by the emails in flight at that moment.
+counted from the emails sent to that address, in any letter case: `A@X.org` and `a@x.org`
+are one recipient, so the public form cannot mail-bomb an address past the limit by
+respelling it) postpones an email, never drops it; with several sender processes the count
+can be passed by the emails in flight at that moment. Alerts (kind `alert`, to the
+`alert_emails` on duty) are exempt and never wait: a night of critical cases pages them at
+once, not after the window.
 
 No personal data is logged: only the key, the kind and the case id. An email whose
 recipient was erased (NULL) is never sent.
@@ -41,6 +45,7 @@ from helpline_shared.loop import WorkLoop
 from helpline_shared.settings import Settings
 
 CLAIM_BATCH = 10
+ALERT_KIND = "alert"  # exempt from the per-recipient limit (see the module doc)
 
 _QUEUE = """
 INSERT INTO notify.mail (key, kind, case_id, recipient, subject, body_text, body_html)
@@ -63,11 +68,12 @@ FROM due WHERE m.key = due.key
 RETURNING m.key, m.kind, m.case_id, m.recipient, m.subject, m.body_text, m.body_html,
     m.attempts, m.seq
 """
-# Sent to this recipient within the window, or queued earlier and in flight under a live
-# lease (another sender's), and the earliest of those: when the window lets one more through.
+# Sent to this recipient (any letter case) within the window, or queued earlier and in
+# flight under a live lease (another sender's), and the earliest of those: when the window
+# lets one more through.
 _RECENT = """
 SELECT count(*) AS n, min(COALESCE(sent_at, now())) AS oldest FROM notify.mail
-WHERE recipient = $1 AND key <> $2
+WHERE lower(recipient) = lower($1) AND key <> $2
   AND (sent_at > now() - make_interval(secs => $3)
        OR (sent_at IS NULL AND leased_until > now() AND gave_up_at IS NULL AND seq < $4))
 """
@@ -183,7 +189,11 @@ class Sender:
         if await pool.fetchval(_RECIPIENT, key) != row["recipient"]:
             self._log.info("email no longer to be sent", key=key, kind=row["kind"])
             return
-        recent = await pool.fetchrow(_RECENT, row["recipient"], key, self._window_s, row["seq"])
+        recent = (
+            None  # an alert to the people on duty never waits for the limit
+            if row["kind"] == ALERT_KIND
+            else await pool.fetchrow(_RECENT, row["recipient"], key, self._window_s, row["seq"])
+        )
         if recent is not None and recent["n"] >= self._limit_n:
             due = recent["oldest"] + timedelta(seconds=self._window_s)
             await pool.execute(_POSTPONE, key, due)
