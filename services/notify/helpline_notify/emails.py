@@ -14,8 +14,6 @@ from jinja2 import (
     select_autoescape,
 )
 
-from helpline_notify import status_page
-
 _ENV = Environment(
     loader=PackageLoader("helpline_notify", "templates"),
     autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
@@ -55,6 +53,10 @@ class Rendered:
 def platform_name(slug: str) -> str:
     """A platform as people write it (the status page's names: "tiktok" -> "TikTok"); an
     unknown host as "the website that hosts it"."""
+    # Imported here: status_page imports this module (and usecase, which imports this one),
+    # so a module-level import made `import helpline_notify.usecase` fail on its own.
+    from helpline_notify import status_page
+
     return status_page.platform_name(slug)
 
 

@@ -31,6 +31,7 @@ reason (the reporter redacted: :func:`redact`). No personal data is logged.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -334,15 +335,51 @@ async def _outcome(
     return int(new)
 
 
+# Keys that name a person's details, whatever their spelling (reporterEmail, tel_no, ...):
+# the `reporter` member and what a producer might send beside it by mistake.
+_PERSONAL_KEY_PARTS = ("reporter", "email", "mail", "phone", "mobile", "tel", "name", "address")
+# Values that look like an email address or a phone number, wherever they are.
+_EMAIL = re.compile(r"[^\s@/:\\\"'<>(),;]+@[^\s@/\\\"'<>(),;]+\.[A-Za-z]{2,}")
+_PHONE = re.compile(r"\+?\d[\d\s().-]{7,}\d")
+# Ids and timestamps have phone-like digit runs but no personal data: kept as they are.
+_ID_OR_TIME = re.compile(
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+    r"|\d{4}-\d{2}-\d{2}([T ][0-9:.]+)?(Z|[+-]\d{2}:?\d{2})?"
+)
+
+
+def _personal(key: str) -> bool:
+    folded = "".join(c for c in key.lower() if c.isalnum())
+    return any(part in folded for part in _PERSONAL_KEY_PARTS)
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: REDACTED if _personal(str(k)) else _scrub(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub(v) for v in value]
+    if isinstance(value, str):
+        if _ID_OR_TIME.fullmatch(value):
+            return value
+        value = _EMAIL.sub(REDACTED, value)
+        # A URL keeps its digits (video ids look like phone numbers); it is the content.
+        return value if value.startswith(("http://", "https://")) else _PHONE.sub(REDACTED, value)
+    return value
+
+
 def redact(raw: bytes) -> bytes:
-    """A dead letter's value without personal data: the JSON with its `reporter` member
-    replaced by "[redacted]"; empty (withheld) when it does not parse as a JSON object."""
+    """A dead letter's value without personal data: the JSON with the value of every member
+    whose name suggests a person's details (`reporter`, `reporter_email`, `name`, `phone`,
+    ..., at any depth) replaced by "[redacted]", and any email address or phone number in
+    the other strings (a case's description) too; empty (withheld) when it does not parse as
+    a JSON object, since then nothing tells the reporter's details apart from the rest."""
     try:
         data: Any = json.loads(raw)
     except (ValueError, RecursionError, UnicodeError):
         return b""
     if not isinstance(data, dict):
         return b""
-    if "reporter" in data:
-        data["reporter"] = REDACTED
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+    try:
+        return json.dumps(_scrub(data), ensure_ascii=False, separators=(",", ":")).encode()
+    except (RecursionError, UnicodeError, ValueError):
+        return b""
