@@ -175,7 +175,10 @@ def describe(row: asyncpg.Record | None) -> UrlStatus:
         headline = "A practitioner closed this link with advice: it is not being reported."
         final = True
     elif state == "withdrawn":
+        # Final for the outcome email too (usecase.FINAL_STATES): when it is reported
+        # another way, that escalation's state replaces this one.
         headline = "A practitioner looked again and is reporting it another way."
+        final = True
     else:
         headline = f"With {p}."
     return UrlStatus(row["url"], p, headline, next_step, final)
