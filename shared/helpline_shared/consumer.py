@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import asyncpg
@@ -31,7 +31,7 @@ from aiokafka.errors import KafkaError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaRouter
 from faststream.message import StreamMessage
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from helpline_shared.deadletters import (
     DeadLetterLimitExceededError,
@@ -90,6 +90,26 @@ def describe(exc: ValidationError) -> str:
         f"{'.'.join(str(p) for p in e['loc']) or '<message>'}: {e['msg']}"
         for e in exc.errors(include_input=False, include_url=False)
     )[:1000]
+
+
+def admit_by_topic(
+    records: Sequence[Record], models: Mapping[str, type[BaseModel]], service: str
+) -> tuple[list[BaseModel], list[tuple[Record, str]]]:
+    """The records of a consumer over several topics parsed by each topic's model, and the
+    records refused with why (a topic it does not read, or an invalid payload; never the
+    values), for the dead-letter protocol."""
+    events: list[BaseModel] = []
+    refused: list[tuple[Record, str]] = []
+    for record in records:
+        model = models.get(record.topic)
+        if model is None:
+            refused.append((record, f"{service} does not read {record.topic}"))
+            continue
+        try:
+            events.append(model.model_validate_json(record.value or b""))
+        except ValidationError as exc:
+            refused.append((record, f"invalid {record.topic}: {describe(exc)}"))
+    return events, refused
 
 
 def is_infrastructure(exc: BaseException) -> bool:

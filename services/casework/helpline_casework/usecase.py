@@ -22,10 +22,10 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from helpline_casework import projection
-from helpline_shared.consumer import DeadLetters, Record, describe
+from helpline_shared.consumer import DeadLetters, Record, admit_by_topic
 from helpline_shared.db import Database
 from helpline_shared.logging import get_logger
 from helpline_shared.topics import (
@@ -71,20 +71,8 @@ class Casework:
 
 def admit(records: Sequence[Record]) -> tuple[list[projection.Event], list[tuple[Record, str]]]:
     """The valid events of `records`, and the records refused with why (never the values)."""
-    events: list[projection.Event] = []
-    refused: list[tuple[Record, str]] = []
-    for record in records:
-        model = MODELS.get(record.topic)
-        if model is None:
-            refused.append((record, f"casework does not read {record.topic}"))
-            continue
-        try:
-            event = model.model_validate_json(record.value or b"")
-        except ValidationError as exc:
-            refused.append((record, f"invalid {record.topic}: {describe(exc)}"))
-            continue
-        events.append(event)  # type: ignore[arg-type]
-    return events, refused
+    events, refused = admit_by_topic(records, MODELS, "casework")
+    return events, refused  # type: ignore[return-value]  # MODELS' models are the Event union
 
 
 def redact(raw: bytes) -> bytes:

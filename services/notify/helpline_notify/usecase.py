@@ -36,12 +36,12 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from helpline_notify import alerts, status_links
 from helpline_notify.emails import HOTLINE, HOTLINE_LINK, outcome_words, platform_name, render
 from helpline_notify.mail import queue_mail
-from helpline_shared.consumer import DeadLetters, Record, describe
+from helpline_shared.consumer import DeadLetters, Record, admit_by_topic
 from helpline_shared.db import Conn, Database
 from helpline_shared.events import (
     CaseOpenedV1,
@@ -172,20 +172,8 @@ class Notify:
 
 def admit(records: Sequence[Record]) -> tuple[list[Event], list[tuple[Record, str]]]:
     """The valid events of `records`, and the records refused with why (never the values)."""
-    events: list[Event] = []
-    refused: list[tuple[Record, str]] = []
-    for record in records:
-        model = MODELS.get(record.topic)
-        if model is None:
-            refused.append((record, f"notify does not read {record.topic}"))
-            continue
-        try:
-            event = model.model_validate_json(record.value or b"")
-        except ValidationError as exc:
-            refused.append((record, f"invalid {record.topic}: {describe(exc)}"))
-            continue
-        events.append(event)  # type: ignore[arg-type]
-    return events, refused
+    events, refused = admit_by_topic(records, MODELS, "notify")
+    return events, refused  # type: ignore[return-value]  # MODELS' models are the Event union
 
 
 async def apply(conn: Conn, events: Sequence[Event]) -> list[Event]:
