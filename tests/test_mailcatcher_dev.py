@@ -8,11 +8,9 @@ opens the case's page on notify; Ctrl-C stops the catcher with the rest."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import re
 import secrets
-import signal
 import socket
 import subprocess
 import sys
@@ -27,12 +25,12 @@ import pytest
 from helpline_cli.infra import free_port, port_is_free
 from helpline_cli.stack import SERVICES
 from helpline_shared.events import case_reference
+from tests.dev_support import dev_process
 from tests.helpers import keyed_client
 from tests.test_e2e import wait_until
 
 pytestmark = pytest.mark.e2e
 
-KEY_LINE = re.compile(r"^dev key: (hk_\S+)$")
 MAIL_LINE = re.compile(r"^mail catcher smtp://127\.0\.0\.1:(\d+) \(helpline mail list\)$")
 
 
@@ -86,43 +84,10 @@ async def dev(tmp_dir: Path) -> AsyncIterator[Dev]:
             **{f"HELPLINE_{s.upper()}_PORT": str(p) for s, p in ports.items()},
         }
     )
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "helpline_cli.main",
-        "dev",
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        start_new_session=True,  # its own process group, as a terminal's Ctrl-C reaches
-    )
-    running = Dev(proc, ports, env, taken)
-    key_seen = asyncio.get_running_loop().create_future()
-
-    async def drain() -> None:
-        assert proc.stdout is not None
-        async for raw in proc.stdout:
-            line = raw.decode("utf-8", "replace").rstrip("\n")
-            running.output.append(line)
-            if (found := KEY_LINE.match(line)) and not key_seen.done():
-                key_seen.set_result(found.group(1))
-        if not key_seen.done():
-            key_seen.set_exception(AssertionError("helpline dev ended before its key"))
-
-    reader = asyncio.create_task(drain())
     try:
-        running.key = await asyncio.wait_for(key_seen, 180)
-        yield running
+        async with dev_process(env) as started:
+            yield Dev(started.proc, ports, env, taken, started.output, started.key)
     finally:
-        if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGINT)
-            try:
-                await asyncio.wait_for(proc.wait(), 90)
-            except TimeoutError:
-                os.killpg(proc.pid, signal.SIGKILL)
-                await proc.wait()
-        await asyncio.wait_for(reader, 10)
         holder.close()
 
 

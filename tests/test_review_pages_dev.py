@@ -16,7 +16,6 @@ having both open in one browser refuses neither's form.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import re
 import secrets
@@ -33,6 +32,7 @@ import pytest
 
 from helpline_cli.infra import free_port, port_is_free
 from helpline_cli.stack import SERVICES
+from tests.dev_support import dev_process
 from tests.helpers import keyed_client
 from tests.test_e2e import wait_until
 from tests.test_ui_casework import browser, check_accessible, screenshot, shots
@@ -42,7 +42,6 @@ pytestmark = pytest.mark.e2e
 __all__ = ["browser", "shots"]  # module fixtures shared with the pages' own tests
 
 DEADLINE_S = 3  # every urgency's decision deadline, so an escalation is soon overdue
-KEY_LINE = re.compile(r"^dev key: (hk_\S+)$")
 EXPORT_LINE = re.compile(r"^  export HELPLINE_DATABASE_URL='([^']+)'$")
 
 
@@ -86,43 +85,8 @@ async def dev(tmp_dir: Path) -> AsyncIterator[Dev]:
             **{f"HELPLINE_{s.upper()}_PORT": str(p) for s, p in ports.items()},
         }
     )
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "helpline_cli.main",
-        "dev",
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        start_new_session=True,  # its own process group, as a terminal's Ctrl-C reaches
-    )
-    running = Dev(proc, ports, env)
-    key_seen = asyncio.get_running_loop().create_future()
-
-    async def drain() -> None:
-        assert proc.stdout is not None
-        async for raw in proc.stdout:
-            line = raw.decode("utf-8", "replace").rstrip("\n")
-            running.output.append(line)
-            if (found := KEY_LINE.match(line)) and not key_seen.done():
-                key_seen.set_result(found.group(1))
-        if not key_seen.done():
-            key_seen.set_exception(AssertionError("helpline dev ended before its key"))
-
-    reader = asyncio.create_task(drain())
-    try:
-        running.key = await asyncio.wait_for(key_seen, 180)
-        yield running
-    finally:
-        if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGINT)
-            try:
-                await asyncio.wait_for(proc.wait(), 90)
-            except TimeoutError:
-                os.killpg(proc.pid, signal.SIGKILL)
-                await proc.wait()
-        await asyncio.wait_for(reader, 10)
+    async with dev_process(env) as started:
+        yield Dev(started.proc, ports, env, started.output, started.key)
 
 
 async def _practitioner_key(dev: Dev, name: str) -> str:
