@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import re
-import shutil
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -46,6 +44,7 @@ from helpline_shared.topics import (
     ESCALATION_OUTCOMES,
 )
 from helpline_shared.webapi import Access, new_api
+from tests.browser_support import CHROMIUM, playwright_api
 from tests.conftest import fresh_database
 from tests.infra import Infra, dedicated_broker
 from tests.served import served
@@ -53,7 +52,6 @@ from tests.test_casework_readmodel import at, opened, outcome, reporter, triaged
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = "/usr/bin/chromium"
 BASE_URL = "https://help.example.org"
 LINK = re.compile(re.escape(BASE_URL) + r"/status/([A-Za-z0-9_-]{43})\b")
 
@@ -463,26 +461,10 @@ async def test_revoking_needs_a_practitioner_key(
         assert bad.status_code == 422
 
 
-def _browser() -> Any:
-    """Playwright's async API, or a skip (outside CI) when it or chromium is missing."""
-    missing = []
-    try:
-        from playwright import async_api
-    except ImportError:
-        missing.append("playwright (PyPI)")
-    if not shutil.which(CHROMIUM):
-        missing.append(f"{CHROMIUM} (Debian's chromium)")
-    if missing:
-        if os.environ.get("CI"):
-            pytest.fail(f"required in CI: {', '.join(missing)}")
-        pytest.skip(f"not installed: {', '.join(missing)}")
-    return async_api
-
-
 async def test_the_status_page_in_chromium(
     notify: Notify, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    async_api = _browser()
+    async_api = playwright_api()
     case = await case_with_receipt(notify, case_b(), states=1)
     url = f"{notify.url}/status/{case.token}"
     async with async_api.async_playwright() as p:
