@@ -14,25 +14,12 @@ from typing import Any
 from helpline_metrics.figures import DECIDED_STATES, figures
 from helpline_metrics.periods import Filters
 from helpline_shared.db import Conn
+from helpline_shared.platform_names import PLATFORM_NAMES as KNOWN_PLATFORM_NAMES
 
 FIRST_PLATFORM = "tiktok"
 
-PLATFORM_NAMES = {
-    "discord": "Discord",
-    "facebook": "Facebook",
-    "instagram": "Instagram",
-    "reddit": "Reddit",
-    "roblox": "Roblox",
-    "snapchat": "Snapchat",
-    "telegram": "Telegram",
-    "threads": "Threads",
-    "tiktok": "TikTok",
-    "twitch": "Twitch",
-    "whatsapp": "WhatsApp",
-    "x": "X",
-    "youtube": "YouTube",
-    "unknown": "Other websites",
-}
+# Each platform by name; a URL on no known platform, as this page words it.
+PLATFORM_NAMES = {**KNOWN_PLATFORM_NAMES, "unknown": "Other websites"}
 
 ISSUE_NAMES = {
     "online_reputation": "Online reputation",

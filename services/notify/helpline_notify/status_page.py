@@ -43,27 +43,14 @@ from helpline_shared.apikeys import KeyInfo
 from helpline_shared.db import Conn, Database
 from helpline_shared.events import case_reference
 from helpline_shared.logging import get_logger
+from helpline_shared.platform_names import PLATFORM_NAMES as KNOWN_PLATFORM_NAMES
 from helpline_shared.settings import Settings
 from helpline_shared.webapi import AUTH_RESPONSES, Access
 
 log = get_logger(__name__)
 
-PLATFORM_NAMES = {
-    "discord": "Discord",
-    "facebook": "Facebook",
-    "instagram": "Instagram",
-    "reddit": "Reddit",
-    "roblox": "Roblox",
-    "snapchat": "Snapchat",
-    "telegram": "Telegram",
-    "threads": "Threads",
-    "tiktok": "TikTok",
-    "twitch": "Twitch",
-    "whatsapp": "WhatsApp",
-    "x": "X",
-    "youtube": "YouTube",
-    "unknown": "the website that hosts it",
-}
+# Each platform by name; a URL on no known platform, as this page words it.
+PLATFORM_NAMES = {**KNOWN_PLATFORM_NAMES, "unknown": "the website that hosts it"}
 
 # The token is in the page's URL: never cached, indexed, framed or sent on as a Referer.
 PAGE_HEADERS = {
