@@ -40,6 +40,20 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--urls-per-report", type=int, default=2)
     bench.add_argument("--escalators", type=int, default=1, help="escalator processes")
     bench.add_argument(
+        "--rate",
+        default=None,
+        metavar="R[,R...]",
+        help="offered load: publish R reports/s on schedule, each rate on a fresh stack",
+    )
+    bench.add_argument(
+        "--duration", type=float, default=20.0, help="offered load: seconds per rate"
+    )
+    bench.add_argument(
+        "--max-rate",
+        action="store_true",
+        help="offered load: the highest rate whose p99 stays under one second",
+    )
+    bench.add_argument(
         "--scenario",
         choices=["pipeline", "isolation"],
         default="pipeline",
@@ -104,6 +118,38 @@ _RUNNERS: dict[str, Callable[[argparse.Namespace, Settings], Awaitable[int]]] = 
 }
 
 
+async def _bench(args: argparse.Namespace, settings: Settings) -> int:
+    """`helpline bench`: a scenario, offered rates, or the pipeline against the relay."""
+    if args.scenario == "isolation":
+        from helpline_cli.bench.isolation import run_isolation
+        from helpline_cli.bench.passes import Faults
+
+        return await run_isolation(
+            settings,
+            reports_n=args.reports,
+            urls_per_report=args.urls_per_report,
+            faulty=args.faulty_platform,
+            faults=Faults(),
+            backlog=args.backlog_platform_escalations,
+            rounds=args.rounds,
+        )
+    if args.rate or args.max_rate:
+        from helpline_cli.bench.rates import run_max_rate, run_rates
+
+        if args.max_rate:
+            return await run_max_rate(settings, args.duration, args.urls_per_report)
+        rates = [float(r) for r in args.rate.split(",")]
+        return await run_rates(settings, rates, args.duration, args.urls_per_report)
+    from helpline_cli.bench import run_bench
+
+    return await run_bench(
+        settings,
+        reports=args.reports,
+        urls_per_report=args.urls_per_report,
+        escalators=args.escalators,
+    )
+
+
 async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "run":
         from helpline_cli.services import run_service
@@ -154,19 +200,6 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         n = await publish(settings, read_reports(args.file), args.topic or DEFAULT_TOPIC)
         print(f"published {n} report(s) to {args.topic or DEFAULT_TOPIC}")
         return 0
-    if args.command == "bench" and args.scenario == "isolation":
-        from helpline_cli.bench.isolation import run_isolation
-        from helpline_cli.bench.passes import Faults
-
-        return await run_isolation(
-            settings,
-            reports_n=args.reports,
-            urls_per_report=args.urls_per_report,
-            faulty=args.faulty_platform,
-            faults=Faults(),
-            backlog=args.backlog_platform_escalations,
-            rounds=args.rounds,
-        )
     if args.command == "simulate":
         from helpline_cli.simulate import run_simulate
 
@@ -178,14 +211,7 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             latency_ms=args.latency_ms,
         )
     if args.command == "bench":
-        from helpline_cli.bench import run_bench
-
-        return await run_bench(
-            settings,
-            reports=args.reports,
-            urls_per_report=args.urls_per_report,
-            escalators=args.escalators,
-        )
+        return await _bench(args, settings)
     if args.command == "intake":
         from helpline_cli.purge import purge_originals
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -59,6 +60,9 @@ class Stack:
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)
     specs: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)
+    # Processes beside the system (a mail catcher): stopped with it, never counted as it.
+    aux: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    scratch: list[Path] = field(default_factory=list)  # directories removed at stop
 
     def port(self, service: str) -> int:
         if service in self.ports:
@@ -228,6 +232,15 @@ class Stack:
                 proc.send_signal(signal.SIGTERM)
         for service in list(self.procs):
             self.stop_service(service, timeout_s)
+        for aux in self.aux.values():
+            aux.terminate()
+            try:
+                aux.wait(10)
+            except subprocess.TimeoutExpired:
+                aux.kill()
+        self.aux.clear()
+        for directory in self.scratch:
+            shutil.rmtree(directory, ignore_errors=True)
         if self.broker_proc is not None:
             self.broker_proc.terminate()
             try:

@@ -10,20 +10,40 @@ import asyncpg
 from helpline_cli.stack import Stack
 
 
-def cpu_seconds(pids: dict[str, list[int]]) -> dict[str, float]:
-    """User+system CPU seconds used so far by each named group of processes."""
-    tick = os.sysconf("SC_CLK_TCK")
-    out: dict[str, float] = {}
-    for name, group in pids.items():
-        total = 0
-        for pid in group:
-            try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            total += int(fields[11]) + int(fields[12])
-        out[name] = total / tick
-    return out
+def _pid_cpu_s(pid: int, tick: int) -> float | None:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / tick
+
+
+class CpuMeter:
+    """CPU seconds (user + system) each named group of a stack's processes uses between
+    `start` and `read`. Counted per process: a process that starts meanwhile (a new
+    database backend) counts from zero, one that exits meanwhile drops out; nothing is
+    ever negative."""
+
+    def __init__(self, stack: Stack) -> None:
+        self._stack = stack
+        self._tick = os.sysconf("SC_CLK_TCK")
+        self._start: dict[int, float] = {}
+
+    def _now(self) -> dict[str, dict[int, float]]:
+        out: dict[str, dict[int, float]] = {}
+        for name, pids in process_groups(self._stack).items():
+            used = {pid: _pid_cpu_s(pid, self._tick) for pid in pids}
+            out[name] = {pid: s for pid, s in used.items() if s is not None}
+        return out
+
+    def start(self) -> None:
+        self._start = {pid: s for group in self._now().values() for pid, s in group.items()}
+
+    def read(self) -> dict[str, float]:
+        return {
+            name: sum(max(0.0, s - self._start.get(pid, 0.0)) for pid, s in group.items())
+            for name, group in self._now().items()
+        }
 
 
 def process_groups(stack: Stack) -> dict[str, list[int]]:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import os
 import statistics
+import subprocess
+import sys
 import uuid
 
-from helpline_cli.bench.machine import cpu_seconds, process_groups, rss_mb, stage_times
+from helpline_cli.bench.machine import CpuMeter, rss_mb, stage_times
 from helpline_cli.bench.pipeline import pipeline
 from helpline_cli.bench.relay import raw_relay
 from helpline_cli.bench.workload import Figures, make_reports
@@ -30,8 +32,9 @@ async def bench_stack(
     way and decisions at submission, unless the environment says otherwise."""
     ports = {
         f"HELPLINE_{s.upper()}_PORT": str(free_port())
-        for s in ("intake", "triage", "escalator", "metrics", "simulator")
+        for s in ("intake", "triage", "escalator", "metrics", "casework", "notify", "simulator")
     }
+    smtp_port = free_port()
     extra = {
         **ports,
         "HELPLINE_PLATFORM_BASE_URL": f"http://127.0.0.1:{ports['HELPLINE_SIMULATOR_PORT']}",
@@ -40,6 +43,9 @@ async def bench_stack(
         ),
         "HELPLINE_PLATFORM_RATE_PER_S": os.environ.get("HELPLINE_PLATFORM_RATE_PER_S", "100000"),
         "HELPLINE_LOG_LEVEL": "WARNING",
+        # The reporters' emails go to a catcher of the bench's own, as in `helpline dev`.
+        "HELPLINE_SMTP_HOST": "127.0.0.1",
+        "HELPLINE_SMTP_PORT": str(smtp_port),
         **(extra_env or {}),
     }
     if "HELPLINE_KAFKA_BOOTSTRAP_SERVERS" not in os.environ:
@@ -49,12 +55,30 @@ async def bench_stack(
     settings = settings.model_copy(
         update={k.removeprefix("HELPLINE_").lower(): v for k, v in ports.items()}
     )
-    return await Stack.prepare(
+    stack = await Stack.prepare(
         settings,
         log_dir=settings.data_dir / "bench-logs",
         database_name=run.replace("-", "_"),
         extra_env=extra,
     )
+    mail_dir = settings.data_dir / "bench-mail" / run
+    stack.scratch.append(mail_dir)
+    stack.aux["mail catcher"] = subprocess.Popen(  # noqa: S603, ASYNC220 (startup, once)
+        [
+            sys.executable,
+            "-m",
+            "helpline_cli.main",
+            "mail",
+            "catch",
+            "--port",
+            str(smtp_port),
+            "--dir",
+            str(mail_dir),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return stack
 
 
 async def run_bench(
@@ -72,10 +96,10 @@ async def run_bench(
         await pipeline(stack, warm, urls_per_report)  # connections, JIT-free warm-up
         payloads = make_reports(reports, urls_per_report, run)
         raw = await raw_relay(stack.settings, payloads)
-        groups = process_groups(stack)
-        cpu_before = cpu_seconds(groups)
+        meter = CpuMeter(stack)
+        meter.start()
         piped = await pipeline(stack, payloads, urls_per_report)
-        cpu_after = cpu_seconds(groups)
+        cpu = meter.read()
         stages = await stage_times(stack.settings.database_url or "", run)
         raw2 = await raw_relay(stack.settings, payloads)
         rss = {name: rss_mb(p.pid) for name, p in stack.procs.items()}
@@ -104,6 +128,6 @@ async def run_bench(
         f"CPU seconds during the pipeline run ({piped.seconds:.1f} s of wall time, 2 cores "
         "= 2 CPU-s per s):"
     )
-    for name in sorted(cpu_after, key=lambda n: cpu_before[n] - cpu_after[n]):
-        print(f"  {name:<28} {cpu_after[name] - cpu_before[name]:6.1f}")
+    for name in sorted(cpu, key=lambda n: -cpu[n]):
+        print(f"  {name:<28} {cpu[name]:6.1f}")
     return 0
