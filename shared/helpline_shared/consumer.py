@@ -315,8 +315,14 @@ def batch_subscriber(
     settings: Settings,
     runner: BatchRunner,
     description: str,
+    background: bool = False,
 ) -> None:
     """Subscribe `runner` to `topics` in batches, committing only after it returns.
+
+    A consumer on the reports' path fetches with `kafka_fetch_max_wait_ms` (short: the
+    embedded broker holds an empty fetch that long even when records arrive); a
+    `background` one, read by people rather than the next stage, with the longer
+    `kafka_background_fetch_max_wait_ms`.
 
     Group `helpline-<service>`; a new group starts from the earliest offset, so nothing
     published before the service first started is skipped. The runner's health object
@@ -332,6 +338,11 @@ def batch_subscriber(
         batch=True,
         max_records=settings.kafka_batch_max_records,
         batch_timeout_ms=settings.kafka_batch_timeout_ms,
+        fetch_max_wait_ms=(
+            settings.kafka_background_fetch_max_wait_ms
+            if background
+            else settings.kafka_fetch_max_wait_ms
+        ),
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
         parser=tolerant_parser,

@@ -36,6 +36,21 @@ class Settings(BaseSettings):
     kafka_replication_factor: int = Field(1, ge=1)
     kafka_batch_max_records: int = Field(500, ge=1, description="Records per consumed batch.")
     kafka_batch_timeout_ms: int = Field(20, ge=0, description="Wait for a batch to fill.")
+    kafka_fetch_max_wait_ms: int = Field(
+        10,
+        ge=0,
+        description="How long the broker may hold a fetch that finds nothing new. Tansu does "
+        "not answer a held fetch when records arrive, so every hop waited out this time (about "
+        "120 ms median at the client default of 500); Apache Kafka answers at once, so a "
+        "larger value there only saves idle fetches.",
+    )
+    kafka_background_fetch_max_wait_ms: int = Field(
+        100,
+        ge=0,
+        description="The same for consumers whose readers are people, not the next stage "
+        "(metrics, casework, notify): a tenth of a second is nothing to them and saves the "
+        "broker most of their idle fetches.",
+    )
     kafka_session_timeout_ms: int = Field(
         6000, ge=1000, description="Consumer group session: how soon a dead member is replaced."
     )

@@ -70,10 +70,12 @@ class ServiceWiring:
         process: Callable[[Sequence[Record]], Awaitable[None]],
         description: str,
         depends_on: Sequence[Callable[[], Awaitable[bool]]] = (),
+        background: bool = False,
     ) -> None:
         """Subscribe `process` to `topics` in batches under the dead-letter protocol (see
         :class:`~helpline_shared.consumer.BatchRunner`). After an outage the consumer resumes
-        as soon as the broker and every check in `depends_on` answer again."""
+        as soon as the broker and every check in `depends_on` answer again. A `background`
+        consumer (its readers are people, not the next stage) fetches less eagerly."""
         router = KafkaRouter()
         process = self.observed.timed(process)
         if self.tracing is not None:
@@ -94,6 +96,7 @@ class ServiceWiring:
             settings=self.settings,
             runner=runner,
             description=description,
+            background=background,
         )
         self.broker.include_router(router)
 

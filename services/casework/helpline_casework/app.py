@@ -32,6 +32,7 @@ def create_app(settings: Settings) -> AsgiFastStream:
         description="Builds each case's read model: the report, every triage decision, each "
         "URL's escalation with its states, attempts and practitioners' actions, the reporter.",
         depends_on=[db.ready],
+        background=True,
     )
     actions = Actions(db, outbox)
     access = Access(db, settings)  # one per process: its rate limits count API and pages

@@ -26,6 +26,7 @@ def create_app(settings: Settings) -> AsgiFastStream:
         process=Metrics(db, wiring.broker, wiring.dead_letters).process,
         description="Folds triaged cases, escalation outcomes and rejections into totals.",
         depends_on=[db.ready],
+        background=True,
     )
     snapshots = SnapshotPublisher(
         db,

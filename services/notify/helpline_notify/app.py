@@ -37,6 +37,7 @@ def create_app(settings: Settings) -> AsgiFastStream:
         description="Keeps what notify needs of each case (source, reporter's email, URLs and "
         "their states) and queues the receipt, the outcome email and the alerts they make due.",
         depends_on=[db.ready],
+        background=True,
     )
     access = Access(db, settings)  # one per process: its rate limits count every route
     api = new_api(
