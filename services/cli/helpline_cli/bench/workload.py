@@ -57,7 +57,9 @@ def make_reports(n: int, urls_per_report: int, run: str) -> list[bytes]:
                     "schema_version": 1,
                     "source": "bench",
                     "report_id": f"{run}-{i}",
-                    "reporter": {"name": "Bench Reporter", "email": "bench@school.example"},
+                    # One professional per report, as in a helpline's year (not one
+                    # address that every email would queue behind).
+                    "reporter": {"name": "Bench Reporter", "email": f"bench{i}@school.example"},
                     "organisation": "Bench School",
                     "description": "Pupils are bullying a teacher in these videos.",
                     "urls": urls,
