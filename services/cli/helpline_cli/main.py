@@ -54,6 +54,19 @@ def _parser() -> argparse.ArgumentParser:
         help="offered load: the highest rate whose p99 stays under one second",
     )
     bench.add_argument(
+        "--backlog",
+        type=int,
+        default=None,
+        metavar="N",
+        help="publish N reports with the services stopped, start them, and print each "
+        "service's peak RSS and the drain rate",
+    )
+    bench.add_argument(
+        "--year",
+        action="store_true",
+        help="the simulated 2024 year end to end, simulator latency at 0 and at its default",
+    )
+    bench.add_argument(
         "--scenario",
         choices=["pipeline", "isolation"],
         default="pipeline",
@@ -133,6 +146,16 @@ async def _bench(args: argparse.Namespace, settings: Settings) -> int:
             backlog=args.backlog_platform_escalations,
             rounds=args.rounds,
         )
+    if args.backlog is not None:
+        from helpline_cli.bench.drain import run_backlog
+
+        return await run_backlog(
+            settings, reports=args.backlog, urls_per_report=args.urls_per_report
+        )
+    if args.year:
+        from helpline_cli.bench.year_run import run_year_bench
+
+        return await run_year_bench(settings)
     if args.rate or args.max_rate:
         from helpline_cli.bench.rates import run_max_rate, run_rates
 
