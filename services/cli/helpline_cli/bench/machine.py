@@ -51,10 +51,32 @@ def process_groups(stack: Stack) -> dict[str, list[int]]:
     groups["bench (clients, raw relay)"] = [os.getpid()]
     if stack.broker_proc is not None:
         groups["broker"] = [stack.broker_proc.pid]
-    groups["postgres"] = [
-        int(d.name) for d in Path("/proc").iterdir() if d.name.isdigit() and _comm(d) == "postgres"
-    ]
+    groups["postgres"] = _postgres_pids(stack.settings.data_dir / "postgres")
     return groups
+
+
+def _postgres_pids(data_dir: Path) -> list[int]:
+    """The embedded server's postmaster and its children (not another server's, such as
+    one that tests run against on the same machine); every postgres process when the
+    database is not the embedded one."""
+    try:
+        postmaster = int((data_dir / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        postmaster = None
+    pids = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit() or _comm(d) != "postgres":
+            continue
+        if postmaster is None or int(d.name) == postmaster or _ppid(d) == postmaster:
+            pids.append(int(d.name))
+    return pids
+
+
+def _ppid(proc_dir: Path) -> int | None:
+    try:
+        return int((proc_dir / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _comm(proc_dir: Path) -> str:

@@ -10,6 +10,7 @@ import sys
 import uuid
 
 from helpline_cli.bench.machine import CpuMeter, rss_mb, stage_times
+from helpline_cli.bench.minimal import minimal_loop
 from helpline_cli.bench.pipeline import pipeline
 from helpline_cli.bench.relay import raw_relay
 from helpline_cli.bench.workload import Figures, make_reports
@@ -101,6 +102,8 @@ async def run_bench(
         piped = await pipeline(stack, payloads, urls_per_report)
         cpu = meter.read()
         stages = await stage_times(stack.settings.database_url or "", run)
+        platforms = {"platform_base_url": stack.url("simulator")}
+        minimal = await minimal_loop(stack.settings.model_copy(update=platforms), payloads)
         raw2 = await raw_relay(stack.settings, payloads)
         rss = {name: rss_mb(p.pid) for name, p in stack.procs.items()}
     finally:
@@ -111,12 +114,16 @@ async def run_bench(
         f"per platform call; decision at submission\n"
     )
     print(f"{'':<42} {'msgs':>7} {'msgs/s':>10} {'p50 ms':>9} {'p95 ms':>9} {'p99 ms':>9}")
-    for f in (raw, piped, raw2):
+    for f in (raw, piped, minimal, raw2):
         print(_row(f))
     base = statistics.mean([raw.throughput, raw2.throughput])
     print(
         f"\npipeline / raw relay throughput (raw = mean of the runs before and after): "
         f"{piped.throughput / base:.1%}"
+    )
+    print(
+        "pipeline / minimal loop throughput (the same DB row and platform call per URL, "
+        f"without the design): {piped.throughput / minimal.throughput:.1%}"
     )
     raw_p50 = statistics.mean([raw.pct(50), raw2.pct(50)])
     print(f"pipeline p50 latency / raw p50: {piped.pct(50) / raw_p50:.1f}x")
