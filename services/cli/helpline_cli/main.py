@@ -49,6 +49,12 @@ def _parser() -> argparse.ArgumentParser:
         "--duration", type=float, default=20.0, help="offered load: seconds per rate"
     )
     bench.add_argument(
+        "--profile",
+        default=None,
+        metavar="DIR",
+        help="offered load: py-spy samples every service during each rate; stacks into DIR",
+    )
+    bench.add_argument(
         "--max-rate",
         action="store_true",
         help="offered load: the highest rate whose p99 stays under one second",
@@ -162,7 +168,10 @@ async def _bench(args: argparse.Namespace, settings: Settings) -> int:
         if args.max_rate:
             return await run_max_rate(settings, args.duration, args.urls_per_report)
         rates = [float(r) for r in args.rate.split(",")]
-        return await run_rates(settings, rates, args.duration, args.urls_per_report)
+        from pathlib import Path
+
+        profile = Path(args.profile) if args.profile else None
+        return await run_rates(settings, rates, args.duration, args.urls_per_report, profile)
     from helpline_cli.bench import run_bench
 
     return await run_bench(

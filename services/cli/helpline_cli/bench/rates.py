@@ -12,6 +12,7 @@ import asyncio
 import math
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -19,6 +20,7 @@ from rich.table import Table
 
 from helpline_cli.bench.machine import CpuMeter
 from helpline_cli.bench.offered import OfferedRun, offered_load, stage_medians
+from helpline_cli.bench.profile import Hot, Profiler
 from helpline_cli.bench.run import bench_stack
 from helpline_shared.settings import Settings
 
@@ -30,12 +32,19 @@ class RateResult:
     run: OfferedRun
     cpu_cores: float  # CPU-seconds of every process of the stack per wall second
     cpu_by_process: dict[str, float]  # the same, by process (group)
+    hottest: dict[str, list[Hot]]  # by service, when profiled
 
 
-async def measure_rate(
-    settings: Settings, rate: float, duration_s: float, urls_per_report: int, progress: Progress
+async def measure_rate(  # noqa: PLR0917
+    settings: Settings,
+    rate: float,
+    duration_s: float,
+    urls_per_report: int,
+    progress: Progress,
+    profile_dir: Path | None = None,
 ) -> RateResult:
-    """One rate on a fresh stack."""
+    """One rate on a fresh stack; with `profile_dir`, py-spy samples every service while
+    the reports are published."""
     stack = await bench_stack(settings, f"rate-{uuid.uuid4().hex[:8]}")
     try:
         await stack.start_services()
@@ -44,6 +53,10 @@ async def measure_rate(
         )
         meter = CpuMeter(stack)
         meter.start()
+        profiler = None
+        if profile_dir is not None:
+            profiler = Profiler(stack, profile_dir / f"{rate:g}", duration_s)
+            profiler.start()
         loop = asyncio.get_running_loop()
         started = loop.time()
         run = await offered_load(
@@ -55,10 +68,11 @@ async def measure_rate(
         )
         wall = loop.time() - started
         used = meter.read()
+        hot = await asyncio.to_thread(profiler.finish) if profiler is not None else {}
     finally:
         await asyncio.to_thread(stack.stop)
     by = {k: v / wall for k, v in used.items() if not k.startswith("bench")}
-    return RateResult(run, sum(by.values()), by)
+    return RateResult(run, sum(by.values()), by, hot)
 
 
 def _ms(v: float) -> str:
@@ -104,15 +118,31 @@ def _progress() -> Progress:
     )
 
 
+def profile_table(result: RateResult) -> Table:
+    t = Table(title=f"busiest functions at {result.run.rate:g} reports/s (py-spy, busy samples)")
+    for col in ("service", "function", "self", "total"):
+        t.add_column(col, justify="right" if col in ("self", "total") else "left")
+    for service, hot in result.hottest.items():
+        for h in hot[:5]:
+            t.add_row(service, h.frame[:90], f"{h.self_share:.1%}", f"{h.total_share:.1%}")
+    return t
+
+
 async def run_rates(
-    settings: Settings, rates: list[float], duration_s: float, urls_per_report: int
+    settings: Settings,
+    rates: list[float],
+    duration_s: float,
+    urls_per_report: int,
+    profile_dir: Path | None = None,
 ) -> int:
     console = Console()
     results = []
     with _progress() as progress:
         for rate in rates:
             results.append(
-                await measure_rate(settings, rate, duration_s, urls_per_report, progress)
+                await measure_rate(
+                    settings, rate, duration_s, urls_per_report, progress, profile_dir
+                )
             )
     console.print(latency_table(results))
     for r in results:
@@ -121,6 +151,10 @@ async def run_rates(
         console.print(
             f"CPU at {r.run.rate:g}/s (cores): " + ", ".join(f"{k} {v:.2f}" for k, v in busiest)
         )
+        if r.hottest:
+            console.print(profile_table(r))
+    if profile_dir is not None:
+        console.print(f"collapsed stacks (flame-graph input) in {profile_dir}/<rate>/<service>.txt")
     return 0
 
 
