@@ -2,11 +2,14 @@
 by the test: one email per key, a Message-ID derived from the key, the per-recipient limit
 postponing (never dropping) an email, a temporary refusal retried with backoff until it is
 sent or `delivery_max_attempts` is spent, a permanent refusal given up at once with its
-reason (without the address it quotes), and no address in the logs."""
+reason (without the address it quotes), no address in the logs, the emails of one step
+over one SMTP connection (opened again once if it drops), and the recipient limit's lookup
+answered by an index."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -20,7 +23,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from helpline_cli.infra import free_port
-from helpline_notify.mail import Sender, message_id, oldest_due_seconds, queue_mail
+from helpline_notify.mail import _RECENT, Sender, message_id, oldest_due_seconds, queue_mail
 from helpline_shared.db import Database
 from helpline_shared.settings import Settings
 from tests.conftest import opened_database
@@ -35,6 +38,16 @@ class Server:
     caught: list[tuple[list[str], EmailMessage]] = field(default_factory=list)
     refuse: dict[str, str] = field(default_factory=dict)
     refuse_once: dict[str, str] = field(default_factory=dict)
+    drop_once: set[str] = field(default_factory=set)  # connection closed at this RCPT, once
+    ehlo: list[str] = field(default_factory=list)  # the name each connection gave
+    sessions: list[Session] = field(default_factory=list)  # the connection of each caught
+
+    async def handle_EHLO(  # noqa: N802
+        self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: Any
+    ) -> Any:
+        self.ehlo.append(hostname)
+        session.host_name = hostname  # what aiosmtpd's own EHLO would have done
+        return responses
 
     async def handle_RCPT(  # noqa: N802 (aiosmtpd's hook name)
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: Any
@@ -43,6 +56,11 @@ class Server:
             return self.refuse[address]
         if address in self.refuse_once:
             return self.refuse_once.pop(address)
+        if address in self.drop_once:
+            self.drop_once.discard(address)
+            assert server.transport is not None
+            server.transport.close()
+            return "421 4.3.2 Closing"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
@@ -54,6 +72,7 @@ class Server:
         message = message_from_bytes(raw, policy=policy.default)
         assert isinstance(message, EmailMessage)
         self.caught.append(([str(r) for r in envelope.rcpt_tos], message))
+        self.sessions.append(session)
         return "250 Message accepted for delivery"
 
     def to(self, address: str) -> list[EmailMessage]:
@@ -259,3 +278,106 @@ async def test_an_unreachable_server_is_retried_and_the_backlog_shows_it(db: Dat
     assert 599 < await oldest_due_seconds(db) < 700
     await db.pool.execute("UPDATE notify.mail SET gave_up_at = now() WHERE key = $1", key)
     assert await oldest_due_seconds(db) == 0.0
+
+
+def connections(handler: Server) -> int:
+    return len({id(s) for s in handler.sessions})
+
+
+async def test_the_emails_of_a_step_travel_over_one_connection_refusals_each_their_own(
+    db: Database, server: tuple[Server, int]
+) -> None:
+    handler, port = server
+    settings = settings_for(port, delivery_max_attempts=5)
+    to = [address(f"one{i}") for i in range(5)]
+    handler.refuse[to[1]] = "550 5.1.1 No such user"
+    handler.refuse_once[to[3]] = "451 4.3.0 Try again later"
+    keys = [f"k:{uuid.uuid4()}" for _ in to]
+    for key, email in zip(keys, to, strict=True):
+        await queue(db, key, email)
+    assert await Sender(db, settings).step() is False  # one step: every email claimed
+    assert [len(handler.to(e)) for e in to] == [1, 0, 1, 0, 1]
+    assert connections(handler) == 1
+    assert len(handler.ehlo) == 1
+    # EHLO names the sending domain (never this host's looked-up FQDN).
+    assert handler.ehlo == [settings.mail_from.rpartition("@")[2].strip(">")]
+    rows = [await row(db, k) for k in keys]
+    assert [r["sent_at"] is not None for r in rows] == [True, False, True, False, True]
+    assert rows[1]["gave_up_at"] is not None  # permanent: given up at once
+    assert "550" in rows[1]["last_error"]
+    assert rows[3]["gave_up_at"] is None  # temporary: waits its backoff
+    assert "451" in rows[3]["last_error"]
+
+
+async def test_a_connection_dropped_mid_step_is_opened_once_more(
+    db: Database, server: tuple[Server, int]
+) -> None:
+    handler, port = server
+    settings = settings_for(port, delivery_max_attempts=5)
+    to = [address(f"drop{i}") for i in range(4)]
+    handler.drop_once.add(to[2])  # the server hangs up on the third email
+    keys = [f"k:{uuid.uuid4()}" for _ in to]
+    for key, email in zip(keys, to, strict=True):
+        await queue(db, key, email)
+    await Sender(db, settings).step()
+    assert [len(handler.to(e)) for e in to] == [1, 1, 1, 1]  # the third sent again, at once
+    assert connections(handler) == 2
+    rows = [await row(db, k) for k in keys]
+    assert all(r["sent_at"] is not None and r["attempts"] == 1 for r in rows)
+
+
+async def test_a_connection_dropped_again_leaves_the_rest_to_their_retry(
+    db: Database, server: tuple[Server, int]
+) -> None:
+    handler, port = server
+    settings = settings_for(port, delivery_max_attempts=5)
+    to = [address(f"again{i}") for i in range(4)]
+    handler.drop_once.update({to[1], to[2]})  # a hang-up, then another on the reconnection
+    keys = [f"k:{uuid.uuid4()}" for _ in to]
+    for key, email in zip(keys, to, strict=True):
+        await queue(db, key, email)
+    await Sender(db, settings).step()
+    rows = [await row(db, k) for k in keys]
+    # The second goes on a new connection; the third breaks that one too: no third
+    # connection this step, so it and the fourth wait their backoff (a try each).
+    assert [r["sent_at"] is not None for r in rows] == [True, True, False, False]
+    assert all(r["gave_up_at"] is None and r["attempts"] == 1 for r in rows)
+    assert all(r["last_error"] for r in rows[2:])
+    assert connections(handler) == 2
+    for r in rows[2:]:
+        await db.pool.execute("UPDATE notify.mail SET due_at = now() WHERE key = $1", r["key"])
+    await drain(Sender(db, settings))
+    assert [len(handler.to(e)) for e in to] == [1, 1, 1, 1]
+
+
+def _plan_nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield plan
+    for child in plan.get("Plans", ()):
+        yield from _plan_nodes(child)
+
+
+@pytest.mark.parametrize("plan_mode", ["force_custom_plan", "force_generic_plan"])
+async def test_the_recipient_limit_lookup_uses_an_index_not_a_scan_of_the_outbox(
+    db: Database, plan_mode: str
+) -> None:
+    # Thousands of emails (most sent, to many recipients): the outbox of a busy month.
+    await db.pool.execute(
+        "INSERT INTO notify.mail (key, kind, recipient, subject, body_text, sent_at)"
+        " SELECT 'plan:' || g, 'receipt', 'Plan' || (g % 3000) || '@School.example', 's', 't',"
+        "   CASE WHEN g % 10 <> 0 THEN now() - (g || ' seconds')::interval END"
+        " FROM generate_series(1, 8000) g ON CONFLICT (key) DO NOTHING"
+    )
+    await db.pool.execute("ANALYZE notify.mail")
+    async with db.pool.acquire() as conn:
+        await conn.execute(f"SET plan_cache_mode = {plan_mode}")
+        try:
+            found = await conn.fetchval(
+                f"EXPLAIN (FORMAT JSON) {_RECENT}", "plan7@school.example", "k:x", 3600.0, 1
+            )
+        finally:
+            await conn.execute("RESET plan_cache_mode")
+    plan = (json.loads(found) if isinstance(found, str) else found)[0]["Plan"]
+    nodes = list(_plan_nodes(plan))
+    assert [n for n in nodes if n.get("Relation Name") == "mail"], plan
+    assert all(n["Node Type"] != "Seq Scan" for n in nodes), plan
+    assert "notify_mail_recipient_lower" in {n.get("Index Name") for n in nodes}, plan

@@ -6,11 +6,12 @@ the same key queued twice is one email.
 
 Sending (:class:`Sender`, a :class:`~helpline_shared.loop.WorkLoop`): due emails are claimed
 with `FOR UPDATE SKIP LOCKED` and a lease (so replicas never send the same row at once),
-sent over SMTP with aiosmtplib, then `sent_at` is recorded. The guarantee is *at least once
-sent, recorded once*: a process killed after the SMTP server accepted an email but before
-`sent_at` was written leaves the lease to expire, and the email is sent again with the
-*same* Message-ID (derived from the key), so the receiving side can recognise the
-duplicate. A failed send is retried with exponential backoff
+sent over SMTP with aiosmtplib (a claimed batch over one connection,
+:class:`~helpline_notify.smtp.SmtpSession`), then each email's `sent_at` is recorded. The
+guarantee is *at least once sent, recorded once*: a process killed after the SMTP server
+accepted an email but before `sent_at` was written leaves the lease to expire, and the
+email is sent again with the *same* Message-ID (derived from the key), so the receiving
+side can recognise the duplicate. A failed send is retried with exponential backoff
 (`delivery_retry_base_s` .. `delivery_retry_max_s`) up to `delivery_max_attempts` tries,
 or at once given up on a permanent refusal (SMTP 5xx); a given-up email keeps the reason in
 `last_error`. A per-recipient rate limit (`mail_per_recipient_limit`, e.g. "20/hour",
@@ -39,6 +40,7 @@ from typing import Any
 import aiosmtplib
 from limits import parse
 
+from helpline_notify.smtp import SmtpSession
 from helpline_shared.db import Conn, Database
 from helpline_shared.logging import get_logger
 from helpline_shared.loop import WorkLoop
@@ -157,7 +159,8 @@ class Sender:
         limit = parse(settings.mail_per_recipient_limit)
         self._limit_n = limit.amount
         self._window_s = float(limit.get_expiry())
-        # Long enough for one SMTP exchange of every claimed email, and then some.
+        # A step's emails share a connection that is opened at most twice (SmtpSession):
+        # long enough for two timed-out exchanges, and then some.
         self.lease_s = settings.smtp_timeout_s * 2 + 5
         self._log = get_logger("helpline.notify.mail")
         self.loop = WorkLoop(
@@ -178,11 +181,13 @@ class Sender:
         pool = self._db.pool
         async with pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(_CLAIM, CLAIM_BATCH, self.lease_s)
-        for row in sorted(rows, key=lambda r: r["seq"]):
-            await self._deliver(dict(row))
+        if rows:
+            async with SmtpSession(self._settings) as smtp:
+                for row in sorted(rows, key=lambda r: r["seq"]):
+                    await self._deliver(dict(row), smtp)
         return len(rows) == CLAIM_BATCH
 
-    async def _deliver(self, row: dict[str, Any]) -> None:
+    async def _deliver(self, row: dict[str, Any], smtp: SmtpSession) -> None:
         pool = self._db.pool
         key = row["key"]
         # Erased since the claim (its reporter's erasure cleared the address): not sent.
@@ -200,7 +205,7 @@ class Sender:
             self._log.info("email waits for the recipient's rate limit", key=key, due_at=due)
             return
         try:
-            await self._send(row)
+            await smtp.send(self._message(row))
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [r.code for r in exc.recipients]
             reason = "; ".join(f"SMTP {r.code}: {r.message}" for r in exc.recipients)[:500]
@@ -231,7 +236,7 @@ class Sender:
         await self._db.pool.execute(_RETRY, key, pause, reason)
         self._log.info("email send failed; will retry", key=key, attempts=attempts, pause_s=pause)
 
-    async def _send(self, row: dict[str, Any]) -> None:
+    def _message(self, row: dict[str, Any]) -> EmailMessage:
         s = self._settings
         message = EmailMessage()
         message["From"] = s.mail_from
@@ -242,13 +247,4 @@ class Sender:
         message.set_content(row["body_text"])
         if row["body_html"]:
             message.add_alternative(row["body_html"], subtype="html")
-        await aiosmtplib.send(
-            message,
-            hostname=s.smtp_host,
-            port=s.smtp_port,
-            username=s.smtp_username,
-            password=s.smtp_password.get_secret_value() if s.smtp_password else None,
-            use_tls=s.smtp_security == "tls",
-            start_tls=s.smtp_security == "starttls",
-            timeout=s.smtp_timeout_s,
-        )
+        return message
