@@ -49,6 +49,8 @@ class CpuMeter:
 def process_groups(stack: Stack) -> dict[str, list[int]]:
     groups = {name: [p.pid] for name, p in stack.procs.items()}
     groups["bench (clients, raw relay)"] = [os.getpid()]
+    for name, proc in stack.aux.items():  # beside the system, never counted as it
+        groups[f"bench ({name})"] = [proc.pid]
     if stack.broker_proc is not None:
         groups["broker"] = [stack.broker_proc.pid]
     groups["postgres"] = _postgres_pids(stack.settings.data_dir / "postgres")

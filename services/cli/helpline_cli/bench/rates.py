@@ -31,7 +31,7 @@ P99_LIMIT_MS = 1000.0
 class RateResult:
     run: OfferedRun
     cpu_cores: float  # CPU-seconds of every process of the stack per wall second
-    cpu_by_process: dict[str, float]  # the same, by process (group)
+    cpu_by_process: dict[str, float]  # by process (group); "bench ..." ones are not the stack
     hottest: dict[str, list[Hot]]  # by service, when profiled
 
 
@@ -71,8 +71,8 @@ async def measure_rate(  # noqa: PLR0917
         hot = await asyncio.to_thread(profiler.finish) if profiler is not None else {}
     finally:
         await asyncio.to_thread(stack.stop)
-    by = {k: v / wall for k, v in used.items() if not k.startswith("bench")}
-    return RateResult(run, sum(by.values()), by, hot)
+    by = {k: v / wall for k, v in used.items()}
+    return RateResult(run, sum(v for k, v in by.items() if not k.startswith("bench")), by, hot)
 
 
 def _ms(v: float) -> str:
@@ -83,7 +83,7 @@ def latency_table(results: list[RateResult]) -> Table:
     t = Table(title="publish → last outcome, open loop (ms; second half in brackets)")
     for col in ("offered/s", "achieved/s", "done/s", "p50", "p95", "p99", "max", "unfinished"):
         t.add_column(col, justify="right")
-    t.add_column("CPU (of 2 cores)", justify="right")
+    t.add_column("stack CPU (cores)", justify="right")
     for r in results:
         o = r.run
         t.add_row(
