@@ -34,6 +34,7 @@ import json
 import re
 import uuid
 from collections.abc import Sequence
+from itertools import groupby
 from typing import Any
 
 from pydantic import BaseModel
@@ -133,9 +134,12 @@ SELECT case_id, source, reporter_email, erased_at, url_ids, receipt_queued_at,
 FROM notify.cases WHERE case_id = ANY($1::uuid[]) ORDER BY case_id FOR UPDATE
 """
 _URLS = """
-SELECT url_id, url, platform, state, decision, reason, route FROM notify.urls
-WHERE case_id = $1 ORDER BY url
+SELECT case_id, url_id, url, platform, state, decision, reason, route FROM notify.urls
+WHERE case_id = ANY($1::uuid[])
 """
+# When a status link issued now expires, in the receipt's words (now() is the
+# transaction's: one answer for every receipt of a batch).
+_EXPIRES = "SELECT to_char(now() + make_interval(days => $1), 'FMDD FMMonth YYYY')"
 
 
 class Notify:
@@ -188,21 +192,31 @@ async def apply(conn: Conn, events: Sequence[Event]) -> list[Event]:
             new.append(e)
     # By case (stable: a case's events keep their order), so concurrent batches lock the
     # cases' rows in one order and never deadlock on them.
-    for e in sorted(new, key=lambda e: e.case_id):
-        if isinstance(e, CaseOpenedV1):
-            await conn.execute(_OPENED, e.case_id, e.source, e.report_id, e.received_at)
-        elif isinstance(e, ReporterDetailsV1):
-            if e.reporter is None:
-                await conn.execute(_ERASE, e.case_id, e.occurred_at)
-                await conn.execute(_ERASE_MAIL, e.case_id, list(REPORTER_KINDS))
-            else:
-                await conn.execute(_REPORTER, e.case_id, str(e.reporter.email), e.occurred_at)
-        elif isinstance(e, CaseTriagedV1):
-            await conn.execute(_TRIAGED, e.case_id, e.revision, [u.url_id for u in e.urls])
-        else:
-            url_id = e.url_id or e.escalation_id
-            await conn.execute(
-                _OUTCOME,
+    statements = [st for e in sorted(new, key=lambda e: e.case_id) for st in _statements(e)]
+    # The same statements in the same order; a run of one statement goes in one round trip.
+    for sql, run in groupby(statements, key=lambda st: st[0]):
+        await conn.executemany(sql, [args for _, args in run])
+    return new
+
+
+def _statements(e: Event) -> list[tuple[str, tuple[Any, ...]]]:
+    """The statements that apply `e`, in order."""
+    if isinstance(e, CaseOpenedV1):
+        return [(_OPENED, (e.case_id, e.source, e.report_id, e.received_at))]
+    if isinstance(e, ReporterDetailsV1):
+        if e.reporter is None:
+            return [
+                (_ERASE, (e.case_id, e.occurred_at)),
+                (_ERASE_MAIL, (e.case_id, list(REPORTER_KINDS))),
+            ]
+        return [(_REPORTER, (e.case_id, str(e.reporter.email), e.occurred_at))]
+    if isinstance(e, CaseTriagedV1):
+        return [(_TRIAGED, (e.case_id, e.revision, [u.url_id for u in e.urls]))]
+    url_id = e.url_id or e.escalation_id
+    return [
+        (
+            _OUTCOME,
+            (
                 e.case_id,
                 url_id,
                 e.escalation_id,
@@ -213,8 +227,9 @@ async def apply(conn: Conn, events: Sequence[Event]) -> list[Event]:
                 e.reason,
                 e.occurred_at,
                 e.route,
-            )
-    return new
+            ),
+        )
+    ]
 
 
 async def queue_due(conn: Conn, case_ids: set[uuid.UUID], settings: Settings) -> int:
@@ -224,20 +239,33 @@ async def queue_due(conn: Conn, case_ids: set[uuid.UUID], settings: Settings) ->
         return 0
     queued = 0
     opted_out = set(settings.receipt_opt_out_sources)
-    for case in await conn.fetch(_CASE, sorted(case_ids)):
+    cases = [
+        case
+        for case in await conn.fetch(_CASE, sorted(case_ids))
+        if case["source"] is not None
+        and case["reporter_email"] is not None
+        and case["erased_at"] is None
+        and case["source"] not in opted_out
+        and not is_simulated_source(case["source"])
+    ]
+    # The URLs of every case whose outcome may be due, in one query (rows this transaction
+    # wrote and holds the cases' locks on: what a query per case would read).
+    awaiting = [c["case_id"] for c in cases if c["outcome_queued_at"] is None and c["url_ids"]]
+    urls_of: dict[uuid.UUID, dict[uuid.UUID, Any]] = {}
+    for u in await conn.fetch(_URLS, awaiting) if awaiting else ():
+        urls_of.setdefault(u["case_id"], {})[u["url_id"]] = u
+    expires: str | None = None
+    for case in cases:
         email = case["reporter_email"]
-        if case["source"] is None or email is None or case["erased_at"] is not None:
-            continue
-        if case["source"] in opted_out or is_simulated_source(case["source"]):
-            continue
         case_id: uuid.UUID = case["case_id"]
         link: str | None = None
         if case["receipt_queued_at"] is None:
+            if expires is None:
+                expires = await conn.fetchval(_EXPIRES, settings.status_link_ttl_days)
             link = await _status_link(conn, case_id, settings)
-            queued += await _receipt(conn, case_id, email, link, settings)
+            queued += await _receipt(conn, case_id, email, link, str(expires))
         if case["outcome_queued_at"] is None and case["url_ids"]:
-            urls = await conn.fetch(_URLS, case_id)
-            by_id = {u["url_id"]: u for u in urls}
+            by_id = urls_of.get(case_id, {})
             current = [by_id.get(i) for i in case["url_ids"]]
             if all(u is not None and u["state"] in FINAL_STATES for u in current):
                 link = link or await _status_link(conn, case_id, settings)
@@ -250,14 +278,8 @@ async def _status_link(conn: Conn, case_id: uuid.UUID, settings: Settings) -> st
     return status_links.status_url(settings, token)
 
 
-async def _receipt(
-    conn: Conn, case_id: uuid.UUID, email: str, link: str, settings: Settings
-) -> int:
+async def _receipt(conn: Conn, case_id: uuid.UUID, email: str, link: str, expires: str) -> int:
     reference = case_reference(case_id)
-    expires = await conn.fetchval(
-        "SELECT to_char(now() + make_interval(days => $1), 'FMDD FMMonth YYYY')",
-        settings.status_link_ttl_days,
-    )
     mail = render(
         "receipt",
         f"Your report {reference}: we have received it",
