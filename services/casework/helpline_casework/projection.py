@@ -1,8 +1,9 @@
 """Folding events into the case read model, exactly once per event id, in any order.
 
-Each batch is applied in one transaction. `casework.inbox` keeps the id of every event
-applied, so a redelivered or replayed event changes nothing. The topics arrive in no order
-between them, so nothing here waits for anything else:
+Each batch is applied in one transaction, as if its events were applied one at a time in
+their order. `casework.inbox` keeps the id of every event applied, so a redelivered or
+replayed event changes nothing. The topics arrive in no order between them, so nothing
+here waits for anything else:
 
 - a case (`helpline.cases.opened`) is stored once; a second copy changes nothing;
 - every triage decision is kept (the highest revision is the current one), whether or not
@@ -23,7 +24,8 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
+from typing import TypeVar
 
 from helpline_shared.db import Conn
 from helpline_shared.events import (
@@ -38,6 +40,8 @@ Event = (
     CaseOpenedV1 | CaseTriagedV1 | EscalationOutcomeV1 | EscalationActivityV1 | ReporterDetailsV1
 )
 
+_E = TypeVar("_E", bound=Event)
+
 # The ids of `$1` not applied before, recorded as applied now.
 _FRESH = """
 WITH fresh AS (
@@ -46,31 +50,53 @@ WITH fresh AS (
 )
 SELECT array_agg(event_id) FROM fresh
 """
-_CASE = """
+# Each statement below writes a whole batch's rows of one table: one array parameter per
+# column, unnested together (a list-valued column travels as JSON text, since a PostgreSQL
+# array cannot hold arrays of different lengths).
+_CASES = """
 INSERT INTO casework.cases (case_id, source, report_id, received_at, published_at, organisation,
     description, urls, issue_types, prior_report, child_affected, simulated)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::text::jsonb, $11, $12)
+SELECT c.case_id, c.source, c.report_id, c.received_at, c.published_at, c.organisation,
+    c.description, ARRAY(SELECT jsonb_array_elements_text(c.urls::jsonb)),
+    ARRAY(SELECT jsonb_array_elements_text(c.issue_types::jsonb)), c.prior_report::jsonb,
+    c.child_affected, c.simulated
+FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[],
+    $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::boolean[], $12::boolean[])
+    WITH ORDINALITY AS c(case_id, source, report_id, received_at, published_at, organisation,
+        description, urls, issue_types, prior_report, child_affected, simulated, n)
+ORDER BY c.n
 ON CONFLICT DO NOTHING
 """
-_DECISION = """
+_DECISIONS = """
 INSERT INTO casework.decisions (event_id, case_id, revision, triaged_at, harm_types,
     lead_harm_type, urgency, route, rules_fired, matches, rules_version, decision_due_at,
     overridden_by, override_note, urls)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::text::jsonb, $11, $12, $13, $14,
-    $15::text::jsonb)
+SELECT d.event_id, d.case_id, d.revision, d.triaged_at,
+    ARRAY(SELECT jsonb_array_elements_text(d.harm_types::jsonb)), d.lead_harm_type, d.urgency,
+    d.route, ARRAY(SELECT jsonb_array_elements_text(d.rules_fired::jsonb)), d.matches::jsonb,
+    d.rules_version, d.decision_due_at, d.overridden_by, d.override_note, d.urls::jsonb
+FROM unnest($1::uuid[], $2::uuid[], $3::integer[], $4::timestamptz[], $5::text[], $6::text[],
+    $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::timestamptz[],
+    $13::text[], $14::text[], $15::text[])
+    AS d(event_id, case_id, revision, triaged_at, harm_types, lead_harm_type, urgency, route,
+        rules_fired, matches, rules_version, decision_due_at, overridden_by, override_note, urls)
 ON CONFLICT DO NOTHING
 """
-_STATE = """
+_STATES = """
 INSERT INTO casework.states (event_id, case_id, escalation_id, state, occurred_at, decision,
     platform_reference, reason, actor, note, overturned)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::timestamptz[],
+    $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::boolean[])
 ON CONFLICT DO NOTHING
 """
-_ESCALATION = """
+# At most one row per (case_id, escalation_id) per statement: see `apply`.
+_ESCALATIONS = """
 INSERT INTO casework.escalations AS e (case_id, escalation_id, url_id, url, platform, route,
     state, decision, platform_reference, reason, attempts, due_at, followups, received_at,
     linked_at, state_since)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[],
+    $7::text[], $8::text[], $9::text[], $10::text[], $11::integer[], $12::timestamptz[],
+    $13::integer[], $14::timestamptz[], $15::timestamptz[], $16::timestamptz[])
 ON CONFLICT (case_id, escalation_id) DO UPDATE SET
     state = CASE WHEN EXCLUDED.state_since >= e.state_since THEN EXCLUDED.state ELSE e.state END,
     decision = CASE WHEN EXCLUDED.state_since >= e.state_since
@@ -99,19 +125,24 @@ ON CONFLICT (case_id, escalation_id) DO UPDATE SET
 _ACTIVITY = """
 INSERT INTO casework.activity (event_id, escalation_id, platform, kind, started_at, finished_at,
     http_status, result, error, actor, action, note, command_id)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::timestamptz[],
+    $6::timestamptz[], $7::integer[], $8::text[], $9::text[], $10::text[], $11::text[],
+    $12::text[], $13::uuid[])
 ON CONFLICT DO NOTHING
 """
-_REPORTER = """
+# At most one row per case_id per statement, and a case in only one of the two: see `apply`.
+_REPORTERS = """
 INSERT INTO casework.reporters AS r (case_id, name, email, role, occurred_at)
-VALUES ($1, $2, $3, $4, $5)
+SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[])
 ON CONFLICT (case_id) DO UPDATE SET
     name = EXCLUDED.name, email = EXCLUDED.email, role = EXCLUDED.role,
     occurred_at = EXCLUDED.occurred_at
 WHERE r.erased_at IS NULL AND EXCLUDED.occurred_at >= r.occurred_at
 """
-_ERASE = """
-INSERT INTO casework.reporters AS r (case_id, occurred_at, erased_at) VALUES ($1, $2, $2)
+_ERASURES = """
+INSERT INTO casework.reporters AS r (case_id, occurred_at, erased_at)
+SELECT x.case_id, x.occurred_at, x.occurred_at
+FROM unnest($1::uuid[], $2::timestamptz[]) AS x(case_id, occurred_at)
 ON CONFLICT (case_id) DO UPDATE SET
     name = NULL, email = NULL, role = NULL,
     occurred_at = GREATEST(r.occurred_at, EXCLUDED.occurred_at),
@@ -125,7 +156,15 @@ def event_id(event: Event) -> uuid.UUID:
 
 async def apply(conn: Conn, events: Sequence[Event]) -> list[Event]:
     """Apply the events not applied before, in `conn`'s transaction; returns those applied.
-    A repeated id (already applied, or twice in `events`) is applied once."""
+    A repeated id (already applied, or twice in `events`) is applied once.
+
+    The result is that of applying the new events one at a time in their order, in a
+    handful of statements: one set-based statement per table per batch, except where
+    several events of the batch update one row (a case's escalation, a case's reporter).
+    An upsert cannot touch a row twice, and the escalation's rules do not fold into one
+    row ahead of the stored one (a newer state without a decision clears the stored
+    decision, which a `breached` after it would otherwise have kept), so those rows are
+    written in rounds: each row's first event of the batch, then its second, and so on."""
     if not events:
         return []
     fresh = set(await conn.fetchval(_FRESH, [event_id(e) for e in events]) or ())
@@ -140,27 +179,42 @@ async def apply(conn: Conn, events: Sequence[Event]) -> list[Event]:
     activity = [e for e in new if isinstance(e, EscalationActivityV1)]
     reporters = [e for e in new if isinstance(e, ReporterDetailsV1)]
     if cases:
-        await conn.executemany(_CASE, [_case_args(e) for e in cases])
+        await conn.execute(_CASES, *_columns([_case_args(e) for e in cases]))
     if decisions:
-        await conn.executemany(_DECISION, [_decision_args(e) for e in decisions])
+        await conn.execute(_DECISIONS, *_columns([_decision_args(e) for e in decisions]))
     if outcomes:
-        await conn.executemany(_STATE, [_state_args(e) for e in outcomes])
-        await conn.executemany(_ESCALATION, [_escalation_args(e) for e in outcomes])
+        await conn.execute(_STATES, *_columns([_state_args(e) for e in outcomes]))
+        for step in rounds(outcomes, lambda e: (e.case_id, e.escalation_id)):
+            await conn.execute(_ESCALATIONS, *_columns([_escalation_args(e) for e in step]))
     if activity:
-        await conn.executemany(_ACTIVITY, [_activity_args(e) for e in activity])
-    for r in reporters:
-        if r.reporter is None:
-            await conn.execute(_ERASE, r.case_id, r.occurred_at)
-        else:
-            await conn.execute(
-                _REPORTER,
-                r.case_id,
-                r.reporter.name,
-                str(r.reporter.email),
-                r.reporter.role,
-                r.occurred_at,
-            )
+        await conn.execute(_ACTIVITY, *_columns([_activity_args(e) for e in activity]))
+    for group in rounds(reporters, lambda e: e.case_id):
+        erased = [(r.case_id, r.occurred_at) for r in group if r.reporter is None]
+        details = [
+            (r.case_id, r.reporter.name, str(r.reporter.email), r.reporter.role, r.occurred_at)
+            for r in group
+            if r.reporter is not None
+        ]
+        if erased:
+            await conn.execute(_ERASURES, *_columns(erased))
+        if details:
+            await conn.execute(_REPORTERS, *_columns(details))
     return new
+
+
+def rounds(events: Sequence[_E], key: Callable[[_E], Hashable]) -> list[list[_E]]:
+    """`events` in rounds with at most one event per key each: round n holds the n-th
+    event of every key that has one, so each key's events keep their order across rounds."""
+    by_key: dict[Hashable, list[_E]] = {}
+    for e in events:
+        by_key.setdefault(key(e), []).append(e)
+    depth = max(map(len, by_key.values()), default=0)
+    return [[row[n] for row in by_key.values() if len(row) > n] for n in range(depth)]
+
+
+def _columns(rows: Sequence[tuple[object, ...]]) -> list[list[object]]:
+    """Rows as one list per column, the parameters of an `unnest` statement."""
+    return [list(column) for column in zip(*rows, strict=True)]
 
 
 def _case_args(e: CaseOpenedV1) -> tuple[object, ...]:
@@ -172,8 +226,8 @@ def _case_args(e: CaseOpenedV1) -> tuple[object, ...]:
         e.published_at,
         e.organisation,
         e.description,
-        list(e.urls),
-        list(e.issue_types),
+        json.dumps(list(e.urls)),
+        json.dumps(list(e.issue_types)),
         e.prior_report.model_dump_json() if e.prior_report else None,
         e.child_affected,
         e.simulated,
@@ -186,11 +240,11 @@ def _decision_args(e: CaseTriagedV1) -> tuple[object, ...]:
         e.case_id,
         e.revision,
         e.triaged_at,
-        list(e.harm_types),
+        json.dumps(list(e.harm_types)),
         e.lead_harm_type,
         e.urgency,
         e.route,
-        list(e.rules_fired),
+        json.dumps(list(e.rules_fired)),
         json.dumps([m.model_dump(mode="json") for m in e.matches]),
         e.rules_version,
         e.decision_due_at,
