@@ -23,7 +23,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from helpline_cli.infra import free_port
-from helpline_notify.mail import _RECENT, Sender, message_id, oldest_due_seconds, queue_mail
+from helpline_notify.mail import _CHECK, Sender, message_id, oldest_due_seconds, queue_mail
 from helpline_shared.db import Database
 from helpline_shared.settings import Settings
 from tests.conftest import opened_database
@@ -372,7 +372,7 @@ async def test_the_recipient_limit_lookup_uses_an_index_not_a_scan_of_the_outbox
         await conn.execute(f"SET plan_cache_mode = {plan_mode}")
         try:
             found = await conn.fetchval(
-                f"EXPLAIN (FORMAT JSON) {_RECENT}", "plan7@school.example", "k:x", 3600.0, 1
+                f"EXPLAIN (FORMAT JSON) {_CHECK}", "plan7@school.example", "k:x", 3600.0, 1
             )
         finally:
             await conn.execute("RESET plan_cache_mode")

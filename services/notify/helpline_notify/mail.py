@@ -80,6 +80,13 @@ WHERE lower(recipient) = lower($1) AND key <> $2
        OR (sent_at IS NULL AND leased_until > now() AND gave_up_at IS NULL AND seq < $4))
 """
 _RECIPIENT = "SELECT recipient FROM notify.mail WHERE key = $1 AND sent_at IS NULL"
+# Both checks before sending an email under the limit, in one round trip: its recipient now
+# (NULL once erased) and the recipient's recent emails.
+_CHECK = f"""
+SELECT (SELECT recipient FROM notify.mail WHERE key = $2 AND sent_at IS NULL) AS recipient,
+    recent.n, recent.oldest
+FROM ({_RECENT}) AS recent
+"""
 _POSTPONE = """
 UPDATE notify.mail SET due_at = $2, leased_until = NULL, attempts = attempts - 1
 WHERE key = $1 AND sent_at IS NULL
@@ -190,15 +197,16 @@ class Sender:
     async def _deliver(self, row: dict[str, Any], smtp: SmtpSession) -> None:
         pool = self._db.pool
         key = row["key"]
-        # Erased since the claim (its reporter's erasure cleared the address): not sent.
-        if await pool.fetchval(_RECIPIENT, key) != row["recipient"]:
-            self._log.info("email no longer to be sent", key=key, kind=row["kind"])
-            return
         recent = (
             None  # an alert to the people on duty never waits for the limit
             if row["kind"] == ALERT_KIND
-            else await pool.fetchrow(_RECENT, row["recipient"], key, self._window_s, row["seq"])
+            else await pool.fetchrow(_CHECK, row["recipient"], key, self._window_s, row["seq"])
         )
+        now_to = await pool.fetchval(_RECIPIENT, key) if recent is None else recent["recipient"]
+        # Erased since the claim (its reporter's erasure cleared the address): not sent.
+        if now_to != row["recipient"]:
+            self._log.info("email no longer to be sent", key=key, kind=row["kind"])
+            return
         if recent is not None and recent["n"] >= self._limit_n:
             due = recent["oldest"] + timedelta(seconds=self._window_s)
             await pool.execute(_POSTPONE, key, due)
