@@ -322,7 +322,8 @@ def batch_subscriber(
     A consumer on the reports' path fetches with `kafka_fetch_max_wait_ms` (short: the
     embedded broker holds an empty fetch that long even when records arrive); a
     `background` one, read by people rather than the next stage, with the longer
-    `kafka_background_fetch_max_wait_ms`.
+    `kafka_background_fetch_max_wait_ms`. Either holds at most `kafka_fetch_max_bytes` of
+    fetched records in memory beyond the batch in hand.
 
     Group `helpline-<service>`; a new group starts from the earliest offset, so nothing
     published before the service first started is skipped. The runner's health object
@@ -343,6 +344,7 @@ def batch_subscriber(
             if background
             else settings.kafka_fetch_max_wait_ms
         ),
+        fetch_max_bytes=settings.kafka_fetch_max_bytes,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
         parser=tolerant_parser,

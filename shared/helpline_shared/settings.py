@@ -51,6 +51,15 @@ class Settings(BaseSettings):
         "(metrics, casework, notify): a tenth of a second is nothing to them and saves the "
         "broker most of their idle fetches.",
     )
+    kafka_fetch_max_bytes: int = Field(
+        1024 * 1024,
+        ge=1024,
+        description="The most one fetch response may carry, over all of a consumer's "
+        "partitions. aiokafka keeps a response's records in memory until the service has "
+        "consumed them, and Tansu ignores the per-partition bound, so with the client's "
+        "default of 50 MiB a consumer far behind (a backlog) held tens of MiB per fetch; "
+        "1 MiB is still several batches of `kafka_batch_max_records` reports.",
+    )
     kafka_session_timeout_ms: int = Field(
         6000, ge=1000, description="Consumer group session: how soon a dead member is replaced."
     )
