@@ -32,6 +32,8 @@ import asyncio
 import hashlib
 import math
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from email.message import EmailMessage
 from email.utils import formatdate, parseaddr
@@ -148,6 +150,49 @@ async def queue_mail(
     True when queued now, False when that key was queued before (nothing changes)."""
     seq = await conn.fetchval(_QUEUE, key, kind, case_id, to, subject, text, html)
     return seq is not None
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """An email to queue (the arguments of :func:`queue_mail`)."""
+
+    key: str
+    to: str
+    subject: str
+    text: str
+    html: str | None
+    kind: str
+    case_id: uuid.UUID | None
+
+
+_QUEUE_MANY = """
+INSERT INTO notify.mail (key, kind, case_id, recipient, subject, body_text, body_html)
+SELECT key, kind, case_id, recipient, subject, body_text, body_html
+FROM unnest($1::text[], $2::text[], $3::uuid[], $4::text[], $5::text[], $6::text[],
+            $7::text[]) WITH ORDINALITY
+    AS m(key, kind, case_id, recipient, subject, body_text, body_html, ord)
+ORDER BY ord
+ON CONFLICT (key) DO NOTHING
+RETURNING seq
+"""
+
+
+async def queue_mails(conn: Conn, mails: Sequence[Outgoing]) -> int:
+    """:func:`queue_mail` for each of `mails` in one statement, in their order (so they are
+    sent in it); returns how many were new."""
+    if not mails:
+        return 0
+    rows = await conn.fetch(
+        _QUEUE_MANY,
+        [m.key for m in mails],
+        [m.kind for m in mails],
+        [m.case_id for m in mails],
+        [m.to for m in mails],
+        [m.subject for m in mails],
+        [m.text for m in mails],
+        [m.html for m in mails],
+    )
+    return len(rows)
 
 
 def backoff_s(attempts: int, settings: Settings) -> float:

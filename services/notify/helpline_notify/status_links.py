@@ -15,6 +15,7 @@ import hashlib
 import re
 import secrets
 import uuid
+from collections.abc import Sequence
 from datetime import timedelta
 
 from helpline_shared.db import Conn
@@ -33,15 +34,22 @@ async def issue(conn: Conn, case_id: uuid.UUID, settings: Settings) -> str:
     """A new token for `case_id`, live for `settings.status_link_ttl_days` from now. Every
     call makes another link (earlier ones stay live); only the token's SHA-256 is stored,
     in `conn`'s transaction if one is open."""
-    token = secrets.token_urlsafe(TOKEN_BYTES)
-    await conn.execute(
-        "INSERT INTO notify.status_links (token_sha256, case_id, expires_at)"
-        " VALUES ($1, $2, now() + $3::interval)",
-        _digest(token),
-        case_id,
-        timedelta(days=settings.status_link_ttl_days),
-    )
+    [token] = await issue_many(conn, [case_id], settings)
     return token
+
+
+async def issue_many(conn: Conn, case_ids: Sequence[uuid.UUID], settings: Settings) -> list[str]:
+    """:func:`issue` for each of `case_ids` in one statement: a new token each, in order."""
+    tokens = [secrets.token_urlsafe(TOKEN_BYTES) for _ in case_ids]
+    if tokens:
+        await conn.execute(
+            "INSERT INTO notify.status_links (token_sha256, case_id, expires_at)"
+            " SELECT d, c, now() + $3::interval FROM unnest($1::bytea[], $2::uuid[]) AS t(d, c)",
+            [_digest(t) for t in tokens],
+            list(case_ids),
+            timedelta(days=settings.status_link_ttl_days),
+        )
+    return tokens
 
 
 def status_url(settings: Settings, token: str) -> str:

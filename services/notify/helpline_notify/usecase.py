@@ -41,7 +41,7 @@ from pydantic import BaseModel
 
 from helpline_notify import alerts, status_links
 from helpline_notify.emails import HOTLINE, HOTLINE_LINK, outcome_words, platform_name, render
-from helpline_notify.mail import queue_mail
+from helpline_notify.mail import Outgoing, queue_mails
 from helpline_shared.consumer import DeadLetters, Record, admit_by_topic
 from helpline_shared.db import Conn, Database
 from helpline_shared.events import (
@@ -137,6 +137,8 @@ _URLS = """
 SELECT case_id, url_id, url, platform, state, decision, reason, route FROM notify.urls
 WHERE case_id = ANY($1::uuid[])
 """
+_RECEIPT_QUEUED = "UPDATE notify.cases SET receipt_queued_at = now() WHERE case_id = ANY($1)"
+_OUTCOME_QUEUED = "UPDATE notify.cases SET outcome_queued_at = now() WHERE case_id = ANY($1)"
 # When a status link issued now expires, in the receipt's words (now() is the
 # transaction's: one answer for every receipt of a batch).
 _EXPIRES = "SELECT to_char(now() + make_interval(days => $1), 'FMDD FMMonth YYYY')"
@@ -234,10 +236,10 @@ def _statements(e: Event) -> list[tuple[str, tuple[Any, ...]]]:
 
 async def queue_due(conn: Conn, case_ids: set[uuid.UUID], settings: Settings) -> int:
     """Queue the receipt and outcome emails now due for `case_ids` (each once per case);
-    returns how many were queued."""
+    returns how many were queued. A handful of statements per batch, whatever its size:
+    the cases' links, their markers and their emails each go in one."""
     if not case_ids:
         return 0
-    queued = 0
     opted_out = set(settings.receipt_opt_out_sources)
     cases = [
         case
@@ -254,31 +256,42 @@ async def queue_due(conn: Conn, case_ids: set[uuid.UUID], settings: Settings) ->
     urls_of: dict[uuid.UUID, dict[uuid.UUID, Any]] = {}
     for u in await conn.fetch(_URLS, awaiting) if awaiting else ():
         urls_of.setdefault(u["case_id"], {})[u["url_id"]] = u
-    expires: str | None = None
+    receipts: list[uuid.UUID] = []
+    outcomes: dict[uuid.UUID, list[Any]] = {}
     for case in cases:
-        email = case["reporter_email"]
-        case_id: uuid.UUID = case["case_id"]
-        link: str | None = None
         if case["receipt_queued_at"] is None:
-            if expires is None:
-                expires = await conn.fetchval(_EXPIRES, settings.status_link_ttl_days)
-            link = await _status_link(conn, case_id, settings)
-            queued += await _receipt(conn, case_id, email, link, str(expires))
+            receipts.append(case["case_id"])
         if case["outcome_queued_at"] is None and case["url_ids"]:
-            by_id = urls_of.get(case_id, {})
+            by_id = urls_of.get(case["case_id"], {})
             current = [by_id.get(i) for i in case["url_ids"]]
             if all(u is not None and u["state"] in FINAL_STATES for u in current):
-                link = link or await _status_link(conn, case_id, settings)
-                queued += await _outcome(conn, case_id, email, [u for u in current if u], link)
-    return queued
+                outcomes[case["case_id"]] = [u for u in current if u]
+    # One new link per case that gets an email: its receipt and outcome queued together
+    # carry the same one.
+    linked = [
+        c["case_id"] for c in cases if c["case_id"] in outcomes or c["receipt_queued_at"] is None
+    ]
+    tokens = await status_links.issue_many(conn, linked, settings)
+    link_of = {c: status_links.status_url(settings, t) for c, t in zip(linked, tokens, strict=True)}
+    expires = ""
+    if receipts:  # now() is the transaction's: one answer for every receipt
+        expires = str(await conn.fetchval(_EXPIRES, settings.status_link_ttl_days))
+    mails: list[Outgoing] = []
+    for case in cases:
+        case_id: uuid.UUID = case["case_id"]
+        email = case["reporter_email"]
+        if case["receipt_queued_at"] is None:
+            mails.append(_receipt(case_id, email, link_of[case_id], expires))
+        if case_id in outcomes:
+            mails.append(_outcome(case_id, email, outcomes[case_id], link_of[case_id]))
+    if receipts:
+        await conn.execute(_RECEIPT_QUEUED, receipts)
+    if outcomes:
+        await conn.execute(_OUTCOME_QUEUED, list(outcomes))
+    return await queue_mails(conn, mails)
 
 
-async def _status_link(conn: Conn, case_id: uuid.UUID, settings: Settings) -> str:
-    token = await status_links.issue(conn, case_id, settings)
-    return status_links.status_url(settings, token)
-
-
-async def _receipt(conn: Conn, case_id: uuid.UUID, email: str, link: str, expires: str) -> int:
+def _receipt(case_id: uuid.UUID, email: str, link: str, expires: str) -> Outgoing:
     reference = case_reference(case_id)
     mail = render(
         "receipt",
@@ -287,11 +300,7 @@ async def _receipt(conn: Conn, case_id: uuid.UUID, email: str, link: str, expire
         status_link=link,
         expires=expires,
     )
-    await conn.execute(
-        "UPDATE notify.cases SET receipt_queued_at = now() WHERE case_id = $1", case_id
-    )
-    new = await queue_mail(
-        conn,
+    return Outgoing(
         key=f"receipt:{case_id}",
         to=email,
         subject=mail.subject,
@@ -300,16 +309,9 @@ async def _receipt(conn: Conn, case_id: uuid.UUID, email: str, link: str, expire
         kind="receipt",
         case_id=case_id,
     )
-    return int(new)
 
 
-async def _outcome(
-    conn: Conn,
-    case_id: uuid.UUID,
-    email: str,
-    urls: Sequence[Any],
-    link: str,
-) -> int:
+def _outcome(case_id: uuid.UUID, email: str, urls: Sequence[Any], link: str) -> Outgoing:
     reference = case_reference(case_id)
     listed = [
         {
@@ -329,11 +331,7 @@ async def _outcome(
         urls=listed,
         status_link=link,
     )
-    await conn.execute(
-        "UPDATE notify.cases SET outcome_queued_at = now() WHERE case_id = $1", case_id
-    )
-    new = await queue_mail(
-        conn,
+    return Outgoing(
         key=f"outcome:{case_id}",
         to=email,
         subject=mail.subject,
@@ -342,7 +340,6 @@ async def _outcome(
         kind="outcome",
         case_id=case_id,
     )
-    return int(new)
 
 
 # Keys that name a person's details, whatever their spelling (reporterEmail, tel_no, ...):
