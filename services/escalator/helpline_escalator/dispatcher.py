@@ -426,17 +426,41 @@ class PlatformWorker:
             self._outbox.wake()
         if not claims:
             return 0
-        acted = await asyncio.gather(
-            *(self._act(c, deadline) for c in claims), return_exceptions=True
-        )
-        steps = [a for a in acted if isinstance(a, Step)]
-        releases = [a for a in acted if isinstance(a, Release)]
-        errors = [a for a in acted if isinstance(a, BaseException)]
-        await self._store(steps, releases)
+        errors = await self._act_and_store(claims, deadline)
         await self._mark_backlog()
         if errors:
             raise errors[0]
         return len(claims)
+
+    async def _act_and_store(self, claims: list[Claim], deadline: float) -> list[BaseException]:
+        """Make every claim's call and store each result as soon as it is in: whatever
+        finished while one store ran goes in the next, so one slow call never holds the
+        batch's other outcomes back (and stores still group when calls finish together).
+        Returns the unexpected exceptions (bugs), after storing everything else. Cancelled
+        (the loop stopping past its timeout), it cancels the calls still running."""
+        pending = {asyncio.ensure_future(self._act(c, deadline)) for c in claims}
+        errors: list[BaseException] = []
+        try:
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                steps: list[Step] = []
+                releases: list[Release] = []
+                for task in done:
+                    error = task.exception()
+                    if error is not None:
+                        errors.append(error)
+                        continue
+                    acted = task.result()
+                    if isinstance(acted, Step):
+                        steps.append(acted)
+                    else:
+                        releases.append(acted)
+                await self._store(steps, releases)
+        except BaseException:
+            for task in pending:
+                task.cancel()
+            raise
+        return errors
 
     async def _mark_backlog(self) -> None:
         """While the circuit is open, the platform's waiting escalations are due when the
