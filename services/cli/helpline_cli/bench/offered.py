@@ -121,7 +121,7 @@ async def offered_load(
     duration_s: float,
     urls_per_report: int,
     progress: Progress | None = None,
-    settle_s: float = 30.0,
+    settle_s: float = 20.0,
 ) -> OfferedRun:
     """Publish `rate * duration_s` reports on schedule to a running stack, wait up to
     `settle_s` after the last for their outcomes, and return the figures."""

@@ -139,11 +139,11 @@ async def run_rates(
     results = []
     with _progress() as progress:
         for rate in rates:
-            results.append(
-                await measure_rate(
-                    settings, rate, duration_s, urls_per_report, progress, profile_dir
-                )
+            result = await measure_rate(
+                settings, rate, duration_s, urls_per_report, progress, profile_dir
             )
+            results.append(result)
+            progress.console.print(latency_table([result]))  # each rate as soon as it ends
     console.print(latency_table(results))
     for r in results:
         console.print(stage_table(r))
@@ -170,6 +170,7 @@ async def run_max_rate(
         while failed - held > max(25.0, held * 0.05):
             r = await measure_rate(settings, rate, duration_s, urls_per_report, progress)
             results.append(r)
+            progress.console.print(latency_table([r]))
             if r.run.p(99) < P99_LIMIT_MS and r.run.unfinished == 0:
                 held = rate
             else:
