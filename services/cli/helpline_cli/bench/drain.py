@@ -224,7 +224,7 @@ def summary(d: Drain) -> list[str]:
 
 async def run_backlog(settings: Settings, *, reports: int, urls_per_report: int) -> int:
     """`helpline bench --backlog N`: a fresh stack, the backlog drained, the figures."""
-    console = Console()
+    console = Console(width=max(140, Console().width))  # tables whole in a log file too
     console.print(
         f"helpline bench --backlog: {reports:,} reports, {urls_per_report} URLs each; "
         "starting a fresh stack"

@@ -109,12 +109,13 @@ def stage_table(result: RateResult) -> Table:
     return t
 
 
-def _progress() -> Progress:
+def _progress(console: Console) -> Progress:
     return Progress(
         TextColumn("{task.description:<32}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
+        console=console,
     )
 
 
@@ -135,9 +136,9 @@ async def run_rates(
     urls_per_report: int,
     profile_dir: Path | None = None,
 ) -> int:
-    console = Console()
+    console = Console(width=max(140, Console().width))  # tables whole in a log file too
     results = []
-    with _progress() as progress:
+    with _progress(console) as progress:
         for rate in rates:
             result = await measure_rate(
                 settings, rate, duration_s, urls_per_report, progress, profile_dir
@@ -162,11 +163,11 @@ async def run_max_rate(
     settings: Settings, duration_s: float, urls_per_report: int, start: float = 200.0
 ) -> int:
     """Steps up by half again while the p99 holds under a second; then bisects."""
-    console = Console()
+    console = Console(width=max(140, Console().width))  # tables whole in a log file too
     results: list[RateResult] = []
     held, failed = 0.0, math.inf
     rate = start
-    with _progress() as progress:
+    with _progress(console) as progress:
         while failed - held > max(25.0, held * 0.05):
             r = await measure_rate(settings, rate, duration_s, urls_per_report, progress)
             results.append(r)

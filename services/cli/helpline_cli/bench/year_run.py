@@ -71,7 +71,7 @@ async def run_year_bench(
     settings: Settings, latencies: tuple[float | None, ...] = (0, None)
 ) -> int:
     """`helpline bench --year`: each latency on a fresh stack, then the table."""
-    console = Console()
+    console = Console(width=max(140, Console().width))  # tables whole in a log file too
     year = generate(YEAR, SEED)
     timings = []
     for latency_ms in latencies:
