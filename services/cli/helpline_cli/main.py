@@ -57,7 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--max-rate",
         action="store_true",
-        help="offered load: the highest rate whose p99 stays under one second",
+        help="offered load: the highest rate whose p99 stays under one second (from --rate R)",
     )
     bench.add_argument(
         "--backlog",
@@ -165,8 +165,9 @@ async def _bench(args: argparse.Namespace, settings: Settings) -> int:
     if args.rate or args.max_rate:
         from helpline_cli.bench.rates import run_max_rate, run_rates
 
-        if args.max_rate:
-            return await run_max_rate(settings, args.duration, args.urls_per_report)
+        if args.max_rate:  # --rate R with it: the first rate tried
+            start = float(args.rate.split(",")[0]) if args.rate else 200.0
+            return await run_max_rate(settings, args.duration, args.urls_per_report, start)
         rates = [float(r) for r in args.rate.split(",")]
         from pathlib import Path
 
