@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,8 +38,10 @@ class Profiler:
 
     @staticmethod
     def available() -> str | None:
-        """The py-spy executable, or None when it is not installed."""
-        return shutil.which("py-spy")
+        """The py-spy executable (beside this Python's, as in a venv run without
+        activating it, else on PATH), or None when it is not installed."""
+        beside = Path(sys.executable).parent / "py-spy"
+        return str(beside) if beside.exists() else shutil.which("py-spy")
 
     def start(self) -> None:
         exe = self.available()
