@@ -22,8 +22,8 @@ from urllib.parse import urlsplit
 import aiohttp
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from helpline_cli.bench.relay import bench_topics
 from helpline_cli.bench.workload import Figures, produce
 from helpline_escalator.adapters.base import Notice, PlatformAdapter
 from helpline_escalator.adapters.registry import build_adapters
@@ -153,17 +153,7 @@ async def minimal_loop(settings: Settings, payloads: list[bytes]) -> Figures:
     """Reports through the minimal loop, timed from publish to their message out."""
     run = uuid.uuid4().hex[:8]
     src, dst = f"bench.minimal.{run}.in", f"bench.minimal.{run}.out"
-    admin = AIOKafkaAdminClient(**client_kwargs(settings, "bench-admin"))
-    await admin.start()
-    try:
-        await admin.create_topics(
-            [
-                NewTopic(t, settings.kafka_topic_partitions, settings.kafka_replication_factor)
-                for t in (src, dst)
-            ]
-        )
-    finally:
-        await admin.close()
+    await bench_topics(settings, [src, dst])
     n = len(payloads)
     index = {json.loads(p)["report_id"]: i for i, p in enumerate(payloads)}
     received: dict[int, float] = {}

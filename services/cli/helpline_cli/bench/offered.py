@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import json
 import statistics
 import time
 import uuid
@@ -26,8 +25,8 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from rich.progress import Progress
 
+from helpline_cli.bench.pipeline import Completion
 from helpline_cli.bench.workload import make_reports
-from helpline_shared.events import EscalationOutcomeV1, derive_id
 from helpline_shared.kafka import client_kwargs
 from helpline_shared.settings import Settings
 from helpline_shared.topics import ESCALATION_OUTCOMES, REPORTS_SUBMITTED
@@ -128,10 +127,7 @@ async def offered_load(
     run = f"offered-{uuid.uuid4().hex[:8]}"
     payloads = make_reports(max(1, round(rate * duration_s)), urls_per_report, run)
     n = len(payloads)
-    case_of = {
-        derive_id("case", "bench", json.loads(p)["report_id"]): i for i, p in enumerate(payloads)
-    }
-    expected = {i: len(set(json.loads(p)["urls"])) for i, p in enumerate(payloads)}
+    completion = Completion(payloads)
     sink = AIOKafkaConsumer(
         ESCALATION_OUTCOMES.name,
         **client_kwargs(settings, "bench-offered-out"),
@@ -143,7 +139,6 @@ async def offered_load(
     await sink.getmany(timeout_ms=200)  # at the end of the topic before the first publish
     producer = AIOKafkaProducer(**client_kwargs(settings, "bench-offered"), acks="all", linger_ms=0)
     await producer.start()
-    finished: dict[int, set[uuid.UUID]] = {}
     done_wall: dict[int, float] = {}
     all_done = asyncio.Event()
 
@@ -153,12 +148,7 @@ async def offered_load(
             now = time.time()
             for records in batch.values():
                 for r in records:
-                    e = EscalationOutcomeV1.model_validate_json(r.value)
-                    i = case_of.get(e.case_id)
-                    if i is None or e.state == "submitted":
-                        continue
-                    finished.setdefault(i, set()).add(e.escalation_id)
-                    if len(finished[i]) == expected[i] and i not in done_wall:
+                    if (i := completion.see(r.value)) is not None:
                         done_wall[i] = now
                         if progress is not None and task is not None:
                             progress.update(task, completed=len(done_wall))
@@ -191,7 +181,9 @@ async def offered_load(
         latency_ms=latency,
     )
     if settings.database_url:
-        out.stages_ms = await _stages(settings.database_url, run, case_of, scheduled, done_wall)
+        out.stages_ms = await _stages(
+            settings.database_url, run, completion.index, scheduled, done_wall
+        )
     return out
 
 

@@ -16,12 +16,33 @@ from helpline_shared.kafka import client_kwargs
 from helpline_shared.topics import ESCALATION_OUTCOMES, REPORTS_SUBMITTED
 
 
+class Completion:
+    """Which of the bench's reports have every URL's outcome (other than `submitted`) on
+    `helpline.escalations.outcomes`; reports are known by their index in `payloads`."""
+
+    def __init__(self, payloads: list[bytes]) -> None:
+        reports = [json.loads(p) for p in payloads]
+        self.index = {derive_id("case", "bench", r["report_id"]): i for i, r in enumerate(reports)}
+        self._expected = [len(set(r["urls"])) for r in reports]
+        self._finished: dict[int, set[uuid.UUID]] = {}
+        self.done: set[int] = set()
+
+    def see(self, value: bytes) -> int | None:
+        """Reads one outcome; returns its report's index when this finished the report."""
+        e = EscalationOutcomeV1.model_validate_json(value)
+        i = self.index.get(e.case_id)
+        if i is None or e.state == "submitted" or i in self.done:
+            return None
+        self._finished.setdefault(i, set()).add(e.escalation_id)
+        if len(self._finished[i]) < self._expected[i]:
+            return None
+        self.done.add(i)
+        return i
+
+
 async def pipeline(stack: Stack, payloads: list[bytes], urls_per_report: int) -> Figures:
     settings = stack.settings
-    case_of = {
-        derive_id("case", "bench", json.loads(p)["report_id"]): i for i, p in enumerate(payloads)
-    }
-    expected = {i: len(set(json.loads(p)["urls"])) for i, p in enumerate(payloads)}
+    completion = Completion(payloads)
     sink = AIOKafkaConsumer(
         ESCALATION_OUTCOMES.name,
         **client_kwargs(settings, "bench-out"),
@@ -30,7 +51,6 @@ async def pipeline(stack: Stack, payloads: list[bytes], urls_per_report: int) ->
     )
     await sink.start()
     await sink.getmany(timeout_ms=200)  # join at the end of the topic before publishing
-    finished: dict[int, set[uuid.UUID]] = {}
     done_at: dict[int, float] = {}
     n = len(payloads)
 
@@ -40,12 +60,7 @@ async def pipeline(stack: Stack, payloads: list[bytes], urls_per_report: int) ->
             now = time.monotonic()
             for records in batch.values():
                 for r in records:
-                    e = EscalationOutcomeV1.model_validate_json(r.value)
-                    i = case_of.get(e.case_id)
-                    if i is None or e.state == "submitted":
-                        continue
-                    finished.setdefault(i, set()).add(e.escalation_id)
-                    if len(finished[i]) == expected[i] and i not in done_at:
+                    if (i := completion.see(r.value)) is not None:
                         done_at[i] = now
 
     sink_task = asyncio.create_task(drain())

@@ -53,9 +53,8 @@ async def _relay_stage(  # noqa: PLR0917
         await producer.stop()
 
 
-async def raw_relay(settings: Settings, payloads: list[bytes]) -> Figures:
-    run = uuid.uuid4().hex[:8]
-    topics = [f"bench.relay.{run}.{i}" for i in range(STAGES + 1)]
+async def bench_topics(settings: Settings, topics: list[str]) -> None:
+    """Create a baseline's own topics (the broker creates none by itself)."""
     admin = AIOKafkaAdminClient(**client_kwargs(settings, "bench-admin"))
     await admin.start()
     try:
@@ -67,6 +66,12 @@ async def raw_relay(settings: Settings, payloads: list[bytes]) -> Figures:
         )
     finally:
         await admin.close()
+
+
+async def raw_relay(settings: Settings, payloads: list[bytes]) -> Figures:
+    run = uuid.uuid4().hex[:8]
+    topics = [f"bench.relay.{run}.{i}" for i in range(STAGES + 1)]
+    await bench_topics(settings, topics)
     n = len(payloads)
     received: dict[int, float] = {}
     sink = AIOKafkaConsumer(
