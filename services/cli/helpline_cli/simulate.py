@@ -158,6 +158,22 @@ def lines(report: dict[str, Any], truth: Truth, seconds: float) -> list[str]:
     return [f"{name:<{width}}  {value}  ({note})" for name, value, note in rows]
 
 
+async def year_on_fresh_stack(
+    settings: Settings, year: Year, latency_ms: float | None, name: str
+) -> tuple[YearRun, Stack]:
+    """`run_year` on a fresh bench stack accepting simulated reports (`latency_ms` None:
+    the simulator's default); returns the run and the stopped stack."""
+    env = {"HELPLINE_ALLOW_SIMULATED_REPORTS": "true"}
+    if latency_ms is not None:
+        env["HELPLINE_SIMULATOR_LATENCY_MS"] = str(latency_ms)
+    stack = await bench_stack(settings, f"{name}-{uuid.uuid4().hex[:8]}", env)
+    try:
+        await stack.start_services()
+        return await run_year(stack, year), stack
+    finally:
+        await asyncio.to_thread(stack.stop)
+
+
 async def run_simulate(
     settings: Settings, *, year: int, seed: int, scale: float, latency_ms: float | None
 ) -> int:
@@ -168,15 +184,7 @@ async def run_simulate(
         f"of {year} (seed {seed}); starting the stack",
         flush=True,
     )
-    env = {"HELPLINE_ALLOW_SIMULATED_REPORTS": "true"}
-    if latency_ms is not None:
-        env["HELPLINE_SIMULATOR_LATENCY_MS"] = str(latency_ms)
-    stack = await bench_stack(settings, f"simulate-{uuid.uuid4().hex[:8]}", env)
-    try:
-        await stack.start_services()
-        result = await run_year(stack, generated)
-    finally:
-        await asyncio.to_thread(stack.stop)
+    result, _ = await year_on_fresh_stack(settings, generated, latency_ms, "simulate")
     print(f"\nThe annual report for {year} from metrics, beside the generator's ground truth:")
     for line in lines(result.report, generated.truth, result.seconds):
         print(line)

@@ -9,15 +9,12 @@ side by side; nothing passes or fails on them.
 
 from __future__ import annotations
 
-import asyncio
-import uuid
 from dataclasses import dataclass
 
 from rich.console import Console
 from rich.table import Table
 
-from helpline_cli.bench.run import bench_stack
-from helpline_cli.simulate import run_year
+from helpline_cli.simulate import year_on_fresh_stack
 from helpline_cli.year import Year, generate
 from helpline_shared.settings import Settings
 
@@ -39,15 +36,7 @@ class YearTiming:
 
 async def time_year(settings: Settings, year: Year, latency_ms: float | None) -> YearTiming:
     """The year on a fresh stack; `latency_ms` None leaves the simulator at its default."""
-    env = {"HELPLINE_ALLOW_SIMULATED_REPORTS": "true"}
-    if latency_ms is not None:
-        env["HELPLINE_SIMULATOR_LATENCY_MS"] = str(latency_ms)
-    stack = await bench_stack(settings, f"year-{uuid.uuid4().hex[:8]}", env)
-    try:
-        await stack.start_services()
-        result = await run_year(stack, year)
-    finally:
-        await asyncio.to_thread(stack.stop)
+    result, stack = await year_on_fresh_stack(settings, year, latency_ms, "year")
     effective = stack.settings.simulator_latency_ms if latency_ms is None else latency_ms
     label = "default" if latency_ms is None else "zero" if latency_ms == 0 else "set"
     return YearTiming(label, effective, result.seconds, year.truth.cases, year.truth.urls)
